@@ -1,0 +1,481 @@
+"""The ``chaser`` command line.
+
+Human-readable tables by default; ``--format json`` where scripts need it. Every problem a user
+can fix ends with one line on stderr starting ``chaser:`` and exit status 2; nothing is written
+when a command fails.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, selectinload
+
+from chaser.config import Config, load_config, redact_url
+from chaser.errors import ChaserError, InvalidValue, NotFound
+from storage.dates import parse_when
+from storage.db import make_engine, require_current_schema, session_factory, upgrade
+from storage.importers.parse import read_status, ref_key
+from storage.models import STATUSES, Action, ActionGroup, ActionOwner, Plan, StatusUpdate, Workstream
+from storage.people import find_person, holders, import_directory, role_report
+from storage.updates import CurrentState, current_states, record_update
+
+F = TypeVar("F", bound=Callable[..., Any])
+FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                      help="table for people, json for scripts")
+PLAN = click.option("--plan", "plan_name", metavar="NAME", help="the plan, when more than one is imported")
+
+
+class Context:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def engine(self, *, require_schema: bool = True) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.config.database.url)
+            if require_schema:
+                require_current_schema(self._engine)
+        return self._engine
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_factory(self.engine())() as session, session.begin():
+            yield session
+
+    @property
+    def edi_leads(self) -> list[str]:
+        return [self.config.edi_lead] if self.config.edi_lead else []
+
+
+def handles_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ChaserError as exc:
+            click.echo(f"chaser: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def console() -> Console:
+    # Wide enough for the tables when piped into a file or a pager.
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH", envvar="CHASER_CONFIG",
+              help="configuration file (default: ./chaser.toml, else built-in defaults)")
+@click.version_option(package_name="chaser")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
+    """Chaser keeps action plans moving: import the plan, see who owns what, record updates."""
+    ctx.obj = Context(config_path)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@main.command()
+@pass_ctx
+@handles_errors
+def init(ctx: Context) -> None:
+    """Create the database schema, or upgrade it to this version of Chaser."""
+    engine = ctx.engine(require_schema=False)
+    before, after = upgrade(engine)
+    where = redact_url(ctx.config.database.url)
+    if before is None:
+        click.echo(f"Created the Chaser database at {where} (schema {after}).")
+    elif before != after:
+        click.echo(f"Upgraded {where} from schema {before} to {after}.")
+    else:
+        click.echo(f"{where} is up to date (schema {after}).")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@PLAN
+@click.option("--dry-run", is_flag=True, help="read and check the file, report what would change, write nothing")
+@FORMAT
+@pass_ctx
+@handles_errors
+def import_cmd(ctx: Context, file: Path, plan_name: str | None, dry_run: bool, fmt: str) -> None:
+    """Import a plan from a Word (.docx), Excel (.xlsx) or CSV file.
+
+    Importing the same file again changes nothing; an edited file updates only what changed.
+    """
+    from storage.importers.load import import_plan_file
+
+    engine = ctx.engine()
+    with progress_bar(enabled=fmt == "table" and sys.stderr.isatty()) as progress:
+        result = import_plan_file(
+            engine, file, plan_name=plan_name, timezone=ctx.config.timezone, dry_run=dry_run, progress=progress
+        )
+    if fmt == "json":
+        emit_json(result.as_json())
+        return
+    out = console()
+    verb = "Would import" if dry_run else "Imported"
+    out.print(f"{verb} {result.file} into plan [bold]{escape(result.plan)}[/bold]")
+    out.print(
+        f"  {result.workstreams} workstreams, {result.groups} groups, {result.actions} actions: "
+        f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged"
+    )
+    if result.warnings:
+        table = Table(title=f"{len(result.warnings)} warning(s): nothing was dropped, check these cells", title_justify="left")
+        table.add_column("where")
+        table.add_column("problem")
+        for w in result.warnings:
+            table.add_row(escape(w.where), escape(w.message))
+        out.print(table)
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("storing actions"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:
+        task = bar.add_task("import", total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def find_plan(session: Session, name: str | None) -> Plan | None:
+    if name is None:
+        return None
+    plan = session.scalar(select(Plan).where(Plan.name == name))
+    if plan is None:
+        names = ", ".join(repr(n) for n in session.scalars(select(Plan.name).order_by(Plan.name))) or "none yet"
+        raise NotFound(f"no plan named {name!r} (plans: {names})")
+    return plan
+
+
+def load_actions(session: Session, plan: Plan | None) -> list[Action]:
+    query = (
+        select(Action)
+        .options(
+            selectinload(Action.owners).selectinload(ActionOwner.role),
+            selectinload(Action.workstream),
+            selectinload(Action.group),
+            selectinload(Action.plan),
+        )
+        .order_by(Action.plan_id, Action.position)
+    )
+    if plan is not None:
+        query = query.where(Action.plan_id == plan.id)
+    return list(session.scalars(query))
+
+
+def action_json(action: Action, state: CurrentState, people: list[str]) -> dict[str, Any]:
+    return {
+        "ref": action.ref,
+        "title": action.title,
+        "plan": action.plan.name,
+        "workstream": action.workstream.name if action.workstream else None,
+        "group": action.group.ref if action.group else None,
+        "owners": [o.role.name for o in action.owners],
+        "people": people,
+        "start": action.start_date.isoformat() if action.start_date else None,
+        "due": state.due.isoformat() if state.due else None,
+        "due_text": state.due_text,
+        "due_precision": state.due_precision,
+        "recurring": action.recurring,
+        "recurrence": action.recurrence,
+        "key_dates": action.key_dates,
+        "status": state.status,
+        "note": state.note,
+        "updated_at": state.updated_at.isoformat() if state.updated_at else None,
+    }
+
+
+def people_by_action(session: Session, actions: list[Action]) -> dict[int, list[str]]:
+    held = holders(session)
+    result = {}
+    for action in actions:
+        emails: list[str] = []
+        for owner in action.owners:
+            for person in held.get(owner.role_id, []):
+                if person.email not in emails:
+                    emails.append(person.email)
+        result[action.id] = emails
+    return result
+
+
+STATUS_STYLE = {"green": "green", "amber": "yellow", "red": "red", "complete": "blue", "not_started": "dim"}
+
+
+@main.command()
+@PLAN
+@click.option("--status", "status_filter", type=click.Choice([*STATUSES, "unknown"]),
+              help="only actions with this current status (unknown: never reported)")
+@FORMAT
+@pass_ctx
+@handles_errors
+def actions(ctx: Context, plan_name: str | None, status_filter: str | None, fmt: str) -> None:
+    """List actions with their owners, due dates and current status."""
+    with ctx.session() as session:
+        plan = find_plan(session, plan_name)
+        rows = load_actions(session, plan)
+        states = current_states(session, rows)
+        if status_filter:
+            wanted = None if status_filter == "unknown" else status_filter
+            rows = [a for a in rows if states[a.id].status == wanted]
+        if fmt == "json":
+            people = people_by_action(session, rows)
+            emit_json([action_json(a, states[a.id], people[a.id]) for a in rows])
+            return
+    table = Table(title=f"{len(rows)} action(s)", title_justify="left")
+    for name in ("ref", "action", "owners", "due", "status"):
+        table.add_column(name, overflow="ellipsis", no_wrap=name in ("ref", "due", "status"))
+    plan_id = None
+    for action in rows:
+        if plan_id is not None and action.plan_id != plan_id:
+            table.add_section()
+        plan_id = action.plan_id
+        state = states[action.id]
+        due = state.due.isoformat() if state.due else ("recurring" if action.recurring else "-")
+        if state.due and state.due_precision and state.due_precision != "day":
+            due += f" ({state.due_text})" if state.due_text and len(state.due_text) < 16 else ""
+        status = state.status or "unknown"
+        table.add_row(
+            escape(action.ref),
+            escape(_short(action.title, 70)),
+            escape(_short(", ".join(o.role.name for o in action.owners) or "-", 40)),
+            escape(due),
+            f"[{STATUS_STYLE.get(status, 'dim')}]{status}[/]",
+        )
+    console().print(table)
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
+def find_action(session: Session, ref: str, plan_name: str | None) -> Action:
+    plan = find_plan(session, plan_name)
+    query = select(Action).where(Action.ref_key == ref_key(ref)).options(
+        selectinload(Action.owners).selectinload(ActionOwner.role), selectinload(Action.plan)
+    )
+    if plan is not None:
+        query = query.where(Action.plan_id == plan.id)
+    found = list(session.scalars(query))
+    if not found:
+        where = f" in plan {plan.name!r}" if plan else ""
+        raise NotFound(f"no action with ref {ref!r}{where}")
+    if len(found) > 1:
+        plans = ", ".join(repr(a.plan.name) for a in found)
+        raise NotFound(f"ref {ref!r} is in several plans ({plans}): add --plan NAME")
+    return found[0]
+
+
+@main.command()
+@click.argument("ref")
+@PLAN
+@FORMAT
+@pass_ctx
+@handles_errors
+def show(ctx: Context, ref: str, plan_name: str | None, fmt: str) -> None:
+    """Everything about one action, with its update history."""
+    with ctx.session() as session:
+        action = find_action(session, ref, plan_name)
+        state = current_states(session, [action])[action.id]
+        people = people_by_action(session, [action])[action.id]
+        history = list(
+            session.scalars(select(StatusUpdate).where(StatusUpdate.action_id == action.id).order_by(StatusUpdate.id))
+        )
+        data = action_json(action, state, people)
+        workstream = session.get(Workstream, action.workstream_id) if action.workstream_id else None
+        group = session.get(ActionGroup, action.group_id) if action.group_id else None
+        data.update(
+            {
+                "description": action.description,
+                "owners_text": action.owners_text,
+                "dependencies": action.dependencies,
+                "resources": action.resources,
+                "success_measures": action.success_measures,
+                "next_steps": action.next_steps,
+                "start_text": action.start_text,
+                "plan_due": action.due_date.isoformat() if action.due_date else None,
+                "plan_due_text": action.due_text,
+                "lead_sponsor": workstream.lead_sponsor if workstream else None,
+                "objective": workstream.objective if workstream else None,
+                "group_title": group.title if group else None,
+                "source": action.source,
+                "history": [
+                    {
+                        "at": u.created_at.isoformat(),
+                        "by": u.by_text,
+                        "channel": u.channel,
+                        "old_status": u.old_status,
+                        "new_status": u.new_status,
+                        "note": u.note,
+                        "revised_due": u.revised_due.isoformat() if u.revised_due else None,
+                        "revised_due_text": u.revised_due_text,
+                    }
+                    for u in history
+                ],
+            }
+        )
+    if fmt == "json":
+        emit_json(data)
+        return
+    out = console()
+    out.print(f"[bold]{escape(action.ref)}[/bold]  {escape(action.title)}")
+    rows = [
+        ("plan", data["plan"]), ("workstream", data["workstream"]), ("objective", data["objective"]),
+        ("lead sponsor", data["lead_sponsor"]),
+        ("group", f"{data['group']} {data['group_title'] or ''}".strip() if data["group"] else None),
+        ("description", data["description"]), ("owners", ", ".join(data["owners"]) or None),
+        ("people", ", ".join(people) or "nobody in the directory holds these roles yet"),
+        ("status", data["status"] or "unknown"), ("latest note", data["note"]),
+        ("start", f"{data['start']} ({data['start_text']})" if data["start"] else data["start_text"]),
+        ("due", _due_line(data, action)),
+        ("key dates", ", ".join(f"{k['date']} ({k['text']})" for k in action.key_dates) or None),
+        ("dependencies", data["dependencies"]), ("resources", data["resources"]),
+        ("success measures", data["success_measures"]), ("next steps", data["next_steps"]),
+        ("read from", data["source"]),
+    ]
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for label, value in rows:
+        if value:
+            grid.add_row(label, escape(str(value)))
+    out.print(grid)
+    if history:
+        table = Table(title="history", title_justify="left")
+        for name in ("when", "by", "via", "status", "note / due"):
+            table.add_column(name)
+        for u in history:
+            change = f"{u.old_status or '-'} → {u.new_status}" if u.new_status else ""
+            extra = " ".join(x for x in (u.note or "", f"due {u.revised_due_text}" if u.revised_due_text else "") if x)
+            table.add_row(u.created_at.strftime("%Y-%m-%d %H:%M"), escape(u.by_text), u.channel, change, escape(extra))
+        out.print(table)
+
+
+def _due_line(data: dict[str, Any], action: Action) -> str:
+    if data["due"]:
+        text = data["due"]
+        if data["due_text"] and data["due_text"] != data["due"]:
+            text += f" (written {data['due_text']!r}, {data['due_precision']} precision)"
+    elif action.recurring:
+        text = f"recurring ({action.recurrence or data['due_text']}), no deadline"
+    else:
+        text = f"no date ({data['due_text']!r})" if data["due_text"] else "no date"
+    return text
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--status", help="G/A/R/C or green, amber, red, complete, not_started")
+@click.option("--note", help="a progress note")
+@click.option("--due", "due_text", metavar="DATE", help="a revised due date, written any way a plan writes one")
+@click.option("--by", "by_email", required=True, metavar="EMAIL", help="who is making the update")
+@PLAN
+@pass_ctx
+@handles_errors
+def update(ctx: Context, ref: str, status: str | None, note: str | None, due_text: str | None, by_email: str,
+           plan_name: str | None) -> None:
+    """Record a status, note or revised due date, as an owner replying would."""
+    status_value = None
+    if status is not None:
+        status_value = status if status in STATUSES else read_status(status)
+        if status_value is None:
+            raise InvalidValue(f"--status {status!r} is not one of G, A, R, C, {', '.join(STATUSES)}")
+    due = parse_when(due_text) if due_text is not None else None
+    with ctx.session() as session:
+        action = find_action(session, ref, plan_name)
+        person = find_person(session, by_email)
+        if person is None:
+            raise NotFound(f"--by {by_email}: nobody with that email in the people directory (chaser people import)")
+        record_update(
+            session, action, channel="cli", by=person, status=status_value, note=note, due=due, edi_leads=ctx.edi_leads
+        )
+        state = current_states(session, [action])[action.id]
+    click.echo(
+        f"Recorded for {action.ref}: status {state.status or 'unknown'}, due "
+        f"{state.due.isoformat() if state.due else state.due_text or 'none'}."
+    )
+
+
+@main.group(invoke_without_command=True)
+@FORMAT
+@click.pass_context
+@handles_errors
+def people(click_ctx: click.Context, fmt: str) -> None:
+    """Each role named in the plans, who holds it, and the roles nobody holds yet."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: Context = click_ctx.obj
+    with ctx.session() as session:
+        report = role_report(session)
+        data = [
+            {"role": r.role, "actions": r.actions, "people": [{"name": p.name, "email": p.email} for p in r.people]}
+            for r in report
+        ]
+    if fmt == "json":
+        emit_json(data)
+        return
+    out = console()
+    table = Table(title="roles and the people who hold them", title_justify="left")
+    for name in ("role", "actions", "people"):
+        table.add_column(name)
+    for r in data:
+        who = ", ".join(f"{p['name']} <{p['email']}>" for p in r["people"]) or "[red]nobody yet[/red]"
+        table.add_row(escape(r["role"]), str(r["actions"]), who if not r["people"] else escape(who))
+    out.print(table)
+    unheld = [r for r in data if not r["people"] and r["actions"]]
+    if unheld:
+        out.print(f"{len(unheld)} role(s) own actions but nobody holds them yet: "
+                  "add them to the directory CSV and run 'chaser people import FILE.csv'.")
+
+
+@people.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+@handles_errors
+def people_import(ctx: Context, file: Path) -> None:
+    """Import the people directory: name, email, roles (separated by ;), manager, slack_id, teams_id."""
+    with ctx.session() as session:
+        result = import_directory(session, file)
+    click.echo(
+        f"People from {file}: {result.created} created, {result.updated} updated, {result.unchanged} unchanged"
+        + (f"; new roles: {', '.join(result.roles_created)}" if result.roles_created else "")
+    )

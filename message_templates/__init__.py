@@ -1,0 +1,1 @@
+"""Jinja2 templates per message kind and channel: ``<kind>/<channel>.<fmt>.j2``."""

@@ -1,0 +1,252 @@
+"""The tracker's schema: SQLAlchemy 2.0 typed models.
+
+Plan -> Workstream -> (ActionGroup) -> Action, owned through roles by people. A status is
+never stored on the action: ``StatusUpdate`` is an append-only history and the current status,
+note and revised due date are derived from it (see ``storage.updates``). The action row holds
+what the plan file says; ``file_status``/``file_progress`` remember what the file said at the
+last import so a re-import only records what changed in the file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+STATUSES = ("not_started", "green", "amber", "red", "complete")
+PRECISIONS = ("day", "month", "quarter", "term", "year")
+
+# Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on the way in and out, on SQLite (which stores naive text) too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), unique=True)
+    organisation: Mapped[str | None] = mapped_column(String(300))
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/London")
+    description: Mapped[str | None] = mapped_column(Text)
+    source_file: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    imported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    workstreams: Mapped[list[Workstream]] = relationship(
+        back_populates="plan", order_by="Workstream.position", cascade="all, delete-orphan"
+    )
+
+
+class Workstream(Base):
+    """A theme/objective/section of the plan, with its sponsor and what it aims for."""
+
+    __tablename__ = "workstreams"
+    __table_args__ = (UniqueConstraint("plan_id", "key", name="uq_workstreams_plan_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(300))
+    name: Mapped[str] = mapped_column(String(500))
+    label: Mapped[str | None] = mapped_column(String(100))  # e.g. "Objective 3"
+    lead_sponsor: Mapped[str | None] = mapped_column(Text)
+    objective: Mapped[str | None] = mapped_column(Text)
+    # Project metrics as boards report them: {"schedule": "G", "scope": "A", ...}
+    metrics: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    risks_issues: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    plan: Mapped[Plan] = relationship(back_populates="workstreams")
+
+
+class ActionGroup(Base):
+    """A group row above actions, such as a recommendation (``R1.A``)."""
+
+    __tablename__ = "action_groups"
+    __table_args__ = (UniqueConstraint("plan_id", "ref_key", name="uq_action_groups_plan_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    workstream_id: Mapped[int | None] = mapped_column(ForeignKey("workstreams.id", ondelete="SET NULL"))
+    ref: Mapped[str] = mapped_column(String(50))
+    ref_key: Mapped[str] = mapped_column(String(50))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Role(Base):
+    """An owner as the plan names it: a role ("HR Business Partner"), a board or a person."""
+
+    __tablename__ = "roles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    key: Mapped[str] = mapped_column(String(300), unique=True)
+
+
+class Person(Base):
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    slack_id: Mapped[str | None] = mapped_column(String(50))
+    teams_id: Mapped[str | None] = mapped_column(String(200))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    delegate_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+
+    roles: Mapped[list[Role]] = relationship(secondary="person_roles", order_by="Role.name")
+    manager: Mapped[Person | None] = relationship(foreign_keys=[manager_id], remote_side=[id])
+    delegate: Mapped[Person | None] = relationship(foreign_keys=[delegate_id], remote_side=[id])
+
+
+class PersonRole(Base):
+    __tablename__ = "person_roles"
+
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"), primary_key=True)
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Action(Base):
+    __tablename__ = "actions"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "ref_key", name="uq_actions_plan_ref"),
+        UniqueConstraint("plan_id", "match_key", name="uq_actions_plan_match"),
+        CheckConstraint(
+            "due_precision IS NULL OR due_precision IN ('day','month','quarter','term','year')",
+            name="due_precision",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="CASCADE"), index=True)
+    workstream_id: Mapped[int | None] = mapped_column(
+        ForeignKey("workstreams.id", ondelete="SET NULL"), index=True
+    )
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("action_groups.id", ondelete="SET NULL"))
+    ref: Mapped[str] = mapped_column(String(50))
+    ref_key: Mapped[str] = mapped_column(String(50))  # upper case, no spaces: "HW 3" == "HW3"
+    ref_generated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How a re-import finds this action again: "ref:HW3", or "title:<group>:<title>" without a ref.
+    match_key: Mapped[str] = mapped_column(String(400))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    owners_text: Mapped[str | None] = mapped_column(Text)
+    dependencies: Mapped[str | None] = mapped_column(Text)
+    resources: Mapped[str | None] = mapped_column(Text)
+    success_measures: Mapped[str | None] = mapped_column(Text)
+    next_steps: Mapped[str | None] = mapped_column(Text)
+    start_date: Mapped[dt.date | None] = mapped_column(Date)
+    start_text: Mapped[str | None] = mapped_column(Text)
+    due_date: Mapped[dt.date | None] = mapped_column(Date, index=True)
+    due_precision: Mapped[str | None] = mapped_column(String(10))
+    due_text: Mapped[str | None] = mapped_column(Text)
+    recurring: Mapped[bool] = mapped_column(Boolean, default=False)
+    recurrence: Mapped[str | None] = mapped_column(String(30))
+    # Milestones: [{"date": "2024-03-31", "text": "March 2024"}, ...]
+    key_dates: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    file_status: Mapped[str | None] = mapped_column(String(20))
+    file_progress: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str | None] = mapped_column(String(200))  # where in the file it was read
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    plan: Mapped[Plan] = relationship()
+    workstream: Mapped[Workstream | None] = relationship()
+    group: Mapped[ActionGroup | None] = relationship()
+    owners: Mapped[list[ActionOwner]] = relationship(
+        order_by="ActionOwner.position", cascade="all, delete-orphan", back_populates="action"
+    )
+
+
+class ActionOwner(Base):
+    __tablename__ = "action_owners"
+    __table_args__ = (UniqueConstraint("action_id", "position", name="uq_action_owners_action_position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), index=True)
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="RESTRICT"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+
+    action: Mapped[Action] = relationship(back_populates="owners")
+    role: Mapped[Role] = relationship()
+
+
+class StatusUpdate(Base):
+    """One reply or change, never edited or deleted: the action's history."""
+
+    __tablename__ = "status_updates"
+    __table_args__ = (
+        Index("ix_status_updates_action_id_id", "action_id", "id"),
+        CheckConstraint(
+            "new_status IS NULL OR new_status IN ('not_started','green','amber','red','complete')",
+            name="new_status",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    channel: Mapped[str] = mapped_column(String(30))  # cli, import, slack, teams, email, web
+    by_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    by_text: Mapped[str] = mapped_column(String(320))  # email, or "import: file.xlsx"
+    old_status: Mapped[str | None] = mapped_column(String(20))
+    new_status: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    revised_due: Mapped[dt.date | None] = mapped_column(Date)
+    revised_due_precision: Mapped[str | None] = mapped_column(String(10))
+    revised_due_text: Mapped[str | None] = mapped_column(Text)
+
+    by_person: Mapped[Person | None] = relationship()

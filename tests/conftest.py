@@ -1,0 +1,72 @@
+"""Shared fixtures: real SQLite files and a real PostgreSQL schema per test.
+
+PostgreSQL is the server at 127.0.0.1:5432 (override with CHASER_TEST_POSTGRES_URL). It is
+required: `.ci/run` starts it. Set CHASER_TEST_SKIP_POSTGRES=1 to run only the SQLite half
+on a machine without it.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from storage.db import make_engine, session_factory, upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+LAMBETH = SAMPLES / "lambeth-childrens-services-edi-action-plan.docx"
+TOWER_HAMLETS = SAMPLES / "tower-hamlets-commission-action-plan.xlsx"
+PG_URL = os.environ.get("CHASER_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test")
+SKIP_PG = os.environ.get("CHASER_TEST_SKIP_POSTGRES") == "1"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CHASER_* setting from the developer's shell leaks into a test; no stray chaser.toml."""
+    for name in list(os.environ):
+        if name.startswith("CHASER_") and not name.startswith("CHASER_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'chaser.db'}"
+        return
+    if SKIP_PG:
+        pytest.skip("CHASER_TEST_SKIP_POSTGRES=1")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:  # pragma: no cover - a machine without the server
+        pytest.fail(f"PostgreSQL at {PG_URL} is not reachable ({exc.orig}); start it or set CHASER_TEST_SKIP_POSTGRES=1")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with session_factory(engine)() as s:
+        yield s

@@ -127,7 +127,8 @@ def _from_excel_date(day: date, raw: str, number_format: str | None) -> ParsedDa
         start, end = _month_span(day.year, day.month)
         return _result(raw, start=start, end=end, precision="month")
     if shown == "year":
-        return _result(raw, start=date(day.year, 1, 1), end=date(day.year, 12, 31), precision="year")
+        start, end = date(day.year, 1, 1), date(day.year, 12, 31)
+        return _result(raw, start=start, end=end, precision="year")
     return _result(raw, start=day, end=day, precision="day")
 
 
@@ -290,7 +291,9 @@ def _year_re(name: str) -> str:
 
 
 _ORD = r"(?:st|nd|rd|th)?"
-_DAY_GAP = r"[\s/.-]*"  # between a day and its month: "31 Mar", "31-Mar", "1st of April"
+# Between a day and its month: "31 Mar", "31-Mar", "1st of April". Not " - ", so that
+# "Phase 2 - Oct 2023" stays October rather than becoming 2 October.
+_DAY_GAP = r"(?:[/.-]|\s*)"
 _YEAR_GAP = r"[\s/.,'-]*"  # between a month and its year: "May-21", "March, 2023", "Dec '23"
 _TO = r"\s*(?:-|to|until)\s*"
 _PAIR = r"(?P<a>\d{4}|\d{2})(?!\d)\s*[/-]\s*(?P<b>\d{4}|\d{2})(?!\d)"
@@ -431,11 +434,11 @@ _FORMS: tuple[tuple[re.Pattern[str], _Handler], ...] = tuple(
     (re.compile(pattern, _FLAGS), handler)
     for pattern, handler in (
         (
-            _QUARTER + r"\s*[,:]?\s*\(?\s*(?P<fy>fy\s*)?(?P<a>\d{4}|\d{2})(?!\d)"
+            _QUARTER + r"[\s,:(]*(?P<fy>fy\s*)?(?P<a>\d{4}|\d{2})(?!\d)"
             r"(?:\s*[/-]\s*(?P<b>\d{4}|\d{2}))?(?![0-9a-z])(?:\s*\))?",
             _read_quarter,
         ),
-        (r"(?P<fy>fy\s*)?" + _PAIR + r"\s*[,:]?\s*\(?" + _QUARTER + r"(?![0-9a-z])(?:\s*\))?",
+        (r"(?P<fy>fy\s*)?" + _PAIR + r"[\s,:(]*" + _QUARTER + r"(?![0-9a-z])(?:\s*\))?",
          _read_quarter),
         (
             r"(?P<t>autumn|spring|summer)(?:\s*term)?[\s,.:-]*(?P<a>\d{4}|\d{2})(?!\d)"
@@ -465,7 +468,7 @@ _FORMS: tuple[tuple[re.Pattern[str], _Handler], ...] = tuple(
         (_month_re("m1") + r"\s*(?:-|/|to|until)\s*" + _month_re("m2") + _YEAR_GAP + _year_re("y"),
          _read_month_range),
         (_month_re("m") + _YEAR_GAP + _year_re("y"), _read_month_year),
-        (r"(?P<w>[a-z]{3,})\.?" + _YEAR_GAP + _year_re("y"), _read_misspelt_month),
+        (r"(?P<w>[a-z]{3,})(?![a-z])\.?" + _YEAR_GAP + _year_re("y"), _read_misspelt_month),
         (r"(?P<d>\d{1,2})(?P<s>[/-])(?P<m>\d{1,2})(?P=s)" + _year_re("y"), _read_numeric_day),
         (r"(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4})(?![0-9a-z])", _read_numeric_day),
         (r"(?P<y>\d{4})(?P<s>[/.-])(?P<m>\d{1,2})(?P=s)(?P<d>\d{1,2})(?!\d)", _read_iso_day),
@@ -481,14 +484,14 @@ _RECURRENCE = re.compile(
         (?P<fortnightly>fortnightly|bi-?weekly|every\s+(?:two|2)\s+weeks)
       | (?P<weekly>weekly|(?:every|each)\s+week)
       | (?P<bi_monthly>bi-?monthly|every\s+(?:two|2)\s+months)
-      | (?P<quarterly>quarterly|(?:three|3)\s*-?\s*monthly|every\s+(?:three|3)\s+months
+      | (?P<quarterly>quarterly|(?:three|3)[\s-]*monthly|every\s+(?:three|3)\s+months
                      |(?:every|each)\s+quarter)
-      | (?P<six_monthly>(?:six|6)\s*-?\s*monthly|half\s*-?\s*yearly|every\s+(?:six|6)\s+months)
+      | (?P<six_monthly>(?:six|6)[\s-]*monthly|half[\s-]*yearly|every\s+(?:six|6)\s+months)
       | (?P<bi_annually>bi-?annual(?:ly)?|twice\s+(?:a\s+)?year(?:ly)?|twice\s+annually)
       | (?P<monthly>monthly|(?:every|each)\s+month)
       | (?P<termly>termly|(?:every|each)\s+term)
       | (?P<annually>annual(?:ly)?|yearly|(?:every|each)\s+year|per\s+annum)
-      | (?P<ongoing>on\s*-?\s*going|continuous(?:ly)?|continual(?:ly)?
+      | (?P<ongoing>on[\s-]*going|continuous(?:ly)?|continual(?:ly)?
                    |rolling(?!\s+out)|bau|business\s+as\s+usual)
     )\b""",
     _FLAGS | re.VERBOSE,
@@ -528,7 +531,7 @@ def _parse_text(raw: str) -> ParsedDate:
     hits = _scan(scanned, raw)
     leftover = _blank(scanned, [hit.span for hit in hits])
 
-    readings = [hit for hit in hits if hit.reading.period is not None]
+    readings = [(hit.reading.period, hit.text) for hit in hits if hit.reading.period]
     problems = [hit for hit in hits if hit.reading.problem is not None]
     notes = [hit.reading.note for hit in hits if hit.reading.note]
     digits = re.findall(r"[0-9]+", leftover)
@@ -556,9 +559,8 @@ def _parse_text(raw: str) -> ParsedDate:
 
     if not readings:
         return _result(raw, recurrence=recurrence, warning="; ".join(warnings) or None)
-    first, *others = readings
-    start, end, precision = first.reading.period  # type: ignore[misc]  # filtered above
-    key_dates = tuple(KeyDate(date=hit.reading.period[1], text=hit.text) for hit in others)  # type: ignore[index]
+    (start, end, precision), _ = readings[0]
+    key_dates = tuple(KeyDate(date=period[1], text=text) for period, text in readings[1:])
     return _result(
         raw,
         start=start,

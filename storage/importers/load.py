@@ -231,15 +231,17 @@ def _insert_new(
 ) -> None:
     """Bulk-insert new actions, their owners and the statuses the file gives them.
 
-    Core inserts (with RETURNING in row order) rather than ORM objects: a 10,000-action plan
-    is stored in a fraction of the time, and a new action has no history to fold, so the
-    first update's old status is simply unknown.
+    Core inserts rather than ORM objects: a 10,000-action plan is stored in a fraction of the
+    time. A new action has no history to fold, so its first update's old status is unknown.
     """
     if not new_actions:
         return
-    ids = session.scalars(
-        insert(Action).returning(Action.id, sort_by_parameter_order=True), [row for row, _, _ in new_actions]
-    ).all()
+    session.execute(insert(Action), [row for row, _, _ in new_actions])
+    # Read the new ids back by match key instead of INSERT ... RETURNING: SQLAlchemy splices
+    # batched RETURNING results together in quadratic time, which dominated big imports.
+    plan_id = new_actions[0][0]["plan_id"]
+    id_by_key = dict(session.execute(select(Action.match_key, Action.id).where(Action.plan_id == plan_id)).tuples().all())
+    ids = [id_by_key[row["match_key"]] for row, _, _ in new_actions]
     owners = [
         {"action_id": action_id, "role_id": role_id, "position": i}
         for action_id, (_, _, role_ids) in zip(ids, new_actions)

@@ -240,7 +240,8 @@ def _insert_new(
     # Read the new ids back by match key instead of INSERT ... RETURNING: SQLAlchemy splices
     # batched RETURNING results together in quadratic time, which dominated big imports.
     plan_id = new_actions[0][0]["plan_id"]
-    id_by_key = dict(session.execute(select(Action.match_key, Action.id).where(Action.plan_id == plan_id)).tuples().all())
+    found = session.execute(select(Action.match_key, Action.id).where(Action.plan_id == plan_id))
+    id_by_key = {key: action_id for key, action_id in found}
     ids = [id_by_key[row["match_key"]] for row, _, _ in new_actions]
     owners = [
         {"action_id": action_id, "role_id": role_id, "position": i}

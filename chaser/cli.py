@@ -261,27 +261,49 @@ def actions(ctx: Context, plan_name: str | None, status_filter: str | None, fmt:
             people = people_by_action(session, rows)
             emit_json([action_json(a, states[a.id], people[a.id]) for a in rows])
             return
-    table = Table(title=f"{len(rows)} action(s)", title_justify="left")
-    for name in ("ref", "action", "owners", "due", "status"):
-        table.add_column(name, overflow="ellipsis", no_wrap=name in ("ref", "due", "status"))
-    plan_id = None
+    if not rows:
+        click.echo("No actions" + (f" with status {status_filter}" if status_filter else "") + ".")
+        return
+    out = console()
+    by_plan: dict[int, list[Action]] = {}
     for action in rows:
-        if plan_id is not None and action.plan_id != plan_id:
-            table.add_section()
-        plan_id = action.plan_id
-        state = states[action.id]
-        due = state.due.isoformat() if state.due else ("recurring" if action.recurring else "-")
-        if state.due and state.due_precision and state.due_precision != "day":
-            due += f" ({state.due_text})" if state.due_text and len(state.due_text) < 16 else ""
-        status = state.status or "unknown"
-        table.add_row(
-            escape(action.ref),
-            escape(_short(action.title, 70)),
-            escape(_short(", ".join(o.role.name for o in action.owners) or "-", 40)),
-            escape(due),
-            f"[{STATUS_STYLE.get(status, 'dim')}]{status}[/]",
-        )
-    console().print(table)
+        by_plan.setdefault(action.plan_id, []).append(action)
+    for plan_rows in by_plan.values():
+        title = f"{plan_rows[0].plan.name}: {len(plan_rows)} action(s)"
+        table = Table(title=escape(title), title_justify="left", title_style="bold")
+        # Rich shrinks every column alike when a table is too wide, squeezing refs and statuses
+        # out first; so give the two text columns what is left of the terminal explicitly.
+        cells = [(a.ref, _due_cell(states[a.id], a)) for a in plan_rows]
+        ref_w = max(3, *(len(r) for r, _ in cells))
+        due_w = max(3, *(len(d) for _, d in cells))
+        spare = max(24, out.width - ref_w - due_w - 11 - 16)
+        action_w = min(64, max(12, spare * 3 // 5))
+        owners_w = min(36, max(10, spare - action_w))
+        table.add_column("ref", no_wrap=True, width=ref_w)
+        table.add_column("action", no_wrap=True, overflow="ellipsis", width=action_w)
+        table.add_column("owners", no_wrap=True, overflow="ellipsis", width=owners_w)
+        table.add_column("due", no_wrap=True, width=due_w)
+        table.add_column("status", no_wrap=True, width=11)
+        for action in plan_rows:
+            state = states[action.id]
+            status = state.status or "unknown"
+            table.add_row(
+                escape(action.ref),
+                escape(action.title),
+                escape(", ".join(o.role.name for o in action.owners) or "-"),
+                escape(_due_cell(state, action)),
+                f"[{STATUS_STYLE.get(status, 'dim')}]{status}[/]",
+            )
+        out.print(table)
+
+
+def _due_cell(state: CurrentState, action: Action) -> str:
+    if state.due is None:
+        return "recurring" if action.recurring else (state.due_text or "-")
+    text = state.due.isoformat()
+    if state.due_precision != "day" and state.due_text and len(state.due_text) <= 16:
+        text += f" ({state.due_text})"
+    return text
 
 
 def _short(text: str, width: int) -> str:

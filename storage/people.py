@@ -27,7 +27,8 @@ REQUIRED_COLUMNS = ("name", "email")
 
 
 def role_key(name: str) -> str:
-    return norm_key(name)
+    """``Children & Families Executive`` and ``children and families  executive`` are one role."""
+    return norm_key(re.sub(r"\s*&\s*", " and ", name))
 
 
 def get_or_create_roles(session: Session, names: Iterable[str]) -> dict[str, Role]:
@@ -52,7 +53,7 @@ def holders(session: Session) -> dict[int, list[Person]]:
     result: dict[int, list[Person]] = {}
     for person_id, role_id in session.execute(select(PersonRole.person_id, PersonRole.role_id)):
         result.setdefault(role_id, []).append(by_id[person_id])
-    names = [(norm_key(p.name), p) for p in people if p.name.strip()]
+    names = [(role_key(p.name), p) for p in people if p.name.strip()]
     for role in session.scalars(select(Role)):
         for name, person in names:
             if (role.key == name or role.key.startswith(name + " ") or role.key.startswith(name + ",")) and person not in result.get(role.id, []):

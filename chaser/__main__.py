@@ -1,0 +1,4 @@
+"""``python -m chaser`` is the ``chaser`` command."""
+from chaser.cli import main
+
+main()

@@ -6,6 +6,7 @@ when a command fails.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 from rich.console import Console
@@ -25,7 +27,7 @@ from chaser.errors import ChaserError, InvalidValue, NotFound
 from storage.dates import parse_when
 from storage.db import make_engine, require_current_schema, session_factory, upgrade
 from storage.importers.parse import read_status, ref_key
-from storage.models import STATUSES, Action, ActionGroup, ActionOwner, Plan, StatusUpdate, Workstream
+from storage.models import STATUSES, Action, ActionGroup, ActionOwner, Outbox, Person, Plan, StatusUpdate, Workstream
 from storage.people import find_person, holders, import_directory, role_report
 from storage.updates import CurrentState, current_states, record_update
 
@@ -495,9 +497,322 @@ def people(click_ctx: click.Context, fmt: str) -> None:
 @handles_errors
 def people_import(ctx: Context, file: Path) -> None:
     """Import the people directory: name, email, roles (separated by ;), manager, slack_id, teams_id."""
+    from storage.controls import actions_of, recheck
+
     with ctx.session() as session:
         result = import_directory(session, file)
+        for person in result.changed_people:
+            recheck(session, actions_of(session, person))
     click.echo(
         f"People from {file}: {result.created} created, {result.updated} updated, {result.unchanged} unchanged"
         + (f"; new roles: {', '.join(result.roles_created)}" if result.roles_created else "")
     )
+
+
+# --- the reminder engine -------------------------------------------------------------------
+
+
+def parse_at(value: str | None, timezone: str) -> dt.datetime:
+    """``--at``: an ISO date-time; without an offset it is the plan's local time."""
+    if value is None:
+        return dt.datetime.now(dt.timezone.utc)
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidValue(f"--at {value!r} is not an ISO date-time such as 2026-12-01T09:30") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment.astimezone(dt.timezone.utc)
+
+
+AT = click.option("--at", "at_text", metavar="ISO_DATETIME",
+                  help="act as if it were this time (no offset: the plan's local time)")
+
+
+def local_text(moment: dt.datetime | None, timezone: str) -> str | None:
+    return moment.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z") if moment else None
+
+
+@main.command()
+@AT
+@FORMAT
+@pass_ctx
+@handles_errors
+def preview(ctx: Context, at_text: str | None, fmt: str) -> None:
+    """What would be sent at that time, with no side effects."""
+    from jobs.sweep import run_sweep
+
+    now = parse_at(at_text, ctx.config.timezone)
+    result = run_sweep(ctx.engine(), ctx.config, now, dry_run=True)
+    with ctx.session() as session:
+        people = {p.id: p for p in session.scalars(select(Person))}
+    rows = [
+        {
+            "ref": n.ref, "person": people[n.person_id].email, "name": people[n.person_id].name,
+            "channel": ctx.config.channels.default, "rule": n.rule, "key": n.key, "reason": n.reason,
+            "on_behalf_of": people[n.owner_id].email if n.owner_id is not None and n.owner_id in people else None,
+        }
+        for n in result.nudges
+    ]
+    if fmt == "json":
+        emit_json(rows)
+        return
+    out = console()
+    when = local_text(now, ctx.config.timezone)
+    if not rows:
+        out.print(f"Nothing would be sent at {when}.")
+    else:
+        table = Table(title=f"{len(rows)} nudge(s) would be sent at {when}", title_justify="left")
+        for name in ("to", "ref", "rule", "why"):
+            table.add_column(name, overflow="fold")
+        for r in rows:
+            who = r["person"] + (f" (for {r['on_behalf_of']})" if r["on_behalf_of"] else "")
+            table.add_row(escape(who), escape(r["ref"]), r["rule"], escape(r["reason"]))
+        out.print(table)
+    for _, why in result.unreachable:
+        out.print(f"[red]unreachable[/red]: {escape(why)}")
+
+
+def _run_once(ctx: Context, now: dt.datetime) -> None:
+    from chaser.secrets import secret_key
+    from jobs.dispatch import Dispatcher
+    from jobs.sweep import run_sweep
+
+    engine = ctx.engine()
+    swept = run_sweep(engine, ctx.config, now)
+    dispatcher = Dispatcher(engine, ctx.config, clock=lambda: now, secret=secret_key())
+    sent = dispatcher.run_once()
+    click.echo(
+        f"Swept at {local_text(now, ctx.config.timezone)}: {swept.actions_checked} action(s) checked, "
+        f"{len(swept.nudges)} nudge(s) in {swept.messages} message(s). "
+        f"Sent {sent.sent}, failed {sent.failed}, parked {sent.parked}."
+    )
+    if ctx.config.channels.default == "outbox_folder" and sent.sent:
+        click.echo(f"Messages are in {Path(ctx.config.channels.outbox_folder).resolve()}/ (.eml and .json).")
+    for _, why in swept.unreachable:
+        click.echo(f"unreachable: {why}", err=True)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="one sweep and dispatch, then exit (for cron and tests)")
+@AT
+@pass_ctx
+@handles_errors
+def run(ctx: Context, once: bool, at_text: str | None) -> None:
+    """Run Chaser: sweep for due nudges every minute and send the outbox every few seconds."""
+    configure_logging()
+    if once:
+        _run_once(ctx, parse_at(at_text, ctx.config.timezone))
+        return
+    if at_text:
+        raise InvalidValue("--at only goes with --once: the daemon runs on the real clock")
+    from jobs.scheduler import serve
+
+    serve(ctx.engine(), ctx.config)
+
+
+def configure_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--state", type=click.Choice(["queued", "sending", "sent", "failed", "parked"]), help="only this state")
+@FORMAT
+@click.pass_context
+@handles_errors
+def outbox(click_ctx: click.Context, state: str | None, fmt: str) -> None:
+    """Messages queued, sent, failed and parked, with the nudges each one carries."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: Context = click_ctx.obj
+    with ctx.session() as session:
+        query = select(Outbox).order_by(Outbox.id)
+        if state:
+            query = query.where(Outbox.state == state)
+        rows = list(session.scalars(query))
+        people = {p.id: p for p in session.scalars(select(Person))}
+        data = [
+            {
+                "id": r.id, "person": people[r.person_id].email if r.person_id in people else r.recipient,
+                "channel": r.channel, "state": r.state, "kind": r.kind,
+                "keys": [i["key"] for i in r.payload["items"]], "refs": [i["ref"] for i in r.payload["items"]],
+                "attempts": r.attempts, "created_at": r.created_at.isoformat(),
+                "next_attempt_at": r.next_attempt_at.isoformat(),
+                "sent_at": r.sent_at.isoformat() if r.sent_at else None, "receipt": r.receipt,
+                "last_error": r.last_error, "possible_duplicate": r.possible_duplicate,
+            }
+            for r in rows
+        ]
+    if fmt == "json":
+        emit_json(data)
+        return
+    if not data:
+        click.echo("The outbox is empty" + (f" of {state} messages." if state else "."))
+        return
+    table = Table(title=f"{len(data)} message(s)", title_justify="left")
+    for name in ("id", "to", "state", "tries", "actions", "note"):
+        table.add_column(name, overflow="fold")
+    for r in data:
+        note = r["last_error"] or (f"sent {r['sent_at'][:16]}" if r["sent_at"] else f"next try {r['next_attempt_at'][:16]}")
+        table.add_row(str(r["id"]), escape(r["person"]), r["state"], str(r["attempts"]), escape(", ".join(r["refs"])),
+                      escape(note or ""))
+    console().print(table)
+
+
+@outbox.command("retry")
+@click.argument("outbox_id", type=int)
+@pass_ctx
+@handles_errors
+def outbox_retry(ctx: Context, outbox_id: int) -> None:
+    """Queue a parked (or failed) message again, with a fresh set of attempts."""
+    with ctx.session() as session:
+        row = session.get(Outbox, outbox_id)
+        if row is None:
+            raise NotFound(f"no outbox message {outbox_id}")
+        if row.state not in ("parked", "failed"):
+            raise InvalidValue(f"outbox message {outbox_id} is {row.state}; only parked or failed messages can be retried")
+        row.state, row.attempts, row.last_error = "queued", 0, None
+        row.next_attempt_at = dt.datetime.now(dt.timezone.utc)
+    click.echo(f"Queued outbox message {outbox_id} again.")
+
+
+def _day(value: str, option: str) -> dt.date:
+    parsed = parse_when(value)
+    if parsed.end is None:
+        raise InvalidValue(f"{option} {value!r}: {parsed.warning or 'not a date'}")
+    return parsed.end
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--until", "until", required=True, metavar="DATE", help="last day without nudges, or 'off'")
+@PLAN
+@pass_ctx
+@handles_errors
+def snooze(ctx: Context, ref: str, until: str, plan_name: str | None) -> None:
+    """No nudges for one action up to and including a date."""
+    from storage.controls import snooze as do_snooze
+
+    day = None if until.lower() in ("off", "none") else _day(until, "--until")
+    with ctx.session() as session:
+        action = find_action(session, ref, plan_name)
+        do_snooze(session, action, day)
+    click.echo(f"{action.ref} snoozed until {day.isoformat()}." if day else f"{action.ref} is no longer snoozed.")
+
+
+@main.command()
+@click.argument("plan_name", metavar="PLAN")
+@pass_ctx
+@handles_errors
+def pause(ctx: Context, plan_name: str) -> None:
+    """Stop every nudge for a plan until it is resumed."""
+    from storage.controls import set_paused
+
+    with ctx.session() as session:
+        plan = find_plan(session, plan_name)
+        assert plan is not None
+        count = set_paused(session, plan, True)
+    click.echo(f"Paused {plan_name!r}: its {count} action(s) get no nudges until 'chaser resume'.")
+
+
+@main.command()
+@click.argument("plan_name", metavar="PLAN")
+@pass_ctx
+@handles_errors
+def resume(ctx: Context, plan_name: str) -> None:
+    """Resume nudges for a paused plan (one catch-up per action, not a flood)."""
+    from storage.controls import set_paused
+
+    with ctx.session() as session:
+        plan = find_plan(session, plan_name)
+        assert plan is not None
+        count = set_paused(session, plan, False)
+    click.echo(f"Resumed {plan_name!r}: {count} action(s) are checked at the next sweep.")
+
+
+@people.command("away")
+@click.argument("email")
+@click.option("--until", "until", required=True, metavar="DATE", help="last day away, or 'back' to clear")
+@click.option("--cover", "cover_email", metavar="EMAIL", help="who gets their nudges meanwhile")
+@pass_ctx
+@handles_errors
+def people_away(ctx: Context, email: str, until: str, cover_email: str | None) -> None:
+    """Record leave: nudges go to the cover, or wait until the first working day back."""
+    from storage.controls import set_away
+
+    day = None if until.lower() in ("back", "none", "off") else _day(until, "--until")
+    with ctx.session() as session:
+        person = find_person(session, email)
+        if person is None:
+            raise NotFound(f"{email}: nobody with that email in the people directory")
+        cover = None
+        if cover_email:
+            cover = find_person(session, cover_email)
+            if cover is None:
+                raise NotFound(f"--cover {cover_email}: nobody with that email in the people directory")
+        count = set_away(session, person, day, cover)
+    if day is None:
+        click.echo(f"{person.name} is back: nudges go to them again.")
+    else:
+        where = f"go to {cover.name}" if cover else "wait until they are back"
+        click.echo(f"{person.name} is away until {day.isoformat()}: nudges for their {count} action(s) {where}.")
+
+
+@main.command()
+@AT
+@FORMAT
+@pass_ctx
+@handles_errors
+def status(ctx: Context, at_text: str | None, fmt: str) -> None:
+    """Is the scheduler alive? Exits 1 when the last sweep is too old or a message waits over an hour."""
+    from sqlalchemy import func
+
+    from storage.models import Sweep
+
+    now = parse_at(at_text, ctx.config.timezone)
+    interval = ctx.config.scheduler.sweep_every_seconds
+    with ctx.session() as session:
+        last = session.scalars(select(Sweep).order_by(Sweep.at.desc(), Sweep.id.desc()).limit(1)).first()
+        counts = {state: n for state, n in session.execute(select(Outbox.state, func.count(Outbox.id)).group_by(Outbox.state))}
+        oldest = session.scalar(select(func.min(Outbox.created_at)).where(Outbox.state.in_(("queued", "sending", "failed"))))
+    problems = []
+    if last is None:
+        problems.append("no sweep has run yet: is 'chaser run' running?")
+    elif (now - last.at).total_seconds() > 3 * interval:
+        problems.append(f"the last sweep was {int((now - last.at).total_seconds())} s ago (more than 3 × {interval} s)")
+    oldest_age = int((now - oldest).total_seconds()) if oldest else None
+    if oldest_age is not None and oldest_age > 3600:
+        problems.append(f"a message has waited {oldest_age // 60} minutes to be sent")
+    data = {
+        "healthy": not problems,
+        "problems": problems,
+        "now": now.isoformat(),
+        "last_sweep": None if last is None else {
+            "at": last.at.isoformat(), "duration_ms": last.duration_ms, "actions_checked": last.actions_checked,
+            "nudges_planned": last.nudges_planned, "messages_queued": last.messages_queued,
+        },
+        "next_sweep": (last.at + dt.timedelta(seconds=interval)).isoformat() if last else None,
+        "outbox": {state: counts.get(state, 0) for state in ("queued", "sending", "sent", "failed", "parked")},
+        "oldest_waiting_seconds": oldest_age,
+    }
+    if fmt == "json":
+        emit_json(data)
+    else:
+        tz = ctx.config.timezone
+        click.echo(f"Status at {local_text(now, tz)}: {'OK' if not problems else 'PROBLEM'}")
+        if last:
+            click.echo(f"  last sweep {local_text(last.at, tz)} ({last.duration_ms} ms, {last.nudges_planned} nudge(s) planned); "
+                       f"next due {local_text(last.at + dt.timedelta(seconds=interval), tz)}")
+        box = data["outbox"]
+        click.echo(f"  outbox: {box['queued']} queued, {box['sending']} sending, {box['failed']} failed, "
+                   f"{box['parked']} parked, {box['sent']} sent")
+        if oldest_age is not None:
+            click.echo(f"  oldest unsent message: {oldest_age // 60} min old")
+        for problem in problems:
+            click.echo(f"  problem: {problem}")
+    if problems:
+        sys.exit(1)

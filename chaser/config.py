@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import time as dt_time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,11 +33,47 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class SchedulerConfig:
+    sweep_every_seconds: int = 60
+    dispatch_every_seconds: int = 5
+    lease_seconds: int = 300  # a claimed message not recorded by then may be sent again
+    max_attempts: int = 6  # then the message is parked for a person to look at
+    retry_base_seconds: int = 30  # backoff: 30 s, 60 s, 120 s, ... capped at one hour
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    name: str
+    schedule: Any  # jobs.calendar.Schedule
+    plans: tuple[str, ...] = ()  # empty: every plan
+    request_before: int = 10
+    chase_before: int = 5
+    missing_before: int = 2
+
+
+@dataclass(frozen=True)
+class ChannelsConfig:
+    default: str = "outbox_folder"
+    outbox_folder: str = "outbox"
+    sender: str = "chaser@localhost"
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: it is the cache key for cadences
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     edi_lead: str | None = None
     timezone: str = DEFAULT_TIMEZONE
     source: str = "built-in defaults"
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    cadence: dict[str, Any] = field(default_factory=dict)  # validated overrides of the defaults
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # plan -> {"cadence": {...}, "workstreams": {name: {...}}}
+    boards: tuple[BoardConfig, ...] = ()
+    channels: ChannelsConfig = field(default_factory=ChannelsConfig)
+    web_base_url: str = "http://127.0.0.1:8080"
+
+    def cadence_for(self, plan: str, workstream: str | None, timezone: str | None = None) -> Any:
+        """The cadence for one workstream: defaults, then [cadence], then the plan's, then the workstream's."""
+        return _cadence_cache(self, plan, workstream, timezone)
 
 
 def redact_url(url: str) -> str:
@@ -58,7 +96,9 @@ def _string(table: dict[str, Any], key: str, where: str, path: str) -> str | Non
 
 def parse_config(data: dict[str, Any], path: str) -> Config:
     """Validate a parsed TOML document; ``path`` is only used in error messages."""
-    _check_keys(data, {"database", "edi_lead", "timezone"}, "", path)
+    _check_keys(
+        data, {"database", "edi_lead", "timezone", "scheduler", "cadence", "plans", "boards", "channels", "web"}, "", path
+    )
     database = data.get("database", {})
     if not isinstance(database, dict):
         raise ConfigError(f"{path}: 'database' must be a table ([database])")
@@ -75,12 +115,195 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"{path}: 'timezone' {timezone!r} is not an IANA time zone such as Europe/London") from None
 
-    return Config(
+    scheduler = _scheduler(_table(data, "scheduler", "", path), path)
+    cadence = parse_cadence(_table(data, "cadence", "", path), "cadence.", path)
+    plans: dict[str, dict[str, Any]] = {}
+    for name, table in _table(data, "plans", "", path).items():
+        where = f"plans.{name!r}."
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: '{where[:-1]}' must be a table")
+        _check_keys(table, {"cadence", "workstreams"}, where, path)
+        workstreams = {}
+        for ws_name, ws_table in _table(table, "workstreams", where, path).items():
+            ws_where = f"{where}workstreams.{ws_name!r}."
+            if not isinstance(ws_table, dict):
+                raise ConfigError(f"{path}: '{ws_where[:-1]}' must be a table")
+            _check_keys(ws_table, {"cadence"}, ws_where, path)
+            workstreams[ws_name] = parse_cadence(_table(ws_table, "cadence", ws_where, path), f"{ws_where}cadence.", path)
+        plans[name] = {"cadence": parse_cadence(_table(table, "cadence", where, path), f"{where}cadence.", path),
+                       "workstreams": workstreams}
+    boards = _boards(data.get("boards", []), path)
+    channels = _channels(_table(data, "channels", "", path), path)
+    web = _table(data, "web", "", path)
+    _check_keys(web, {"base_url"}, "web.", path)
+    base_url = _string(web, "base_url", "web.", path) or "http://127.0.0.1:8080"
+    if not re.match(r"^https?://[^\s/]+", base_url):
+        raise ConfigError(f"{path}: 'web.base_url' must be an http(s) URL, got {base_url!r}")
+
+    config = Config(
         database=DatabaseConfig(url=url),
         edi_lead=edi_lead.lower() if edi_lead else None,
         timezone=timezone,
         source=path,
+        scheduler=scheduler,
+        cadence=cadence,
+        plans=plans,
+        boards=boards,
+        channels=channels,
+        web_base_url=base_url.rstrip("/"),
     )
+    config.cadence_for("", None)  # build once so a bad combination fails at start
+    return config
+
+
+def _table(data: dict[str, Any], key: str, where: str, path: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: '{where}{key}' must be a table ([{where}{key}])")
+    return value
+
+
+def _int(table: dict[str, Any], key: str, where: str, path: str, default: int, minimum: int = 0) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{path}: '{where}{key}' must be a whole number of at least {minimum}, got {value!r}")
+    return value
+
+
+def _scheduler(table: dict[str, Any], path: str) -> SchedulerConfig:
+    defaults = SchedulerConfig()
+    _check_keys(table, set(SchedulerConfig.__dataclass_fields__), "scheduler.", path)
+    return SchedulerConfig(**{
+        name: _int(table, name, "scheduler.", path, getattr(defaults, name), 1)
+        for name in SchedulerConfig.__dataclass_fields__
+    })
+
+
+CADENCE_KEYS = {
+    "before_due", "on_due", "overdue_every", "escalate_after", "stale_after_days", "send_at", "quiet_hours",
+    "working_days", "holidays",
+}
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+def _clock(value: Any, name: str, path: str) -> dt_time:
+    if not isinstance(value, str) or not _HHMM.match(value):
+        raise ConfigError(f"{path}: '{name}' must be a time written HH:MM, got {value!r}")
+    hours, minutes = value.split(":")
+    return dt_time(int(hours), int(minutes))
+
+
+def parse_cadence(table: dict[str, Any], where: str, path: str) -> dict[str, Any]:
+    """Validate cadence overrides; returns only the keys given, converted to their types."""
+    _check_keys(table, CADENCE_KEYS, where, path)
+    out: dict[str, Any] = {}
+    if "before_due" in table:
+        value = table["before_due"]
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+            raise ConfigError(f"{path}: '{where}before_due' must be a list of working days, such as [10, 2], got {value!r}")
+        out["before_due"] = tuple(value)
+    if "on_due" in table:
+        if not isinstance(table["on_due"], bool):
+            raise ConfigError(f"{path}: '{where}on_due' must be true or false")
+        out["on_due"] = table["on_due"]
+    for name in ("overdue_every", "escalate_after", "stale_after_days"):
+        if name in table:
+            out[name] = _int(table, name, where, path, 0)
+    if "send_at" in table:
+        out["send_at"] = _clock(table["send_at"], f"{where}send_at", path)
+    if "quiet_hours" in table:
+        value = table["quiet_hours"]
+        if not isinstance(value, list) or len(value) not in (0, 2):
+            raise ConfigError(f"{path}: '{where}quiet_hours' must be [start, end] such as [\"18:00\", \"08:00\"], or []")
+        out["quiet_hours"] = tuple(_clock(v, f"{where}quiet_hours", path) for v in value)
+    if "working_days" in table:
+        value = table["working_days"]
+        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        if not isinstance(value, list) or not value or any(str(v).lower()[:3] not in names for v in value):
+            raise ConfigError(f"{path}: '{where}working_days' must list days such as [\"mon\", \"tue\"], got {value!r}")
+        out["working_days"] = frozenset(names.index(str(v).lower()[:3]) for v in value)
+    if "holidays" in table:
+        value = table["holidays"]
+        regions = ("england-and-wales", "scotland", "northern-ireland", "none")
+        if value not in regions:
+            raise ConfigError(f"{path}: '{where}holidays' must be one of {', '.join(regions)}, got {value!r}")
+        out["holidays"] = value
+    return out
+
+
+def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
+    from jobs.calendar import parse_schedule
+
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: 'boards' must be a list of tables ([[boards]])")
+    boards = []
+    for n, table in enumerate(value):
+        where = f"boards[{n}]."
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: '{where[:-1]}' must be a table")
+        _check_keys(table, {"name", "schedule", "plans", "request_before", "chase_before", "missing_before"}, where, path)
+        name = _string(table, "name", where, path)
+        if not name:
+            raise ConfigError(f"{path}: '{where}name' is required")
+        if "schedule" not in table:
+            raise ConfigError(f"{path}: '{where}schedule' is required, e.g. \"quarterly on the first Tuesday\"")
+        try:
+            schedule = parse_schedule(table["schedule"])
+        except ValueError as exc:
+            raise ConfigError(f"{path}: '{where}schedule': {exc}") from None
+        plans = table.get("plans", [])
+        if not isinstance(plans, list) or not all(isinstance(p, str) for p in plans):
+            raise ConfigError(f"{path}: '{where}plans' must be a list of plan names")
+        board = BoardConfig(
+            name=name, schedule=schedule, plans=tuple(plans),
+            request_before=_int(table, "request_before", where, path, 10),
+            chase_before=_int(table, "chase_before", where, path, 5),
+            missing_before=_int(table, "missing_before", where, path, 2),
+        )
+        if not board.request_before > board.chase_before > board.missing_before:
+            raise ConfigError(f"{path}: '{where}' needs request_before > chase_before > missing_before")
+        boards.append(board)
+    return tuple(boards)
+
+
+def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
+    from bot.channels import CHANNELS
+
+    _check_keys(table, {"default", "outbox_folder"}, "channels.", path)
+    default = _string(table, "default", "channels.", path) or "outbox_folder"
+    if default not in CHANNELS:
+        raise ConfigError(f"{path}: 'channels.default' {default!r} is not one of {', '.join(sorted(CHANNELS))}")
+    folder_table = _table(table, "outbox_folder", "channels.", path)
+    _check_keys(folder_table, {"folder", "sender"}, "channels.outbox_folder.", path)
+    return ChannelsConfig(
+        default=default,
+        outbox_folder=_string(folder_table, "folder", "channels.outbox_folder.", path) or "outbox",
+        sender=_string(folder_table, "sender", "channels.outbox_folder.", path) or "chaser@localhost",
+    )
+
+
+@lru_cache(maxsize=4096)
+def _cadence_cache(config: Config, plan: str, workstream: str | None, timezone: str | None) -> Any:
+    from jobs.calendar import WorkCalendar
+    from jobs.planner import Cadence
+
+    merged: dict[str, Any] = dict(config.cadence)
+    plan_table = config.plans.get(plan, {})
+    merged.update(plan_table.get("cadence", {}))
+    if workstream is not None:
+        merged.update(plan_table.get("workstreams", {}).get(workstream, {}))
+    calendar_args: dict[str, Any] = {"timezone": timezone or config.timezone}
+    for name in ("send_at", "working_days", "holidays"):
+        if name in merged:
+            calendar_args[name] = merged.pop(name)
+    quiet = merged.pop("quiet_hours", None)
+    if quiet is not None:
+        # [] means no quiet hours: an empty interval.
+        calendar_args["quiet_start"], calendar_args["quiet_end"] = quiet or (dt_time(0, 0), dt_time(0, 0))
+    try:
+        return Cadence(calendar=WorkCalendar(**calendar_args), **merged)
+    except ValueError as exc:
+        raise ConfigError(f"{config.source}: cadence for plan {plan!r}: {exc}") from None
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Config:
@@ -102,10 +325,5 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
         config = Config()
     override = env.get("CHASER_DATABASE_URL")
     if override:
-        config = Config(
-            database=DatabaseConfig(url=override),
-            edi_lead=config.edi_lead,
-            timezone=config.timezone,
-            source=config.source,
-        )
+        config = replace(config, database=DatabaseConfig(url=override))
     return config

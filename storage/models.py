@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    false,
     Boolean,
     CheckConstraint,
     Date,
@@ -67,6 +68,11 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+# ``next_check_at`` for "look at this at the next sweep, whatever time it sweeps": a moment
+# before any plan, so a sweep simulated in the past (``chaser run --once --at``) sees it too.
+CHECK_NOW = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -82,6 +88,7 @@ class Plan(Base):
     source_file: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     imported_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     workstreams: Mapped[list[Workstream]] = relationship(
         back_populates="plan", order_by="Workstream.position", cascade="all, delete-orphan"
@@ -145,10 +152,14 @@ class Person(Base):
     teams_id: Mapped[str | None] = mapped_column(String(200))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     delegate_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    # Leave: until this date (inclusive) nudges go to ``cover``, or wait when there is none.
+    away_until: Mapped[dt.date | None] = mapped_column(Date)
+    cover_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
 
     roles: Mapped[list[Role]] = relationship(secondary="person_roles", order_by="Role.name")
     manager: Mapped[Person | None] = relationship(foreign_keys=[manager_id], remote_side=[id])
     delegate: Mapped[Person | None] = relationship(foreign_keys=[delegate_id], remote_side=[id])
+    cover: Mapped[Person | None] = relationship(foreign_keys=[cover_id], remote_side=[id])
 
 
 class PersonRole(Base):
@@ -200,6 +211,11 @@ class Action(Base):
     file_progress: Mapped[str | None] = mapped_column(Text)
     position: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str | None] = mapped_column(String(200))  # where in the file it was read
+    snoozed_until: Mapped[dt.date | None] = mapped_column(Date)
+    # When the reminder sweep must look at this action again (NULL: never, e.g. complete).
+    # Anything that changes what is due sets it to "now"; the sweep sets the next real time.
+    # The sweep reads only rows whose time has come, so its cost follows the due items.
+    next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -250,3 +266,70 @@ class StatusUpdate(Base):
     revised_due_text: Mapped[str | None] = mapped_column(Text)
 
     by_person: Mapped[Person | None] = relationship()
+
+
+OUTBOX_STATES = ("queued", "sending", "sent", "failed", "parked")
+
+
+class Outbox(Base):
+    """One message to one person: the unit the dispatcher claims, sends and records.
+
+    A message covers one or more nudges (``NudgeKey`` rows): an owner with several actions
+    needing attention in one sweep gets one message.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        CheckConstraint("state IN ('queued','sending','sent','failed','parked')", name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))  # nudge, lead_list
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    recipient: Mapped[str] = mapped_column(String(320))  # email or chat id at planning time
+    channel: Mapped[str] = mapped_column(String(30))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the items and notes, as planned
+    state: Mapped[str] = mapped_column(String(10), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    receipt: Mapped[str | None] = mapped_column(String(500))
+    possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"))
+
+
+class NudgeKey(Base):
+    """What has been planned, once: the idempotency key (action, person, rule, occurrence).
+
+    Inserted with ON CONFLICT DO NOTHING; only the keys a sweep actually inserted go into its
+    messages, so two sweeps cannot plan the same nudge twice. ``outbox_id`` is NULL for a
+    nudge that was superseded by a more urgent one for the same action and person.
+    """
+
+    __tablename__ = "nudge_keys"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id", ondelete="CASCADE"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    rule: Mapped[str] = mapped_column(String(20))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Sweep(Base):
+    """One run of the reminder sweep, for ``chaser status``."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)  # the (possibly simulated) time swept
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    actions_checked: Mapped[int] = mapped_column(Integer, default=0)
+    nudges_planned: Mapped[int] = mapped_column(Integer, default=0)
+    messages_queued: Mapped[int] = mapped_column(Integer, default=0)

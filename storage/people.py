@@ -8,6 +8,7 @@ full name the owner text starts with.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 from collections.abc import Iterable
@@ -22,7 +23,7 @@ from storage.importers.parse import norm_key
 from storage.models import Action, ActionOwner, Person, PersonRole, Role
 
 EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
-DIRECTORY_COLUMNS = ("name", "email", "roles", "manager", "slack_id", "teams_id", "delegate")
+DIRECTORY_COLUMNS = ("name", "email", "roles", "manager", "slack_id", "teams_id", "delegate", "away_until", "cover")
 REQUIRED_COLUMNS = ("name", "email")
 
 
@@ -81,6 +82,7 @@ class DirectoryResult:
     updated: int = 0
     unchanged: int = 0
     roles_created: list[str] = field(default_factory=list)
+    changed_people: list[Person] = field(default_factory=list)
 
 
 def import_directory(session: Session, path: str | Path) -> DirectoryResult:
@@ -126,6 +128,13 @@ def import_directory(session: Session, path: str | Path) -> DirectoryResult:
             raise ImportFileError(shown, f"row {row_no} (email): {email} is already on row {seen[email]}")
         if not row.get("name"):
             raise ImportFileError(shown, f"row {row_no} (name): the name is empty")
+        if row.get("away_until"):
+            try:
+                row["away_until_date"] = dt.date.fromisoformat(row["away_until"])  # type: ignore[assignment]
+            except ValueError:
+                raise ImportFileError(
+                    shown, f"row {row_no} (away_until): {row['away_until']!r} is not a date written YYYY-MM-DD"
+                ) from None
         seen[email] = row_no
         row["email"] = email
         rows.append((row_no, row))
@@ -167,7 +176,13 @@ def import_directory(session: Session, path: str | Path) -> DirectoryResult:
 
     for row_no, row in rows:
         person = people[row["email"]]
-        for column, attr in (("manager", "manager"), ("delegate", "delegate")):
+        away = row.get("away_until_date")
+        if person.away_until != away:
+            person.away_until = away  # type: ignore[assignment]
+            changed[row["email"]] = True
+        if row.get("cover") and not away:
+            raise ImportFileError(shown, f"row {row_no} (cover): a cover needs an away_until date")
+        for column, attr in (("manager", "manager"), ("delegate", "delegate"), ("cover", "cover")):
             ref = row.get(column, "").lower()
             target = None
             if ref:
@@ -186,6 +201,8 @@ def import_directory(session: Session, path: str | Path) -> DirectoryResult:
             result.created += 1
         elif changed[row["email"]]:
             result.updated += 1
+        if changed[row["email"]]:
+            result.changed_people.append(people[row["email"]])
         else:
             result.unchanged += 1
     session.flush()

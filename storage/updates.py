@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from chaser.errors import InvalidValue, NotAllowed
 from storage.dates import ParsedDate
-from storage.models import STATUSES, Action, Person, StatusUpdate, utcnow
+from storage.models import CHECK_NOW, STATUSES, Action, Person, StatusUpdate, utcnow
 from storage.people import holders, owners_of
 
 SYSTEM_CHANNELS = ("import",)
@@ -127,5 +127,7 @@ def record_update(
         revised_due_text=due.raw if due is not None else None,
     )
     session.add(update)
+    # A status, note or date changes what is due: the reminder sweep looks at it again.
+    action.next_check_at = CHECK_NOW
     session.flush()
     return update

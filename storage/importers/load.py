@@ -26,7 +26,7 @@ from storage.importers.parse import (
     ref_key,
 )
 from storage.importers.reading import read_document
-from storage.models import Action, ActionGroup, ActionOwner, Plan, StatusUpdate, Workstream, utcnow
+from storage.models import CHECK_NOW, Action, ActionGroup, ActionOwner, Plan, StatusUpdate, Workstream, utcnow
 from storage.people import get_or_create_roles, role_key
 from storage.updates import current_states, record_update
 
@@ -202,7 +202,8 @@ def apply_plan(
             row = dict(
                 plan_id=plan.id, ref=ref, ref_key=ref_key(ref), ref_generated=pa.ref is None,
                 match_key=pa.match_key, position=pa.position, source=pa.where,
-                created_at=now, updated_at=now, file_status=pa.status, file_progress=pa.progress, **wanted,
+                created_at=now, updated_at=now, file_status=pa.status, file_progress=pa.progress,
+                next_check_at=CHECK_NOW, **wanted,
             )
             new_actions.append((row, pa, [r.id for r in owner_roles]))
             result.created += 1
@@ -309,4 +310,5 @@ def _update_action(
         action.file_progress = pa.progress
     if changed:
         action.updated_at = now
+        action.next_check_at = CHECK_NOW  # what is due may have changed: the sweep looks again
     return changed

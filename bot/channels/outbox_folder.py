@@ -1,0 +1,156 @@
+"""A channel that writes each message to a folder instead of sending it.
+
+For trial runs and for councils that collect mail from a pickup folder. Each message becomes
+``{sent_at:%Y%m%dT%H%M%S}-{outbox_id:06d}-{recipient slug}`` with two files:
+
+- ``.eml``: an RFC 5322 message (plain text with an HTML alternative), when the recipient
+  has an email address;
+- ``.json``: the chat-shaped message, as it would be posted to Slack (``text``, Block Kit
+  ``blocks`` and message ``metadata``).
+
+Files are written atomically (a temporary name in the same folder, then ``os.replace``). A
+file already in the folder for the same outbox id means the message went out before a crash
+or a retry: nothing is written again and the receipt says ``possible_duplicate=True``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from email import policy
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+
+from bot.channels.base import ChannelError, Envelope, Receipt
+from bot.render import Rendered, chat_blocks, render
+
+EVENT_TYPE = "chaser_nudge"
+
+
+class OutboxFolder:
+    """Writes ``.eml`` and ``.json`` files to ``folder`` (created if missing)."""
+
+    kind = "outbox_folder"
+
+    def __init__(self, *, folder: str | Path, sender: str = "chaser@localhost") -> None:
+        self.folder = Path(folder)
+        name, addr = parseaddr(sender)
+        if "@" not in addr:
+            raise ValueError(f"sender {sender!r} is not an email address")
+        self.sender = Address(display_name=name, addr_spec=addr)
+        self.domain = addr.rpartition("@")[2]
+
+    def address(self, envelope: Envelope) -> str | None:
+        """The email address, else the Slack id (only the .json is written), else None."""
+        return envelope.recipient_email or envelope.recipient_slack_id or None
+
+    def send(self, envelope: Envelope) -> Receipt:
+        """Write the message's files, or find them already written (a possible duplicate)."""
+        if self.address(envelope) is None:
+            raise ChannelError(
+                f"{envelope.recipient_name} has no address (no email and no Slack id)", permanent=True
+            )
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            existing = self._existing(envelope.outbox_id)
+            if existing:
+                return self._receipt_for(existing)
+            rendered = render(envelope)
+            stem = self.folder / file_stem(envelope)
+            message_id = None
+            if envelope.recipient_email:
+                message, message_id = self._email(envelope, rendered)
+                _write_atomically(stem.with_name(stem.name + ".eml"), message.as_bytes(policy=policy.SMTP))
+            json_path = stem.with_name(stem.name + ".json")
+            _write_atomically(json_path, self._chat_json(envelope, rendered))
+        except OSError as exc:
+            raise ChannelError(str(exc), permanent=False) from exc
+        return Receipt(provider_id=message_id or str(json_path))
+
+    def _existing(self, outbox_id: int) -> list[Path]:
+        """Files already written for this outbox id (never a temporary file)."""
+        found = []
+        for path in self.folder.glob(f"*-{outbox_id:06d}-*"):
+            parts = path.name.split("-", 2)
+            if path.suffix in (".eml", ".json") and len(parts) == 3 and parts[1].isdigit() \
+                    and int(parts[1]) == outbox_id:
+                found.append(path)
+        return sorted(found)
+
+    def _receipt_for(self, existing: list[Path]) -> Receipt:
+        for path in existing:
+            if path.suffix == ".eml":
+                with path.open("rb") as handle:
+                    headers = BytesHeaderParser(policy=policy.default).parse(handle)
+                if headers["Message-ID"]:
+                    return Receipt(provider_id=str(headers["Message-ID"]), possible_duplicate=True)
+        return Receipt(provider_id=str(existing[0]), possible_duplicate=True)
+
+    def _email(self, envelope: Envelope, rendered: Rendered) -> tuple[EmailMessage, str]:
+        assert envelope.recipient_email is not None
+        try:
+            to = Address(
+                display_name=" ".join(envelope.recipient_name.split()),
+                addr_spec=envelope.recipient_email.strip(),
+            )
+        except (ValueError, HeaderParseError, IndexError) as exc:
+            raise ChannelError(
+                f"{envelope.recipient_email!r} is not a usable email address ({exc})", permanent=True
+            ) from exc
+        message_id = make_msgid(domain=self.domain)
+        message = EmailMessage(policy=policy.SMTP)
+        message["From"] = self.sender
+        message["To"] = to
+        message["Subject"] = rendered.subject
+        message["Date"] = format_datetime(envelope.sent_at)
+        message["Message-ID"] = message_id
+        message["X-Chaser-Outbox-Id"] = str(envelope.outbox_id)
+        message.set_content(rendered.text)
+        message.add_alternative(rendered.html, subtype="html")
+        return message, message_id
+
+    def _chat_json(self, envelope: Envelope, rendered: Rendered) -> bytes:
+        document = {
+            "channel": envelope.recipient_slack_id or envelope.recipient_email,
+            "text": rendered.chat,
+            "blocks": chat_blocks(envelope, rendered),
+            "metadata": {
+                "event_type": EVENT_TYPE,
+                "event_payload": {"outbox_id": envelope.outbox_id, "kind": envelope.kind},
+            },
+        }
+        return (json.dumps(document, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """``Priya Shah`` -> ``priya-shah``: ASCII letters and digits joined by hyphens."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-") or "recipient"
+
+
+def file_stem(envelope: Envelope) -> str:
+    """``20260428T090000-000042-priya-shah``: when, which outbox row, to whom."""
+    return f"{envelope.sent_at:%Y%m%dT%H%M%S}-{envelope.outbox_id:06d}-{slug(envelope.recipient_name)}"
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it into place."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise

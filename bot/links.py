@@ -1,0 +1,81 @@
+"""Signed one-click answer links: Green / Amber / Red / Complete / Add a note.
+
+Each link is ``{base_url}/answer/{token}``; the token is an ``itsdangerous`` URL-safe, timed
+signature (salt ``chaser-answer``) over ``{"a": action_id, "p": person_id, "o": outbox_id,
+"s": status}``, where ``s`` is None for "Add a note". Nobody can change what a link answers, or
+for whom, without the secret; the web handler checks the age with ``read_answer_token``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
+
+from bot.channels.base import Link
+from chaser.errors import ChaserError, ConfigError
+
+SALT = "chaser-answer"
+NOTE_LABEL = "Add a note"
+ANSWERS: tuple[tuple[str, str | None], ...] = (
+    ("Green", "green"),
+    ("Amber", "amber"),
+    ("Red", "red"),
+    ("Complete", "complete"),
+    (NOTE_LABEL, None),
+)
+_STATUSES = {status for _, status in ANSWERS}
+
+
+class BadAnswerLink(ChaserError):
+    """An answer link that was altered, cut short or is too old; ``expired`` tells which."""
+
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+
+def _serializer(secret: str) -> URLSafeTimedSerializer:
+    if not secret:
+        raise ConfigError("the answer-link secret is empty; set one so links cannot be forged")
+    return URLSafeTimedSerializer(secret, salt=SALT)
+
+
+def answer_links(
+    base_url: str, secret: str, *, action_id: int, person_id: int, outbox_id: int
+) -> tuple[Link, ...]:
+    """The five one-click links for one action in one message to one person."""
+    serializer = _serializer(secret)
+    root = base_url.rstrip("/")
+    links = []
+    for label, status in ANSWERS:
+        token = serializer.dumps({"a": action_id, "p": person_id, "o": outbox_id, "s": status})
+        links.append(Link(label=label, url=f"{root}/answer/{token}"))
+    return tuple(links)
+
+
+def read_answer_token(secret: str, token: str, max_age_seconds: int) -> dict[str, Any]:
+    """The payload ``{"a", "p", "o", "s"}`` of a genuine, unexpired token, else BadAnswerLink."""
+    serializer = _serializer(secret)
+    try:
+        payload = serializer.loads(token, max_age=max_age_seconds)
+    except SignatureExpired:
+        days = max_age_seconds / 86400
+        age = f"{days:g} days" if days >= 1 else f"{max_age_seconds} seconds"
+        raise BadAnswerLink(
+            f"this answer link has expired (links work for {age}); "
+            "use the link in the latest reminder, or reply to it",
+            expired=True,
+        ) from None
+    except BadData:
+        raise BadAnswerLink(
+            "this answer link is not valid: it was changed or cut short; "
+            "open the link exactly as it appears in the reminder"
+        ) from None
+    if (
+        not isinstance(payload, dict)
+        or set(payload) != {"a", "p", "o", "s"}
+        or not all(isinstance(payload[key], int) and not isinstance(payload[key], bool) for key in "apo")
+        or payload["s"] not in _STATUSES
+    ):
+        raise BadAnswerLink("this answer link is not valid: it does not carry an answer")
+    return dict(payload)

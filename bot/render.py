@@ -1,0 +1,310 @@
+"""Turn an envelope into the texts every channel sends: subject, plain text, HTML, chat.
+
+One Jinja environment serves every template, ``message_templates/<kind>/<channel>.<fmt>.j2``.
+Python decides *what* is said (the view below: the due date as the plan wrote it, a status
+label, a short headline for the subject); templates only lay it out. User-supplied strings are
+escaped for where they go: HTML by autoescaping (``.html.j2`` only), Slack mrkdwn by the
+``mrkdwn`` filter. JSON (Block Kit) is built here around rendered text, never in a template.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from bot.channels.base import Envelope, Item, Link
+
+KINDS = ("nudge", "lead_list")
+
+# Slack limits: https://api.slack.com/reference/block-kit/blocks
+SECTION_TEXT_MAX = 3000
+BUTTON_TEXT_MAX = 75
+BUTTON_VALUE_MAX = 2000
+BUTTON_URL_MAX = 3000
+BLOCKS_MAX = 50
+
+_STATUS_LABELS = {
+    "green": "Green",
+    "amber": "Amber",
+    "red": "Red",
+    "complete": "Complete",
+    "not_started": "Not started",
+}
+# (background, text colour) for status marks and answer buttons; all pass WCAG AA.
+_COLOURS = {
+    "green": ("#00703c", "#ffffff"),
+    "amber": ("#ffbf47", "#0b0c0c"),
+    "red": ("#d4351c", "#ffffff"),
+    "complete": ("#1d70b8", "#ffffff"),
+}
+_PLAIN_COLOURS = ("#f3f2f1", "#0b0c0c")
+# Subject headline when the reason is too long to use: "Update needed: HW 3 overdue".
+_RULE_HEADLINES = {
+    "before_due": "due soon",
+    "due": "due today",
+    "overdue": "overdue",
+    "escalation": "overdue",
+    "stale": "has no recent update",
+    "review_request": "due for review",
+    "review_chase": "due for review",
+    "review_missing": "missing its review",
+}
+_HEADLINE_MAX = 60
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Every text of one message.
+
+    ``chat_intro``, ``chat_items`` (one per envelope item, without the line of answer links,
+    which Block Kit shows as buttons) and ``chat_outro`` are the pieces of ``chat`` that
+    :func:`chat_blocks` puts into sections.
+    """
+
+    subject: str
+    text: str
+    html: str
+    chat: str
+    chat_intro: str = ""
+    chat_items: tuple[str, ...] = ()
+    chat_outro: str = ""
+
+
+@dataclass(frozen=True)
+class _LinkView:
+    label: str
+    url: str
+    background: str
+    colour: str
+
+
+@dataclass(frozen=True)
+class _ItemView:
+    ref: str
+    title: str
+    plan: str
+    rule: str
+    reason: str
+    headline: str
+    due: str
+    status: str
+    status_background: str
+    status_colour: str
+    owner: str | None
+    links: tuple[_LinkView, ...]
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Escape the three characters Slack mrkdwn treats as control characters."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mrkdwn_link(url: str, label: str) -> str:
+    """A Slack link ``<url|label>`` with both parts escaped; a ``|`` in the URL is encoded."""
+    return f"<{mrkdwn_escape(url).replace('|', '%7C')}|{mrkdwn_escape(label)}>"
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """``1 action``, ``3 actions``."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
+def long_date(day: date) -> str:
+    """``Thu 30 April 2026`` whatever the machine's locale."""
+    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+_ENV = Environment(
+    loader=PackageLoader("message_templates", ""),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
+    keep_trailing_newline=True,
+)
+_ENV.filters["mrkdwn"] = mrkdwn_escape
+_ENV.filters["mrkdwn_link"] = mrkdwn_link
+_ENV.filters["plural"] = plural
+
+
+def environment() -> Environment:
+    """The one Jinja environment (for other modules that render their own templates)."""
+    return _ENV
+
+
+def _headline(item: Item) -> str:
+    """"Due in 2 working days (Thu 30 April 2026)." -> "due in 2 working days"."""
+    first = re.split(r"\s*\(|\.(?:\s|$)", item.reason.strip(), maxsplit=1)[0].strip()
+    if first[:1].isupper() and not first[1:2].isupper():  # "Due in" -> "due in"; "HR ..." stays
+        first = first[0].lower() + first[1:]
+    first = " ".join(first.split())
+    if not first or len(first) > _HEADLINE_MAX:
+        return _RULE_HEADLINES.get(item.rule, "")
+    return first
+
+
+def _link_view(link: Link) -> _LinkView:
+    background, colour = _COLOURS.get(link.label.strip().lower(), _PLAIN_COLOURS)
+    return _LinkView(label=link.label, url=link.url, background=background, colour=colour)
+
+
+def _item_view(item: Item) -> _ItemView:
+    if item.due_text and item.due_text.strip():
+        due = item.due_text.strip()
+    elif item.due is not None:
+        due = long_date(item.due)
+    else:
+        due = "no date set"
+    key = (item.status or "").strip().lower()
+    if not key:
+        status = "not reported yet"
+    else:
+        status = _STATUS_LABELS.get(key, key.replace("_", " ").capitalize())
+    background, colour = _COLOURS.get(key, _PLAIN_COLOURS)
+    return _ItemView(
+        ref=item.ref, title=item.title, plan=item.plan, rule=item.rule, reason=item.reason,
+        headline=_headline(item), due=due, status=status, status_background=background,
+        status_colour=colour, owner=item.owner, links=tuple(_link_view(link) for link in item.links),
+    )
+
+
+def _tidy(text: str) -> str:
+    """No trailing spaces, at most one blank line in a row, one final newline."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
+
+
+def render(envelope: Envelope) -> Rendered:
+    """Render all four templates of ``envelope.kind`` for this envelope."""
+    if envelope.kind not in KINDS:
+        raise ValueError(f"no templates for message kind {envelope.kind!r} (known: {', '.join(KINDS)})")
+    items = tuple(_item_view(item) for item in envelope.items)
+    context: dict[str, Any] = {
+        "kind": envelope.kind,
+        "recipient_name": " ".join(envelope.recipient_name.split()),
+        "items": items,
+        "count": len(items),
+        "notes": envelope.notes,
+        "has_links": any(item.links for item in items),
+    }
+    folder = envelope.kind
+    subject = " ".join(_ENV.get_template(f"{folder}/email-subject.txt.j2").render(context).split())
+    context["subject"] = subject
+    text = _tidy(_ENV.get_template(f"{folder}/email-body.txt.j2").render(context))
+    html = _ENV.get_template(f"{folder}/email-body.html.j2").render(context)
+    chat_module = _ENV.get_template(f"{folder}/slack.md.j2").make_module(context)
+    return Rendered(
+        subject=subject,
+        text=text,
+        html=html,
+        chat=_tidy(str(chat_module)).rstrip("\n"),
+        chat_intro=_tidy(chat_module.intro()).rstrip("\n"),
+        chat_items=tuple(_tidy(chat_module.item_text(item, False)).rstrip("\n") for item in items),
+        chat_outro=_tidy(chat_module.outro()).rstrip("\n"),
+    )
+
+
+# ---- Slack Block Kit, built around the rendered mrkdwn ------------------------------------
+
+def _units(text: str) -> int:
+    """Length in UTF-16 code units: never less than the character count Slack may use."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` within ``limit`` UTF-16 code units."""
+    if _units(text) <= limit:
+        return text
+    low, high = 0, min(len(text), limit)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _units(text[:mid]) <= limit:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low]
+
+
+def truncate_plain(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` with an ellipsis when it is longer."""
+    if _units(text) <= limit:
+        return text
+    return _cut(text, limit - 1).rstrip() + "…"
+
+
+def truncate_mrkdwn(text: str, limit: int = SECTION_TEXT_MAX) -> str:
+    """Like ``truncate_plain``, but never ends inside ``&amp;``-style entities or ``<links>``."""
+    if _units(text) <= limit:
+        return text
+    cut = _cut(text, limit - 1)
+    start = cut.rfind("<")
+    if start != -1 and ">" not in cut[start:]:
+        cut = cut[:start]
+    start = cut.rfind("&")
+    if start != -1 and ";" not in cut[start:]:
+        cut = cut[:start]
+    return cut.rstrip() + "…"
+
+
+def _section(text: str, block_id: str) -> dict[str, Any]:
+    text = truncate_mrkdwn(text.strip() or " ")
+    return {"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": text}}
+
+
+def _button(link: Link, action_id: str) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": truncate_plain(link.label, BUTTON_TEXT_MAX), "emoji": True},
+        "url": link.url,
+        "action_id": action_id,
+        "value": truncate_plain(link.label, BUTTON_VALUE_MAX),
+    }
+    style = {"green": "primary", "red": "danger"}.get(link.label.strip().lower())
+    if style:
+        button["style"] = style
+    return button
+
+
+def chat_blocks(envelope: Envelope, rendered: Rendered) -> list[dict[str, Any]]:
+    """Block Kit: the intro, then per item a section and its answer buttons, then the outro.
+
+    Stays within Slack's limits: 50 blocks (items that do not fit are counted in a last
+    section), 3000 characters a section, 75 a button label. A link longer than Slack accepts
+    (3000) gets no button; it is still in ``rendered.chat``, the message's fallback text.
+    """
+    if len(rendered.chat_items) != len(envelope.items):
+        raise ValueError("rendered.chat_items does not match envelope.items; render this envelope first")
+    blocks: list[dict[str, Any]] = [_section(rendered.chat_intro or rendered.chat, "intro")]
+    budget = BLOCKS_MAX - len(blocks) - (1 if rendered.chat_outro else 0) - 1  # keep one for "more"
+    shown = 0
+    for index, (item, text) in enumerate(zip(envelope.items, rendered.chat_items)):
+        buttons = [
+            _button(link, f"answer-{index}-{number}-{_slug(link.label)}")
+            for number, link in enumerate(item.links[:25])
+            if link.url and _units(link.url) <= BUTTON_URL_MAX
+        ]
+        needed = 1 + (1 if buttons else 0)
+        if needed > budget:
+            break
+        blocks.append(_section(text, f"item-{index}"))
+        if buttons:
+            blocks.append({"type": "actions", "block_id": f"answer-{index}", "elements": buttons})
+        budget -= needed
+        shown += 1
+    hidden = len(envelope.items) - shown
+    if hidden:
+        more = f"…and {plural(hidden, 'more action')}; the email has the full list."
+        blocks.append(_section(more, "more"))
+    if rendered.chat_outro:
+        blocks.append(_section(rendered.chat_outro, "outro"))
+    return blocks
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40] or "link"

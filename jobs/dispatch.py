@@ -1,0 +1,240 @@
+"""The dispatcher: claim outbox rows, send them through their channel, record what happened.
+
+A claim is committed before sending, with a lease: on PostgreSQL rows are picked with
+``FOR UPDATE SKIP LOCKED`` so several ``chaser run`` processes never pick the same row; on
+SQLite a claim is a conditional UPDATE (writers are serialised, WAL keeps readers going). A
+claimed row whose lease ran out (its process died mid-send) is claimed again and sent with
+``possible_duplicate`` set; the outbox-folder channel recognises a message it already wrote.
+A failure is retried with exponential backoff (or after ``Retry-After``), and parked after
+``max_attempts`` or a permanent error: never dropped. One bad row never stops the loop: its
+next attempt is pushed forward before the error is logged.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, select, text, update
+from sqlalchemy.orm import Session
+
+from bot.channels import load_channel
+from bot.channels.base import Channel, ChannelError, Envelope, Item
+from bot.links import answer_links
+from chaser.config import Config
+from storage.db import session_factory
+from storage.models import Outbox, Person
+
+log = logging.getLogger("chaser.dispatch")
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass
+class Claimed:
+    id: int
+    reclaimed: bool  # its lease had expired: a previous send may have happened
+
+
+@dataclass
+class DispatchResult:
+    sent: int = 0
+    failed: int = 0
+    parked: int = 0
+    possible_duplicates: int = 0
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        *,
+        clock: Clock,
+        secret: str,
+        channels: dict[str, Channel] | None = None,
+        worker: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.clock = clock
+        self.secret = secret
+        self.channels = channels if channels is not None else {}
+        self.worker = worker or worker_name()
+        self.sessions = session_factory(engine)
+        self.stopping = False  # set from a signal handler; checked between units of work
+
+    # -- channels -------------------------------------------------------------------------
+    def channel(self, kind: str) -> Channel:
+        if kind not in self.channels:
+            options: dict[str, Any] = {}
+            if kind == "outbox_folder":
+                options = {"folder": self.config.channels.outbox_folder, "sender": self.config.channels.sender}
+            self.channels[kind] = load_channel(kind, **options)
+        return self.channels[kind]
+
+    # -- claiming -------------------------------------------------------------------------
+    def claim(self, limit: int) -> list[Claimed]:
+        now = self.clock()
+        lease = now + dt.timedelta(seconds=self.config.scheduler.lease_seconds)
+        with self.sessions() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                rows = session.execute(
+                    text(
+                        """
+                        WITH picked AS (
+                            SELECT id, state FROM outbox
+                            WHERE (state IN ('queued', 'failed') AND next_attempt_at <= :now)
+                               OR (state = 'sending' AND lease_until < :now)
+                            ORDER BY next_attempt_at, id
+                            LIMIT :limit
+                            FOR UPDATE SKIP LOCKED
+                        )
+                        UPDATE outbox SET state = 'sending', lease_until = :lease, claimed_by = :me,
+                                          attempts = outbox.attempts + 1
+                        FROM picked WHERE outbox.id = picked.id
+                        RETURNING outbox.id, picked.state
+                        """
+                    ),
+                    {"now": now, "lease": lease, "me": self.worker, "limit": limit},
+                ).all()
+                return sorted((Claimed(r[0], r[1] == "sending") for r in rows), key=lambda c: c.id)
+            candidates = session.execute(
+                select(Outbox.id, Outbox.state)
+                .where(
+                    ((Outbox.state.in_(("queued", "failed"))) & (Outbox.next_attempt_at <= now))
+                    | ((Outbox.state == "sending") & (Outbox.lease_until < now))
+                )
+                .order_by(Outbox.next_attempt_at, Outbox.id)
+                .limit(limit)
+            ).all()
+            claimed = []
+            for outbox_id, state in candidates:
+                # Conditional: only if nobody claimed it since we looked.
+                done = session.execute(
+                    update(Outbox)
+                    .where(Outbox.id == outbox_id, Outbox.state == state)
+                    .where((Outbox.state != "sending") | (Outbox.lease_until < now))
+                    .values(state="sending", lease_until=lease, claimed_by=self.worker, attempts=Outbox.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                if done.rowcount == 1:  # type: ignore[attr-defined]
+                    claimed.append(Claimed(outbox_id, state == "sending"))
+            return claimed
+
+    # -- one unit of work -----------------------------------------------------------------
+    def envelope(self, session: Session, row: Outbox, now: dt.datetime) -> Envelope:
+        person = session.get(Person, row.person_id) if row.person_id is not None else None
+        items = []
+        for item in row.payload["items"]:
+            links = answer_links(
+                self.config.web_base_url, self.secret, action_id=item["action_id"],
+                person_id=row.person_id or 0, outbox_id=row.id,
+            ) if row.person_id is not None else ()
+            items.append(Item(
+                ref=item["ref"], title=item["title"], plan=item["plan"], rule=item["rule"], reason=item["reason"],
+                due=dt.date.fromisoformat(item["due"]) if item.get("due") else None, due_text=item.get("due_text"),
+                status=item.get("status"), owner=item.get("owner"), links=links,
+            ))
+        return Envelope(
+            outbox_id=row.id, kind=row.kind,
+            recipient_name=person.name if person else row.recipient,
+            recipient_email=person.email if person else (row.recipient if "@" in row.recipient else None),
+            recipient_slack_id=person.slack_id if person else None,
+            recipient_teams_id=person.teams_id if person else None,
+            items=tuple(items), sent_at=now, notes=tuple(row.payload.get("notes", ())),
+        )
+
+    def deliver(self, claimed: Claimed, result: DispatchResult) -> None:
+        now = self.clock()
+        with self.sessions() as session:
+            row = session.get(Outbox, claimed.id)
+            if row is None or row.claimed_by != self.worker or row.state != "sending":
+                return  # lost the lease to another worker; it will record the outcome
+            envelope = self.envelope(session, row, now)
+            channel_kind, attempts = row.channel, row.attempts
+        try:
+            receipt = self.channel(channel_kind).send(envelope)
+        except ChannelError as exc:
+            self.record_failure(claimed.id, attempts, exc, result)
+            return
+        duplicate = receipt.possible_duplicate or claimed.reclaimed
+        with self.sessions() as session, session.begin():
+            done = session.execute(
+                update(Outbox)
+                .where(Outbox.id == claimed.id, Outbox.claimed_by == self.worker, Outbox.state == "sending")
+                .values(state="sent", receipt=receipt.provider_id[:500], sent_at=now, lease_until=None,
+                        last_error=None, possible_duplicate=duplicate)
+                .execution_options(synchronize_session=False)
+            )
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            result.sent += 1
+            result.outbox_ids.append(claimed.id)
+            if duplicate:
+                result.possible_duplicates += 1
+                log.warning("outbox %d may have been sent twice (its earlier send was interrupted)", claimed.id)
+
+    def record_failure(self, outbox_id: int, attempts: int, exc: ChannelError, result: DispatchResult) -> None:
+        now = self.clock()
+        settings = self.config.scheduler
+        park = exc.permanent or attempts >= settings.max_attempts
+        delay = exc.retry_after if exc.retry_after is not None else min(3600, settings.retry_base_seconds * 2 ** (attempts - 1))
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id == outbox_id, Outbox.claimed_by == self.worker)
+                .values(state="parked" if park else "failed", last_error=str(exc)[:2000], lease_until=None,
+                        next_attempt_at=now + dt.timedelta(seconds=delay))
+                .execution_options(synchronize_session=False)
+            )
+        if park:
+            result.parked += 1
+            log.error("outbox %d parked after %d attempt(s): %s", outbox_id, attempts, exc)
+        else:
+            result.failed += 1
+            log.warning("outbox %d failed (attempt %d), retrying in %.0f s: %s", outbox_id, attempts, delay, exc)
+
+    def run_once(self, *, batch: int = 50, limit: int | None = None) -> DispatchResult:
+        """Send everything that is due now (or ``limit`` messages), then return."""
+        result = DispatchResult()
+        handled = 0
+        while not self.stopping and (limit is None or handled < limit):
+            claimed = self.claim(batch if limit is None else min(batch, limit - handled))
+            if not claimed:
+                break
+            for n, one in enumerate(claimed):
+                if self.stopping:
+                    self.release([c.id for c in claimed[n:]])
+                    break
+                try:
+                    self.deliver(one, result)
+                except Exception as exc:  # noqa: BLE001 - a bad row must not stop the others
+                    # Push its next attempt forward first, then log: no crash loop on one row.
+                    self.record_failure(one.id, self._attempts(one.id), ChannelError(f"internal error: {exc!r}"), result)
+                    log.exception("outbox %d could not be delivered", one.id)
+                handled += 1
+        return result
+
+    def _attempts(self, outbox_id: int) -> int:
+        with self.sessions() as session:
+            return session.scalar(select(Outbox.attempts).where(Outbox.id == outbox_id)) or 1
+
+    def release(self, ids: list[int]) -> None:
+        """Give back claimed rows not yet sent (on shutdown), so nobody waits for their lease."""
+        if not ids:
+            return
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(Outbox)
+                .where(Outbox.id.in_(ids), Outbox.claimed_by == self.worker, Outbox.state == "sending")
+                .values(state="queued", lease_until=None, attempts=Outbox.attempts - 1)
+                .execution_options(synchronize_session=False)
+            )

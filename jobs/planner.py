@@ -1,0 +1,374 @@
+"""The reminder planner: a pure function of (now, actions, people, reviews, what was sent).
+
+It answers one question — which nudges are due now — and when each action must be looked at
+again. No clock, no database, no network: the sweep (``jobs.sweep``) loads the views, calls
+``plan`` and stores the result in one transaction.
+
+Rules, per action and per person (the owner, their cover, an escalation target, the EDI lead):
+
+- ``before_due``: N working days before the due date, for each N in ``cadence.before_due``;
+- ``due``: on the due date (the last working day on or before it);
+- ``overdue``: every ``overdue_every`` working days after the due date while not complete;
+- ``escalation``: once, ``escalate_after`` working days overdue, to each owner's manager, else
+  the workstream's lead sponsor, else the EDI lead;
+- ``stale``: recurring actions and actions with no due date, when nobody has updated them for
+  ``stale_after_days`` days (and again every such period while silence lasts);
+- ``review_request``/``review_chase``/``review_missing``: before a board meeting, see
+  ``ReviewMilestone``.
+
+Only the *latest* occurrence of each stream whose time has come counts: after downtime an
+action gets one catch-up, never one per missed occurrence. When several rules are due for the
+same action and person, the most urgent is sent and the others are recorded as superseded, so
+they do not follow a minute later. Nothing is sent outside the send window (working days, from
+``send_at``, never in quiet hours); complete, snoozed and paused actions get nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field
+
+from jobs.calendar import WorkCalendar
+
+RULES = (
+    "before_due", "due", "overdue", "escalation", "stale", "review_request", "review_chase", "review_missing",
+)
+# Higher is more urgent: what goes out when several rules are due for one action and person.
+URGENCY = {
+    "review_request": 1, "stale": 2, "before_due": 3, "review_chase": 4, "due": 5, "overdue": 6,
+    "review_missing": 7, "escalation": 8,
+}
+LEAD = "lead"  # key part for nudges addressed to the EDI lead because no owner can be reached
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """How often and when: every value can be overridden per plan and per workstream."""
+
+    before_due: tuple[int, ...] = (10, 2)
+    on_due: bool = True
+    overdue_every: int = 5  # working days; 0 turns overdue nudges off
+    escalate_after: int = 10  # working days overdue; 0 turns escalation off
+    stale_after_days: int = 30  # calendar days without an update; 0 turns it off
+    calendar: WorkCalendar = field(default_factory=WorkCalendar)
+
+
+@dataclass(frozen=True)
+class PersonView:
+    id: int
+    name: str
+    email: str | None = None
+    manager_id: int | None = None
+    away_until: dt.date | None = None
+    cover_id: int | None = None
+
+    def away_on(self, day: dt.date) -> bool:
+        return self.away_until is not None and day <= self.away_until
+
+
+@dataclass(frozen=True)
+class ActionView:
+    id: int
+    ref: str
+    plan_id: int
+    due: dt.date | None
+    recurring: bool
+    status: str | None
+    created_at: dt.datetime
+    cadence: Cadence
+    owner_ids: tuple[int, ...] = ()
+    owner_roles: tuple[str, ...] = ()
+    sponsor_ids: tuple[int, ...] = ()  # people holding the workstream's lead sponsor role
+    last_update_at: dt.datetime | None = None  # the latest update by a person (not an import)
+    snoozed_until: dt.date | None = None
+    paused: bool = False
+    workstream_id: int | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.status != "complete" and not self.paused
+
+
+@dataclass(frozen=True)
+class ReviewMilestone:
+    """One step before a board meeting, to plan for every open action in scope.
+
+    ``review_request``: every owner is asked for an update; ``review_chase``: owners whose
+    action has had no update since ``requested_at`` are chased; ``review_missing``: the EDI
+    lead gets the list of actions still without an answer.
+    """
+
+    board: str
+    meeting: dt.date
+    rule: str
+    at: dt.datetime
+    requested_at: dt.datetime
+    plan_ids: frozenset[int] | None = None  # None: every plan
+
+    def covers(self, action: ActionView) -> bool:
+        return self.plan_ids is None or action.plan_id in self.plan_ids
+
+
+@dataclass(frozen=True)
+class Nudge:
+    action_id: int
+    ref: str
+    person_id: int
+    rule: str
+    occurrence: dt.date
+    key: str
+    reason: str
+    owner_id: int | None = None  # whose action, when the person is a cover, manager or the EDI lead
+
+    @property
+    def urgency(self) -> int:
+        return URGENCY[self.rule]
+
+
+@dataclass
+class Plan:
+    nudges: list[Nudge] = field(default_factory=list)
+    superseded: list[Nudge] = field(default_factory=list)
+    next_check: dict[int, dt.datetime | None] = field(default_factory=dict)
+    # Actions with a nudge due but nobody to send it to (no owner, no EDI lead configured).
+    unreachable: list[tuple[int, str]] = field(default_factory=list)
+    # People whose nudges wait because they are away with no cover: person id -> back on.
+    waiting: dict[int, dt.date] = field(default_factory=dict)
+
+
+def _fmt(day: dt.date) -> str:
+    return f"{day:%a} {day.day} {day:%B %Y}"
+
+
+def _days(n: int) -> str:
+    return f"{n} working day{'s' if n != 1 else ''}"
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    rule: str
+    occurrence: dt.date
+    reason: str
+    to: str  # "owners" or "escalation"
+
+
+def _deadline_candidates(action: ActionView, now: dt.datetime) -> tuple[list[_Candidate], dt.datetime | None]:
+    """The current deadline and escalation occurrences, and when the next one falls."""
+    cad, cal, due = action.cadence, action.cadence.calendar, action.due
+    assert due is not None
+    today = cal.today(now)
+    occurrences: list[tuple[dt.datetime, _Candidate]] = []
+    for n in sorted(set(cad.before_due), reverse=True):
+        if n > 0:
+            day = cal.add_working_days(due, -n)
+            reason = f"Due in {_days(n)} ({_fmt(due)})."
+            occurrences.append((cal.send_time(day), _Candidate("before_due", day, reason, "owners")))
+    if cad.on_due:
+        day = cal.working_day_on_or_before(due)
+        occurrences.append((cal.send_time(day), _Candidate("due", day, f"Due today ({_fmt(due)}).", "owners")))
+    upcoming: list[dt.datetime] = []
+    if cad.overdue_every > 0:
+        late = cal.working_days_between(due, today)
+        steps = late // cad.overdue_every
+        for i in (steps, steps + 1):
+            if i >= 1:
+                day = cal.add_working_days(due, cad.overdue_every * i)
+                reason = f"Overdue by {_days(cad.overdue_every * i)}: it was due {_fmt(due)}."
+                occurrences.append((cal.send_time(day), _Candidate("overdue", day, reason, "owners")))
+    current = [pair for pair in occurrences if pair[0] <= now]
+    upcoming += [moment for moment, _ in occurrences if moment > now]
+    found: list[_Candidate] = []
+    if current:
+        found.append(max(current, key=lambda pair: (pair[0], URGENCY[pair[1].rule]))[1])
+    if cad.escalate_after > 0:
+        day = cal.add_working_days(due, cad.escalate_after)
+        moment = cal.send_time(day)
+        reason = f"Escalated: {_days(cad.escalate_after)} overdue (due {_fmt(due)}) with no completion."
+        if moment <= now:
+            found.append(_Candidate("escalation", day, reason, "escalation"))
+        else:
+            upcoming.append(moment)
+    return found, min(upcoming) if upcoming else None
+
+
+def _stale_candidate(action: ActionView, now: dt.datetime) -> tuple[_Candidate | None, dt.datetime | None]:
+    """The current staleness period (every ``stale_after_days`` of silence) and when the next begins."""
+    cad, cal = action.cadence, action.cadence.calendar
+    if cad.stale_after_days <= 0:
+        return None, None
+    base = action.last_update_at or action.created_at
+    period = dt.timedelta(days=cad.stale_after_days)
+
+    def send_at(i: int) -> dt.datetime:
+        return cal.next_send_window(base + period * i)  # the first moment it may go out
+
+    periods = max(0, int((now - base) / period))
+    if periods >= 1 and send_at(periods) > now:
+        periods -= 1  # the period has begun but its send window has not opened yet
+    candidate = None
+    if periods >= 1:
+        day = cal.today(send_at(periods))
+        since = "an update" if action.last_update_at else "it was added"
+        kind = "recurring action" if action.recurring else "no due date"
+        reason = f"No update for {cad.stale_after_days * periods} days since {since} ({kind}): how is it going?"
+        candidate = _Candidate("stale", day, reason, "owners")
+    return candidate, send_at(periods + 1)
+
+
+def _key(rule: str, action_id: int, whose: int | str, occurrence: dt.date, board: str = "") -> str:
+    prefix = f"{rule}:{board}:" if board else f"{rule}:"
+    return f"{prefix}{action_id}:{whose}:{occurrence.isoformat()}"
+
+
+class _Planner:
+    def __init__(self, now: dt.datetime, people: Mapping[int, PersonView], sent: Set[str], edi_lead_id: int | None) -> None:
+        self.now = now
+        self.people = people
+        self.sent = sent
+        self.edi_lead_id = edi_lead_id
+        self.result = Plan()
+        # (action id, recipient) -> candidate nudges, of which the most urgent is sent.
+        self.pending: dict[tuple[int, int], list[Nudge]] = {}
+
+    def add(self, action: ActionView, rule: str, occurrence: dt.date, reason: str, whose: int | str,
+            recipient: int | None, owner_id: int | None, board: str = "") -> None:
+        key = _key(rule, action.id, whose, occurrence, board)
+        if key in self.sent:
+            return
+        if recipient is None:
+            self.result.unreachable.append((action.id, f"{rule} for {action.ref}: nobody can be reached"))
+            return
+        nudge = Nudge(action.id, action.ref, recipient, rule, occurrence, key, reason, owner_id)
+        self.pending.setdefault((action.id, recipient), []).append(nudge)
+
+    def to_owners(self, action: ActionView, rule: str, occurrence: dt.date, reason: str, board: str = "") -> dt.date | None:
+        """Address a nudge to every owner (or their cover); returns a date to look again when someone is away."""
+        today = action.cadence.calendar.today(self.now)
+        later: dt.date | None = None
+        if not action.owner_ids:
+            roles = ", ".join(action.owner_roles) or "no owner named in the plan"
+            why = f"{reason} Nobody in the people directory holds: {roles}."
+            self.add(action, rule, occurrence, why, LEAD, self.edi_lead_id, None, board)
+            return None
+        for owner_id in action.owner_ids:
+            person = self.people.get(owner_id)
+            if person is not None and person.away_on(today):
+                if person.cover_id is not None and person.cover_id in self.people:
+                    self.add(action, rule, occurrence, reason, owner_id, person.cover_id, owner_id, board)
+                else:
+                    assert person.away_until is not None
+                    back = action.cadence.calendar.working_day_on_or_after(person.away_until + dt.timedelta(days=1))
+                    self.result.waiting[owner_id] = back
+                    later = back if later is None else min(later, back)
+                continue
+            self.add(action, rule, occurrence, reason, owner_id, owner_id, None, board)
+        return later
+
+    def escalate(self, action: ActionView, occurrence: dt.date, reason: str) -> None:
+        targets: list[tuple[int | None, int | None]] = []  # (recipient, whose action)
+        for owner_id in action.owner_ids:
+            person = self.people.get(owner_id)
+            if person is not None and person.manager_id is not None and person.manager_id in self.people:
+                targets.append((person.manager_id, owner_id))
+        if not targets:
+            targets = [(sponsor, None) for sponsor in action.sponsor_ids if sponsor in self.people]
+        if not targets:
+            targets = [(self.edi_lead_id, None)]
+        for recipient, owner_id in dict.fromkeys(targets):
+            self.add(action, "escalation", occurrence, reason, recipient if recipient is not None else LEAD,
+                     recipient, owner_id)
+
+    def action(self, action: ActionView) -> None:
+        cal = action.cadence.calendar
+        today = cal.today(self.now)
+        if not action.open:
+            self.result.next_check[action.id] = None
+            return
+        if action.snoozed_until is not None and today <= action.snoozed_until:
+            self.result.next_check[action.id] = cal.send_time(
+                cal.working_day_on_or_after(action.snoozed_until + dt.timedelta(days=1))
+            )
+            return
+        candidates: list[_Candidate] = []
+        next_times: list[dt.datetime] = []
+        if action.due is not None:
+            found, upcoming = _deadline_candidates(action, self.now)
+            candidates += found
+            if upcoming is not None:
+                next_times.append(upcoming)
+        if action.due is None or action.recurring:
+            stale, upcoming = _stale_candidate(action, self.now)
+            if stale is not None:
+                candidates.append(stale)
+            if upcoming is not None:
+                next_times.append(upcoming)
+        if candidates and not cal.in_send_window(self.now):
+            next_times.append(cal.next_send_window(self.now))
+            candidates = []
+        for candidate in candidates:
+            if candidate.to == "escalation":
+                self.escalate(action, candidate.occurrence, candidate.reason)
+                continue
+            back = self.to_owners(action, candidate.rule, candidate.occurrence, candidate.reason)
+            if back is not None:
+                next_times.append(cal.send_time(back))
+        self.result.next_check[action.id] = min(next_times) if next_times else None
+
+    def review(self, milestone: ReviewMilestone, action: ActionView) -> None:
+        cal = action.cadence.calendar
+        today = cal.today(self.now)
+        if not action.open or (action.snoozed_until is not None and today <= action.snoozed_until):
+            return
+        if not (milestone.at <= self.now and today < milestone.meeting) or not cal.in_send_window(self.now):
+            return
+        answered = action.last_update_at is not None and action.last_update_at >= milestone.requested_at
+        meeting = _fmt(milestone.meeting)
+        if milestone.rule == "review_request":
+            reason = f"{milestone.board} meets on {meeting}: please send an update."
+            self.to_owners(action, "review_request", milestone.meeting, reason, milestone.board)
+        elif milestone.rule == "review_chase" and not answered:
+            reason = f"Reminder: {milestone.board} meets on {meeting} and this action has no update yet."
+            self.to_owners(action, "review_chase", milestone.meeting, reason, milestone.board)
+        elif milestone.rule == "review_missing" and not answered:
+            owners = ", ".join(self.people[o].name for o in action.owner_ids if o in self.people) or "nobody"
+            away = [self.people[o] for o in action.owner_ids if o in self.people and self.people[o].away_on(today)]
+            note = "".join(f" {p.name} is away until {_fmt(p.away_until)}." for p in away if p.away_until)
+            reason = f"No update for {milestone.board} on {meeting} (owners: {owners}).{note}"
+            self.add(action, "review_missing", milestone.meeting, reason, LEAD, self.edi_lead_id, None, milestone.board)
+
+    def finish(self) -> Plan:
+        for nudges in self.pending.values():
+            nudges.sort(key=lambda n: (n.urgency, n.occurrence), reverse=True)
+            self.result.nudges.append(nudges[0])
+            self.result.superseded.extend(n for n in nudges[1:] if n.key != nudges[0].key)
+        self.result.nudges.sort(key=lambda n: (n.person_id, n.action_id))
+        return self.result
+
+
+def plan(
+    now: dt.datetime,
+    actions: Iterable[ActionView],
+    people: Mapping[int, PersonView],
+    sent: Set[str],
+    *,
+    edi_lead_id: int | None = None,
+    reviews: Sequence[ReviewMilestone] = (),
+    review_actions: Iterable[ActionView] = (),
+) -> Plan:
+    """Nudges due at ``now`` (aware), superseded ones, and each action's next check time.
+
+    ``actions`` are the actions whose check time has come; ``review_actions`` the open
+    actions in scope of the ``reviews`` milestones being planned. ``sent`` holds every key
+    already planned for these actions.
+    """
+    if now.tzinfo is None:
+        raise ValueError("plan() needs an aware datetime")
+    planner = _Planner(now, people, sent, edi_lead_id)
+    for action in actions:
+        planner.action(action)
+    review_actions = list(review_actions)
+    for milestone in reviews:
+        for action in review_actions:
+            if milestone.covers(action):
+                planner.review(milestone, action)
+    return planner.finish()

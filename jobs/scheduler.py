@@ -1,0 +1,73 @@
+"""``chaser run``: APScheduler as the clock, nothing more.
+
+Two fixed jobs per process — sweep every ``sweep_every_seconds``, dispatch every
+``dispatch_every_seconds`` — with ``coalesce=True``, ``max_instances=1`` and
+``misfire_grace_time=None`` (a late run still runs, once). Reminder state lives in Chaser's
+own tables, never as one APScheduler job per action, so nothing is lost when the process
+stops. SIGTERM or Ctrl-C sets a flag the dispatcher checks between messages, then the
+scheduler waits for the running job to finish.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine
+
+from chaser.config import Config
+from chaser.secrets import secret_key
+from jobs.dispatch import Dispatcher
+from jobs.sweep import run_sweep
+
+log = logging.getLogger("chaser.run")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None) -> None:
+    stop = stop or threading.Event()
+    dispatcher = Dispatcher(engine, config, clock=utcnow, secret=secret_key())
+
+    def sweep() -> None:
+        try:
+            run_sweep(engine, config, utcnow())
+        except Exception:  # noqa: BLE001 - log and try again at the next tick; never kill the loop
+            log.exception("sweep failed; the next one runs as scheduled")
+
+    def dispatch() -> None:
+        try:
+            result = dispatcher.run_once()
+            if result.sent or result.failed or result.parked:
+                log.info("dispatched: %d sent, %d failed, %d parked", result.sent, result.failed, result.parked)
+        except Exception:  # noqa: BLE001 - the database may be briefly unavailable
+            log.exception("dispatch failed; the next one runs as scheduled")
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing the current message and stopping", signal.Signals(signum).name)
+        dispatcher.stopping = True
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    scheduler = BackgroundScheduler(
+        timezone=dt.timezone.utc,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    scheduler.add_job(sweep, "interval", seconds=config.scheduler.sweep_every_seconds, id="sweep", next_run_time=utcnow())
+    scheduler.add_job(dispatch, "interval", seconds=config.scheduler.dispatch_every_seconds, id="dispatch",
+                      next_run_time=utcnow())
+    scheduler.start()
+    log.info("chaser running: sweep every %d s, dispatch every %d s, channel %s",
+             config.scheduler.sweep_every_seconds, config.scheduler.dispatch_every_seconds, config.channels.default)
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("chaser stopped")

@@ -1,0 +1,308 @@
+"""The sweep: load what is due, ask the planner, write outbox rows — in one transaction.
+
+Only actions whose ``next_check_at`` has come are read, so the cost follows the due items,
+not the size of the plan. Each nudge's idempotency key is inserted with ON CONFLICT DO
+NOTHING; only keys this sweep actually inserted go into its messages, so a nudge cannot be
+planned twice, even by two ``chaser run`` processes sweeping at the same moment. One message
+per recipient per sweep covers every action that needs them.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, Select, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from chaser.config import Config
+from jobs.planner import ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
+from storage.db import session_factory
+from storage.importers.parse import split_owners
+from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, StatusUpdate, Sweep, Workstream
+from storage.people import holders, role_key
+from storage.updates import SYSTEM_CHANNELS
+
+log = logging.getLogger("chaser.sweep")
+CHUNK = 5000  # ids per IN (...) list, under SQLite's and psycopg's parameter limits
+
+
+@dataclass
+class SweepResult:
+    at: dt.datetime
+    actions_checked: int = 0
+    nudges: list[Nudge] = field(default_factory=list)
+    messages: int = 0
+    superseded: int = 0
+    unreachable: list[tuple[int, str]] = field(default_factory=list)
+    waiting: dict[int, dt.date] = field(default_factory=dict)
+    duration_ms: int = 0
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start:start + CHUNK]
+
+
+class _Loader:
+    """Builds planner views from the database for a set of actions."""
+
+    def __init__(self, session: Session, config: Config) -> None:
+        self.session = session
+        self.config = config
+        self.people_rows = list(session.scalars(select(Person)))
+        self.people = {
+            p.id: PersonView(p.id, p.name, p.email, p.manager_id, p.away_until, p.cover_id) for p in self.people_rows
+        }
+        self.by_email = {p.email: p.id for p in self.people_rows}
+        self.held = holders(session)
+        self.roles = {r.key: r.id for r in session.scalars(select(Role))}
+        self._sponsors: dict[str, tuple[int, ...]] = {}
+
+    @property
+    def edi_lead_id(self) -> int | None:
+        return self.by_email.get(self.config.edi_lead) if self.config.edi_lead else None
+
+    def sponsors(self, text: str | None) -> tuple[int, ...]:
+        if not text:
+            return ()
+        if text not in self._sponsors:
+            found: list[int] = []
+            for part in split_owners(text):
+                key = role_key(part)
+                people = self.held.get(self.roles[key], []) if key in self.roles else []
+                if not people:  # a sponsor role nobody owns an action under: match names
+                    people = [p for p in self.people_rows if key == role_key(p.name) or key.startswith(role_key(p.name) + " ")]
+                found += [p.id for p in people if p.id not in found]
+            self._sponsors[text] = tuple(found)
+        return self._sponsors[text]
+
+    def views(self, query: Select[Any]) -> list[ActionView]:
+        rows = self.session.execute(query).all()
+        ids = [r.id for r in rows]
+        owners: dict[int, list[int]] = defaultdict(list)
+        for chunk in _chunks(ids):
+            for action_id, role_id in self.session.execute(
+                select(ActionOwner.action_id, ActionOwner.role_id).where(ActionOwner.action_id.in_(chunk)).order_by(ActionOwner.position)
+            ):
+                owners[action_id].append(role_id)
+        role_names = {rid: name for rid, name in self.session.execute(select(Role.id, Role.name))}
+        history = _history(self.session, ids)
+        views = []
+        for r in rows:
+            state = history.get(r.id, {})
+            people: list[int] = []
+            for role_id in owners.get(r.id, []):
+                for person in self.held.get(role_id, []):
+                    if person.id not in people:
+                        people.append(person.id)
+            revised = state.get("due", ...)
+            views.append(ActionView(
+                id=r.id, ref=r.ref, plan_id=r.plan_id, workstream_id=r.workstream_id,
+                due=r.due_date if revised is ... else revised,
+                recurring=r.recurring, status=state.get("status"), created_at=r.created_at,
+                cadence=self.config.cadence_for(r.plan_name, r.workstream_name, r.timezone),
+                owner_ids=tuple(people), owner_roles=tuple(role_names[x] for x in owners.get(r.id, [])),
+                sponsor_ids=self.sponsors(r.lead_sponsor), last_update_at=state.get("updated_at"),
+                snoozed_until=r.snoozed_until, paused=r.paused,
+            ))
+        return views
+
+
+def _history(session: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Status, revised due date and last personal update per action, folded from history."""
+    out: dict[int, dict[str, Any]] = {}
+    columns = (StatusUpdate.action_id, StatusUpdate.new_status, StatusUpdate.revised_due,
+               StatusUpdate.revised_due_text, StatusUpdate.channel, StatusUpdate.created_at)
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(*columns).where(StatusUpdate.action_id.in_(chunk)).order_by(StatusUpdate.action_id, StatusUpdate.id)
+        )
+        for action_id, status, revised, revised_text, channel, created in rows:
+            state = out.setdefault(action_id, {})
+            if status is not None:
+                state["status"] = status
+            if revised_text is not None:
+                state["due"] = revised
+                state["due_text"] = revised_text
+            if channel not in SYSTEM_CHANNELS:
+                state["updated_at"] = created
+    return out
+
+
+def _action_query() -> Select[Any]:
+    return (
+        select(
+            Action.id, Action.ref, Action.plan_id, Action.workstream_id, Action.due_date, Action.recurring,
+            Action.created_at, Action.snoozed_until, PlanRow.paused, PlanRow.name.label("plan_name"),
+            PlanRow.timezone, Workstream.name.label("workstream_name"), Workstream.lead_sponsor,
+        )
+        .join(PlanRow, PlanRow.id == Action.plan_id)
+        .outerjoin(Workstream, Workstream.id == Action.workstream_id)
+    )
+
+
+def milestones(config: Config, now: dt.datetime, plan_ids: dict[str, int]) -> list[ReviewMilestone]:
+    """Board review steps whose time has come and whose meeting is still ahead."""
+    calendar = config.cadence_for("", None).calendar
+    today = calendar.today(now)
+    found = []
+    for board in config.boards:
+        scope = frozenset(plan_ids[p] for p in board.plans if p in plan_ids) if board.plans else None
+        for meeting in board.schedule.occurrences(today, today + dt.timedelta(days=120)):
+            if meeting <= today:
+                continue
+            requested_at = calendar.send_time(calendar.add_working_days(meeting, -board.request_before))
+            for rule, before in (("review_request", board.request_before), ("review_chase", board.chase_before),
+                                 ("review_missing", board.missing_before)):
+                at = calendar.send_time(calendar.add_working_days(meeting, -before))
+                if at <= now:
+                    found.append(ReviewMilestone(board.name, meeting, rule, at, requested_at, scope))
+    return found
+
+
+def _marker(m: ReviewMilestone) -> str:
+    return f"milestone:{m.rule}:{m.board}:{m.meeting.isoformat()}"
+
+
+def _insert_keys(session: Session, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert keys, ignoring ones that exist; returns the keys this call inserted."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    inserted: set[str] = set()
+    for start in range(0, len(rows), 1000):
+        stmt = insert(NudgeKey).values(rows[start:start + 1000]).on_conflict_do_nothing(index_elements=["key"])
+        inserted.update(session.scalars(stmt.returning(NudgeKey.key)))
+    return inserted
+
+
+def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool = False) -> SweepResult:
+    """Plan and queue everything due at ``now``; with ``dry_run`` nothing is written."""
+    started = time.perf_counter()
+    result = SweepResult(at=now)
+    with session_factory(engine)() as session:
+        with session.begin():
+            loader = _Loader(session, config)
+            due = loader.views(_action_query().where(Action.next_check_at <= now))
+            result.actions_checked = len(due)
+            plan_ids = {name: pid for pid, name in session.execute(select(PlanRow.id, PlanRow.name))}
+            steps = [m for m in milestones(config, now, plan_ids)]
+            done = set(session.scalars(select(NudgeKey.key).where(NudgeKey.key.in_([_marker(m) for m in steps])))) if steps else set()
+            steps = [m for m in steps if _marker(m) not in done]
+            calendar = config.cadence_for("", None).calendar
+            if not calendar.in_send_window(now):
+                steps = []  # review steps wait for the send window, like every nudge
+            review_views: list[ActionView] = []
+            if steps:
+                scope: set[int] | None = set()
+                for m in steps:
+                    scope = None if scope is None or m.plan_ids is None else scope | m.plan_ids
+                query = _action_query()
+                if scope is not None:
+                    query = query.where(Action.plan_id.in_(scope))
+                review_views = [v for v in loader.views(query) if v.open]
+            ids = sorted({v.id for v in due} | {v.id for v in review_views})
+            sent: set[str] = set()
+            for chunk in _chunks(ids):
+                sent.update(session.scalars(select(NudgeKey.key).where(NudgeKey.action_id.in_(chunk))))
+            planned = plan(now, due, loader.people, sent, edi_lead_id=loader.edi_lead_id,
+                           reviews=steps, review_actions=review_views)
+            result.unreachable, result.waiting = planned.unreachable, planned.waiting
+            result.superseded = len(planned.superseded)
+            if dry_run:
+                result.nudges = planned.nudges
+                session.rollback()
+                return result
+            _store(session, config, loader, planned, due + review_views, now, result)
+            session.add_all(NudgeKey(key=_marker(m), action_id=None, person_id=None, rule=m.rule, outbox_id=None, created_at=now)
+                            for m in steps)
+            result.duration_ms = int((time.perf_counter() - started) * 1000)
+            session.add(Sweep(at=now, started_at=dt.datetime.now(dt.timezone.utc), duration_ms=result.duration_ms,
+                              actions_checked=result.actions_checked, nudges_planned=len(result.nudges),
+                              messages_queued=result.messages))
+    for action_id, why in result.unreachable:
+        log.warning("unreachable: %s", why)
+    log.info("swept %s: %d actions checked, %d nudges in %d messages (%d superseded) in %d ms",
+             now.isoformat(), result.actions_checked, len(result.nudges), result.messages, result.superseded,
+             result.duration_ms)
+    return result
+
+
+def _store(session: Session, config: Config, loader: _Loader, planned: Plan, views: list[ActionView],
+           now: dt.datetime, result: SweepResult) -> None:
+    key_rows = [
+        {"key": n.key, "action_id": n.action_id, "person_id": n.person_id, "rule": n.rule, "outbox_id": None, "created_at": now}
+        for n in planned.nudges + planned.superseded
+    ]
+    won = _insert_keys(session, key_rows)
+    nudges = [n for n in planned.nudges if n.key in won]
+    result.nudges = nudges
+    by_person: dict[int, list[Nudge]] = defaultdict(list)
+    for n in nudges:
+        by_person[n.person_id].append(n)
+    info = _action_info(session, sorted({n.action_id for n in nudges}))
+    lead = loader.edi_lead_id
+    for person_id, items in sorted(by_person.items()):
+        person = loader.people[person_id]
+        notes: list[str] = []
+        if person_id == lead and planned.waiting:
+            for waiting_id, back in sorted(planned.waiting.items()):
+                notes.append(f"{loader.people[waiting_id].name} is away; their nudges wait until {back:%a} {back.day} {back:%B}.")
+        kind = "lead_list" if all(n.rule == "review_missing" for n in items) else "nudge"
+        payload = {
+            "items": [
+                {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "reason": n.reason, "key": n.key,
+                 "owner": _owner_text(loader, n)}
+                for n in items
+            ],
+            "notes": notes,
+        }
+        outbox = Outbox(kind=kind, person_id=person_id, recipient=person.email or person.name,
+                        channel=config.channels.default, payload=payload, state="queued", attempts=0,
+                        created_at=now, next_attempt_at=now)
+        session.add(outbox)
+        session.flush()
+        result.outbox_ids.append(outbox.id)
+        session.execute(update(NudgeKey).where(NudgeKey.key.in_([n.key for n in items])).values(outbox_id=outbox.id))
+    result.messages = len(by_person)
+    checks = [{"action_id": action_id, "next": moment} for action_id, moment in planned.next_check.items()]
+    if checks:
+        session.connection().execute(
+            update(Action.__table__).where(Action.__table__.c.id == bindparam("action_id")).values(next_check_at=bindparam("next")),
+            checks,
+        )
+
+
+def _owner_text(loader: _Loader, nudge: Nudge) -> str | None:
+    if nudge.owner_id is not None and nudge.owner_id != nudge.person_id:
+        return loader.people[nudge.owner_id].name
+    return None
+
+
+def _action_info(session: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    info: dict[int, dict[str, Any]] = {}
+    history = _history(session, ids)
+    for chunk in _chunks(ids):
+        rows = session.execute(
+            select(Action.id, Action.ref, Action.title, Action.due_date, Action.due_text, PlanRow.name)
+            .join(PlanRow, PlanRow.id == Action.plan_id).where(Action.id.in_(chunk))
+        )
+        for action_id, ref, title, due, due_text, plan_name in rows:
+            state = history.get(action_id, {})
+            revised = state.get("due", ...)
+            due = due if revised is ... else revised
+            info[action_id] = {
+                "ref": ref, "title": title, "plan": plan_name, "due": due.isoformat() if due else None,
+                "due_text": state.get("due_text", due_text), "status": state.get("status"),
+            }
+    return info
+
+

@@ -1,0 +1,62 @@
+"""Signed one-click answer links: round trip, tampering and expiry refused."""
+from __future__ import annotations
+
+import time
+from unittest import mock
+
+import pytest
+from itsdangerous.timed import TimestampSigner
+
+from bot.links import BadAnswerLink, answer_links, read_answer_token
+from chaser.errors import ChaserError
+
+SECRET = "a-long-random-test-secret"
+BASE = "https://chaser.lambeth.example.gov.uk/"
+DAY = 86400
+
+
+def token_of(url: str) -> str:
+    prefix = "https://chaser.lambeth.example.gov.uk/answer/"
+    assert url.startswith(prefix)
+    return url[len(prefix):]
+
+
+def test_links_round_trip() -> None:
+    links = answer_links(BASE, SECRET, action_id=7, person_id=12, outbox_id=345)
+    assert [link.label for link in links] == ["Green", "Amber", "Red", "Complete", "Add a note"]
+    statuses = [read_answer_token(SECRET, token_of(link.url), 14 * DAY)["s"] for link in links]
+    assert statuses == ["green", "amber", "red", "complete", None]
+    payload = read_answer_token(SECRET, token_of(links[0].url), 14 * DAY)
+    assert payload == {"a": 7, "p": 12, "o": 345, "s": "green"}
+    assert len({link.url for link in links}) == 5
+
+
+def test_tampered_token_is_refused() -> None:
+    token = token_of(answer_links(BASE, SECRET, action_id=7, person_id=12, outbox_id=345)[0].url)
+    payload, rest = token.split(".", 1)
+    other = token_of(answer_links(BASE, SECRET, action_id=8, person_id=12, outbox_id=345)[0].url)
+    forged = other.split(".", 1)[0] + "." + rest       # someone else's payload, this signature
+    for bad in (forged, token[:-2], token + "x", "nonsense", ""):
+        with pytest.raises(BadAnswerLink, match="not valid") as caught:
+            read_answer_token(SECRET, bad, 14 * DAY)
+        assert caught.value.expired is False
+    with pytest.raises(BadAnswerLink):
+        read_answer_token("another-secret", token, 14 * DAY)
+
+
+def test_expired_token_is_refused() -> None:
+    signed_at = int(time.time())
+    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at):
+        token = token_of(answer_links(BASE, SECRET, action_id=1, person_id=2, outbox_id=3)[2].url)
+    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at + 14 * DAY):
+        assert read_answer_token(SECRET, token, 14 * DAY)["s"] == "red"
+    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at + 14 * DAY + 1):
+        with pytest.raises(BadAnswerLink, match="expired") as caught:
+            read_answer_token(SECRET, token, 14 * DAY)
+    assert caught.value.expired is True
+    assert isinstance(caught.value, ChaserError)
+
+
+def test_empty_secret_is_refused() -> None:
+    with pytest.raises(ChaserError, match="secret"):
+        answer_links(BASE, "", action_id=1, person_id=2, outbox_id=3)

@@ -1,0 +1,189 @@
+"""OutboxFolder writes real .eml and Slack-shaped .json files; the registry; the Memory channel."""
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from bot.channels import CHANNELS, ChannelError, UnknownChannel, load_channel
+from bot.channels.base import Channel
+from bot.channels.memory import Memory
+from bot.channels.outbox_folder import OutboxFolder
+from chaser.errors import ChaserError
+from tests.bot import SENT_AT, make_envelope, make_item
+
+
+def files(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir())
+
+
+def test_writes_a_multipart_email_and_a_chat_message(tmp_path: Path) -> None:
+    folder = tmp_path / "outbox" / "new"          # created on first send
+    channel = OutboxFolder(folder=folder, sender="Chaser <chaser@lambeth.example.gov.uk>")
+    envelope = make_envelope()
+    assert channel.address(envelope) == "priya.shah@lambeth.example.gov.uk"
+
+    receipt = channel.send(envelope)
+
+    stem = "20260428T093000-000042-priya-shah"
+    assert [path.name for path in files(folder)] == [f"{stem}.eml", f"{stem}.json"]
+    assert receipt.possible_duplicate is False
+
+    message = email.message_from_bytes((folder / f"{stem}.eml").read_bytes(), policy=email.policy.default)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
+    assert message["To"].addresses[0].addr_spec == "priya.shah@lambeth.example.gov.uk"
+    assert message["To"].addresses[0].display_name == "Priya Shah"
+    assert message["From"].addresses[0].addr_spec == "chaser@lambeth.example.gov.uk"
+    assert message["Subject"] == "Update needed: HW 3 due in 2 working days"
+    assert message["Date"] == format_datetime(SENT_AT)
+    assert message["Date"].datetime == SENT_AT
+    assert message["Message-ID"] == receipt.provider_id
+    assert receipt.provider_id.startswith("<") and receipt.provider_id.endswith("@lambeth.example.gov.uk>")
+    assert message["X-Chaser-Outbox-Id"] == "42"
+    plain = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert plain.startswith("Hello Priya Shah,")
+    assert "<!DOCTYPE html>" in html and "HW 3" in html
+
+    document = json.loads((folder / f"{stem}.json").read_text(encoding="utf-8"))
+    assert document["channel"] == "U024BE7LH"
+    assert "HW 3" in document["text"]
+    assert any(block["type"] == "actions" for block in document["blocks"])
+    assert document["metadata"]["event_type"] == "chaser_nudge"
+    assert document["metadata"]["event_payload"]["outbox_id"] == 42
+
+
+def test_email_headers_stay_safe_with_hostile_names(tmp_path: Path) -> None:
+    channel = OutboxFolder(folder=tmp_path)
+    envelope = make_envelope(make_item(title="<script>x</script>"), recipient_name='Eve "<b>"\nBcc: x@evil')
+    channel.send(envelope)
+    eml = next(tmp_path.glob("*.eml"))
+    message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert message["Bcc"] is None
+    assert message["To"].addresses[0].addr_spec == "priya.shah@lambeth.example.gov.uk"
+    assert "<script>" not in message.get_body(preferencelist=("html",)).get_content()
+
+
+def test_sending_the_same_outbox_id_twice_writes_once(tmp_path: Path) -> None:
+    channel = OutboxFolder(folder=tmp_path)
+    first = channel.send(make_envelope())
+    before = {path: path.read_bytes() for path in files(tmp_path)}
+    later = make_envelope(sent_at=SENT_AT.replace(hour=11))   # a retry after a crash, later on
+    second = OutboxFolder(folder=tmp_path).send(later)
+    assert second.possible_duplicate is True
+    assert second.provider_id == first.provider_id
+    assert {path: path.read_bytes() for path in files(tmp_path)} == before
+    other = channel.send(make_envelope(outbox_id=43))
+    assert other.possible_duplicate is False
+    assert len(files(tmp_path)) == 4
+
+
+def test_slack_only_recipient_gets_only_the_json(tmp_path: Path) -> None:
+    channel = OutboxFolder(folder=tmp_path)
+    envelope = make_envelope(recipient_email=None)
+    assert channel.address(envelope) == "U024BE7LH"
+    receipt = channel.send(envelope)
+    assert [path.suffix for path in files(tmp_path)] == [".json"]
+    assert receipt.provider_id == str(files(tmp_path)[0])
+    again = channel.send(envelope)
+    assert again.possible_duplicate is True and again.provider_id == receipt.provider_id
+
+
+def test_no_address_is_a_permanent_error(tmp_path: Path) -> None:
+    channel = OutboxFolder(folder=tmp_path)
+    envelope = make_envelope(recipient_email=None, recipient_slack_id=None)
+    assert channel.address(envelope) is None
+    with pytest.raises(ChannelError, match="has no address") as caught:
+        channel.send(envelope)
+    assert caught.value.permanent is True
+    assert files(tmp_path) == []
+
+
+def test_bad_email_address_is_a_permanent_error(tmp_path: Path) -> None:
+    with pytest.raises(ChannelError) as caught:
+        OutboxFolder(folder=tmp_path).send(make_envelope(recipient_email="not an address"))
+    assert caught.value.permanent is True
+    assert files(tmp_path) == []
+
+
+def test_unwritable_folder_is_a_transient_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "outbox"
+    blocker.write_text("a file where the folder should be")
+    with pytest.raises(ChannelError) as caught:
+        OutboxFolder(folder=blocker).send(make_envelope())
+    assert caught.value.permanent is False
+    with pytest.raises(ChannelError) as caught:
+        OutboxFolder(folder=blocker / "below").send(make_envelope())
+    assert caught.value.permanent is False
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("bot.channels.outbox_folder.os.replace", refuse)
+    with pytest.raises(ChannelError, match="No space left") as caught:
+        OutboxFolder(folder=tmp_path).send(make_envelope())
+    assert caught.value.permanent is False
+    assert files(tmp_path) == []
+
+
+# ---- the registry ------------------------------------------------------------------------
+
+def test_load_channel_memory() -> None:
+    channel = load_channel("memory")
+    assert isinstance(channel, Memory)
+    assert isinstance(channel, Channel)
+    assert channel.kind == "memory"
+
+
+def test_load_channel_passes_options(tmp_path: Path) -> None:
+    channel = load_channel("outbox_folder", folder=tmp_path, sender="chaser@council.example")
+    assert isinstance(channel, OutboxFolder)
+    assert channel.folder == tmp_path
+
+
+def test_unknown_channel_names_the_known_ones() -> None:
+    with pytest.raises(UnknownChannel) as caught:
+        load_channel("pigeon")
+    assert isinstance(caught.value, ChaserError)
+    for kind in CHANNELS:
+        assert kind in str(caught.value)
+    assert "pigeon" in str(caught.value)
+
+
+def test_bad_options_are_a_chaser_error() -> None:
+    with pytest.raises(ChaserError, match="memory"):
+        load_channel("memory", colour="blue")
+
+
+# ---- the memory channel ------------------------------------------------------------------
+
+def test_memory_fails_then_succeeds() -> None:
+    channel = Memory(fail_times=2)
+    envelope = make_envelope()
+    for _ in range(2):
+        with pytest.raises(ChannelError) as caught:
+            channel.send(envelope)
+        assert caught.value.permanent is False
+    receipt = channel.send(envelope)
+    assert receipt.provider_id == "memory:42:1"
+    assert channel.sent == [envelope]
+    assert channel.attempts == 3
+    assert channel.send(envelope).possible_duplicate is True
+
+
+def test_memory_permanent_failure_and_address() -> None:
+    channel = Memory(permanent_failure=True)
+    with pytest.raises(ChannelError) as caught:
+        channel.send(make_envelope())
+    assert caught.value.permanent is True
+    assert channel.sent == []
+    assert channel.address(make_envelope()) == "priya.shah@lambeth.example.gov.uk"
+    assert channel.address(make_envelope(recipient_email=None)) == "U024BE7LH"
+    assert channel.address(make_envelope(recipient_email=None, recipient_slack_id=None)) == "memory"

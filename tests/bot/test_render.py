@@ -1,0 +1,195 @@
+"""render(): subjects, bodies, escaping per destination, and Slack Block Kit within limits."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from bot.render import (
+    BLOCKS_MAX,
+    BUTTON_TEXT_MAX,
+    SECTION_TEXT_MAX,
+    Rendered,
+    chat_blocks,
+    mrkdwn_escape,
+    render,
+    truncate_mrkdwn,
+)
+from bot.channels.base import Link
+from tests.bot import make_envelope, make_item, make_links
+
+
+def three_items() -> tuple:
+    return (
+        make_item("HW 3"),
+        make_item("HW 7", title="Run race equality training", rule="overdue",
+                  reason="Overdue by 3 working days (due Mon 27 April 2026).",
+                  due=dt.date(2026, 4, 27), due_text="27/04/2026", status=None, links=make_links(7)),
+        make_item("R1.A-2", title="Agree the pledge", rule="stale", reason="No update since 2 March 2026.",
+                  due=None, due_text="Q1 26/27", status="green", links=make_links(9)),
+    )
+
+
+def test_single_item_nudge() -> None:
+    rendered = render(make_envelope())
+    assert rendered.subject == "Update needed: HW 3 due in 2 working days"
+    assert rendered.text.startswith("Hello Priya Shah,\n")
+    for part in (rendered.text, rendered.html, rendered.chat):
+        assert "HW 3" in part
+        assert "Publish the gender pay gap report" in part
+        assert "Due in 2 working days (Thu 30 April 2026)." in part
+        assert "April 2026" in part
+        assert "Amber" in part
+    for link in make_links():
+        assert f"{link.label}: {link.url}" in rendered.text
+        assert f'href="{link.url}"' in rendered.html
+        assert f"<{link.url}|{link.label}>" in rendered.chat
+    assert "one click" in rendered.text.lower()
+    assert "on behalf of" not in rendered.text
+
+
+def test_three_item_nudge() -> None:
+    rendered = render(make_envelope(*three_items()))
+    assert rendered.subject == "3 actions need your update"
+    assert rendered.text.startswith("Hello Priya Shah,\n")
+    for ref, reason, due_text in (
+        ("HW 3", "Due in 2 working days (Thu 30 April 2026).", "Due: April 2026"),
+        ("HW 7", "Overdue by 3 working days (due Mon 27 April 2026).", "Due: 27/04/2026"),
+        ("R1.A-2", "No update since 2 March 2026.", "Due: Q1 26/27"),
+    ):
+        assert ref in rendered.text and ref in rendered.html and ref in rendered.chat
+        assert reason in rendered.text and reason in rendered.html
+        assert due_text in rendered.text
+    assert "Status: not reported yet" in rendered.text
+    assert rendered.text.count("Green: https://") == 3
+    assert len(rendered.chat_items) == 3
+
+
+def test_subject_headline_falls_back_to_the_rule_when_the_reason_is_long() -> None:
+    item = make_item(rule="overdue", reason="The owner was asked three times " + "and again " * 10 + ".")
+    assert render(make_envelope(item)).subject == "Update needed: HW 3 overdue"
+
+
+def test_due_date_without_text_is_written_out() -> None:
+    rendered = render(make_envelope(make_item(due_text=None, due=dt.date(2026, 4, 30))))
+    assert "Due: Thu 30 April 2026" in rendered.text
+
+
+def test_html_is_a_document_and_escapes_user_text() -> None:
+    item = make_item(title="Fix <script>alert(1)</script> & more", owner="<b>Boss</b>")
+    rendered = render(make_envelope(item, recipient_name="Eve <script>x</script>"))
+    html = rendered.html
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert "<script>" not in html
+    assert "Fix &lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html
+    assert "Hello Eve &lt;script&gt;x&lt;/script&gt;," in html
+    assert "&lt;b&gt;Boss&lt;/b&gt;" in html
+    # plain text is not HTML: it keeps the characters as written
+    assert "Fix <script>alert(1)</script> & more" in rendered.text
+
+
+def test_mrkdwn_escapes_control_characters() -> None:
+    assert mrkdwn_escape("a & <!channel> > b") == "a &amp; &lt;!channel&gt; &gt; b"
+    item = make_item(title="Tell <!channel> & <@U123>")
+    rendered = render(make_envelope(item, recipient_name="Sam & <!here>"))
+    assert "<!channel>" not in rendered.chat and "<!here>" not in rendered.chat
+    assert "Tell &lt;!channel&gt; &amp; &lt;@U123&gt;" in rendered.chat
+    assert "Hello Sam &amp; &lt;!here&gt;" in rendered.chat
+    blocks_text = json.dumps(chat_blocks(make_envelope(item), render(make_envelope(item))))
+    assert "<!channel>" not in blocks_text
+
+
+def test_owner_is_named_on_behalf_of() -> None:
+    item = make_item(owner="Priya Shah (HR Business Partner)")
+    rendered = render(make_envelope(item, recipient_name="Jo Bloggs"))
+    expected = "on behalf of Priya Shah (HR Business Partner)"
+    assert expected in rendered.text
+    assert expected in rendered.html
+    assert "On behalf of Priya Shah (HR Business Partner)" in rendered.chat
+
+
+def test_lead_list_renders_items_and_notes() -> None:
+    notes = ("Sam Ade is away until 3 December; their nudges wait.", "Nobody holds <Head of HR>.")
+    items = tuple(make_item(f"HW {n}", owner=f"Owner {n}") for n in range(1, 5))
+    rendered = render(make_envelope(*items, kind="lead_list", recipient_name="Dana Lead", notes=notes))
+    assert rendered.subject == "EDI lead: 4 actions without an answer"
+    assert rendered.text.startswith("Hello Dana Lead,\n")
+    for note in notes:
+        assert note in rendered.text
+    assert "Nobody holds &lt;Head of HR&gt;." in rendered.html
+    assert "Nobody holds &lt;Head of HR&gt;." in rendered.chat
+    assert "Sam Ade is away until 3 December" in rendered.chat_outro
+    assert "Owner: Owner 3" in rendered.text
+    assert "on behalf of Owner 3" in rendered.text
+
+
+def test_lead_list_subject_singular() -> None:
+    rendered = render(make_envelope(make_item(), kind="lead_list"))
+    assert rendered.subject == "EDI lead: 1 action without an answer"
+
+
+def test_unknown_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="board_digest"):
+        render(make_envelope(kind="board_digest"))
+
+
+def test_block_kit_buttons_carry_links_and_unique_action_ids() -> None:
+    envelope = make_envelope(*three_items())
+    blocks = chat_blocks(envelope, render(envelope))
+    actions = [block for block in blocks if block["type"] == "actions"]
+    assert len(actions) == 3
+    buttons = [button for block in actions for button in block["elements"]]
+    assert len(buttons) == 15
+    assert all(button["type"] == "button" for button in buttons)
+    assert len({button["action_id"] for button in buttons}) == 15
+    assert len({block["block_id"] for block in blocks}) == len(blocks)
+    for item, block in zip(envelope.items, actions):
+        assert [button["url"] for button in block["elements"]] == [link.url for link in item.links]
+        assert [button["value"] for button in block["elements"]] == [link.label for link in item.links]
+        assert [button["text"]["text"] for button in block["elements"]] == [link.label for link in item.links]
+    sections = [block for block in blocks if block["type"] == "section"]
+    assert all(section["text"]["type"] == "mrkdwn" for section in sections)
+    assert "HW 7" in sections[2]["text"]["text"]
+    json.dumps(blocks)  # plain JSON
+
+
+def test_block_kit_truncates_long_text_within_slack_limits() -> None:
+    long_title = "Very long <title> & " * 400   # 8000 characters, escapes grow it further
+    long_label = "Tell us more about this action " * 5
+    item = make_item(title=long_title, links=(Link(long_label, "https://chaser.example/answer/x"),))
+    envelope = make_envelope(item)
+    blocks = chat_blocks(envelope, render(envelope))
+    for block in blocks:
+        if block["type"] == "section":
+            text = block["text"]["text"]
+            assert 0 < len(text) <= SECTION_TEXT_MAX
+    section = blocks[1]["text"]["text"]
+    assert section.endswith("…")
+    assert section.startswith("*HW 3: Very long &lt;title&gt; &amp;")
+    button = blocks[2]["elements"][0]
+    assert len(button["text"]["text"]) <= BUTTON_TEXT_MAX
+    assert button["text"]["text"].endswith("…")
+    assert button["url"] == "https://chaser.example/answer/x"
+
+
+def test_truncate_never_cuts_an_entity_or_a_link() -> None:
+    text = "x" * 2995 + "&amp;yyyy"
+    assert truncate_mrkdwn(text, 3000) == "x" * 2995 + "…"
+    text = "x" * 2990 + "<https://example.org/abc|Green>"
+    assert truncate_mrkdwn(text, 3000) == "x" * 2990 + "…"
+
+
+def test_block_kit_stays_within_fifty_blocks() -> None:
+    items = tuple(make_item(f"A{n}") for n in range(40))
+    envelope = make_envelope(*items, kind="lead_list", notes=("One note.",))
+    blocks = chat_blocks(envelope, render(envelope))
+    assert len(blocks) <= BLOCKS_MAX
+    texts = [block["text"]["text"] for block in blocks if block["type"] == "section"]
+    assert any("more actions" in text for text in texts)
+    assert "One note." in texts[-1]
+
+
+def test_chat_blocks_needs_a_matching_render() -> None:
+    with pytest.raises(ValueError):
+        chat_blocks(make_envelope(), Rendered(subject="s", text="t", html="h", chat="c"))

@@ -1,0 +1,193 @@
+"""The sweep and dispatch against real databases: what owners would actually receive."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from bot.channels.memory import Memory
+from chaser.config import Config, parse_config
+from jobs.dispatch import Dispatcher
+from jobs.sweep import run_sweep
+from storage.controls import set_away, set_paused, snooze
+from storage.importers.load import import_plan_file
+from storage.models import Action, NudgeKey, Outbox, Person, Plan, Sweep
+from storage.people import import_directory
+from storage.updates import record_update
+from tests.importers.makers import write_csv
+
+UTC = dt.timezone.utc
+
+
+def at(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo("Europe/London")).astimezone(UTC)
+
+
+@pytest.fixture
+def config() -> Config:
+    return parse_config({"edi_lead": "lead@c.example", "channels": {"default": "memory"}}, "test")
+
+
+@pytest.fixture
+def plan(engine: Engine, session: Session, tmp_path: Path) -> Engine:
+    write_csv(tmp_path / "plan.csv", [
+        ["Ref", "Action", "Owner", "Deadline", "Workstream"],
+        ["P1", "Publish pay gap report", "HR Business Partner", "18/12/2026", "Pay"],
+        ["P2", "Audit interview panels", "HR Business Partner", "18/12/2026", "Pay"],
+        ["P3", "Staff network listening", "Network Chair", "On-going", "Culture"],
+        ["P4", "Menopause policy", "Policy Lead", "31/03/2027", "Culture"],
+    ])
+    import_plan_file(engine, tmp_path / "plan.csv", plan_name="Plan")
+    write_csv(tmp_path / "people.csv", [
+        ["name", "email", "roles", "manager"],
+        ["Priya Shah", "priya@c.example", "HR Business Partner", "dana@c.example"],
+        ["Dana Cole", "dana@c.example", "", ""],
+        ["Nia Chair", "nia@c.example", "Network Chair", ""],
+        ["Sam Ade", "sam@c.example", "", ""],
+        ["Lee Lead", "lead@c.example", "", ""],
+    ])
+    with session.begin():
+        import_directory(session, tmp_path / "people.csv")
+    return engine
+
+
+def tick(engine: Engine, config: Config, when: str, memory: Memory | None = None) -> list[tuple[str, list[str], list[str]]]:
+    """One `chaser run --once` at a local time; returns (recipient, rules, refs) per message sent."""
+    memory = memory or Memory()
+    now = at(when)
+    run_sweep(engine, config, now)
+    Dispatcher(engine, config, clock=lambda: now, secret="s" * 32, channels={"memory": memory}).run_once()
+    return [(e.recipient_email or "", [i.rule for i in e.items], [i.ref for i in e.items]) for e in memory.sent]
+
+
+def test_an_owner_gets_one_message_covering_all_their_actions(plan: Engine, config: Config) -> None:
+    sent = tick(plan, config, "2026-12-04 09:30")
+    assert sent == [("priya@c.example", ["before_due", "before_due"], ["P1", "P2"])]
+
+
+def test_running_once_twice_at_the_same_time_sends_nothing_the_second_time(plan: Engine, config: Config, session: Session) -> None:
+    assert tick(plan, config, "2026-12-04 09:30")
+    assert tick(plan, config, "2026-12-04 09:30") == []
+    assert session.scalar(select(func.count(Outbox.id))) == 1
+    assert session.scalar(select(func.count(Sweep.id))) == 2
+
+
+def test_a_30_day_gap_sends_one_catch_up_per_action(plan: Engine, config: Config, session: Session) -> None:
+    tick(plan, config, "2026-11-02 09:30")  # nothing due yet, except nothing
+    sent = tick(plan, config, "2027-01-06 10:00")  # off since early November
+    by_person = {to: sorted(zip(refs, rules)) for to, rules, refs in sent}
+    assert by_person["priya@c.example"] == [("P1", "overdue"), ("P2", "overdue")]
+    assert by_person["dana@c.example"] == [("P1", "escalation"), ("P2", "escalation")]
+    assert by_person["nia@c.example"] == [("P3", "stale")]
+    assert sum(len(refs) for _, _, refs in sent) == 5
+    assert tick(plan, config, "2027-01-06 10:05") == []
+
+
+def test_completing_an_action_stops_its_nudges(plan: Engine, config: Config, session: Session) -> None:
+    tick(plan, config, "2026-12-04 09:30")
+    with session.begin():
+        priya = session.scalars(select(Person).where(Person.email == "priya@c.example")).one()
+        p1 = session.scalars(select(Action).where(Action.ref == "P1")).one()
+        record_update(session, p1, channel="cli", by=priya, status="complete")
+    sent = tick(plan, config, "2026-12-16 09:30")
+    assert sent == [("priya@c.example", ["before_due"], ["P2"])]
+    later = tick(plan, config, "2027-01-06 09:30")
+    assert [(to, refs) for to, _, refs in later if "P1" in refs or "P2" in refs] == [
+        ("priya@c.example", ["P2"]), ("dana@c.example", ["P2"]),
+    ]
+
+
+def test_no_nudges_at_weekends_on_bank_holidays_or_at_night(plan: Engine, config: Config) -> None:
+    for when in ("2026-12-05 10:00", "2026-12-25 10:00", "2026-12-28 10:00", "2026-12-04 06:00", "2026-12-04 21:00"):
+        assert tick(plan, config, when) == [], when
+
+
+def test_an_action_nobody_holds_goes_to_the_edi_lead(plan: Engine, config: Config) -> None:
+    sent = tick(plan, config, "2027-03-31 09:30")
+    lead = [(rules, refs) for to, rules, refs in sent if to == "lead@c.example"]
+    assert lead == [(["due"], ["P4"])]
+
+
+def test_snoozed_actions_and_paused_plans_get_nothing(plan: Engine, config: Config, session: Session) -> None:
+    with session.begin():
+        snooze(session, session.scalars(select(Action).where(Action.ref == "P1")).one(), dt.date(2026, 12, 31))
+    assert tick(plan, config, "2026-12-04 09:30") == [("priya@c.example", ["before_due"], ["P2"])]
+    with session.begin():
+        set_paused(session, session.scalars(select(Plan)).one(), True)
+    assert tick(plan, config, "2026-12-16 09:30") == []
+    with session.begin():
+        set_paused(session, session.scalars(select(Plan)).one(), False)
+    assert tick(plan, config, "2026-12-16 09:31") == [("priya@c.example", ["before_due"], ["P2"])]
+
+
+def test_leave_sends_nudges_to_the_cover_and_without_cover_they_wait(plan: Engine, config: Config, session: Session) -> None:
+    with session.begin():
+        people = {p.email: p for p in session.scalars(select(Person))}
+        set_away(session, people["priya@c.example"], dt.date(2026, 12, 10), people["sam@c.example"])
+    memory = Memory()
+    assert tick(plan, config, "2026-12-04 09:30", memory) == [("sam@c.example", ["before_due", "before_due"], ["P1", "P2"])]
+    assert {i.owner for i in memory.sent[0].items} == {"Priya Shah"}
+    with session.begin():
+        people = {p.email: p for p in session.scalars(select(Person))}
+        set_away(session, people["priya@c.example"], dt.date(2026, 12, 22), None)
+    assert tick(plan, config, "2026-12-18 09:30") == []
+    assert tick(plan, config, "2026-12-23 09:30") == [("priya@c.example", ["due", "due"], ["P1", "P2"])]
+
+
+def test_preview_changes_nothing(plan: Engine, config: Config, session: Session) -> None:
+    result = run_sweep(plan, config, at("2026-12-04 09:30"), dry_run=True)
+    assert [(n.ref, n.rule) for n in result.nudges] == [("P1", "before_due"), ("P2", "before_due")]
+    assert session.scalar(select(func.count(NudgeKey.key))) == 0
+    assert session.scalar(select(func.count(Sweep.id))) == 0
+    assert tick(plan, config, "2026-12-04 09:30")
+
+
+def test_a_board_review_requests_chases_and_lists_the_silent_for_the_lead(plan: Engine, config: Config, session: Session) -> None:
+    board = parse_config({"edi_lead": "lead@c.example", "channels": {"default": "memory"},
+                          "cadence": {"before_due": [], "on_due": False, "overdue_every": 0, "escalate_after": 0,
+                                      "stale_after_days": 0},
+                          "boards": [{"name": "EDI Board", "schedule": "quarterly on the first Tuesday"}]}, "test")
+    # EDI Board on Tue 5 January 2027: request 10 working days before (Thu 17 Dec), chase 5 (Thu 24 Dec),
+    # list for the lead 2 (Wed 30 Dec).
+    assert tick(plan, board, "2026-12-16 10:00") == []
+    requested = tick(plan, board, "2026-12-17 10:00")
+    assert sorted((to, refs) for to, _, refs in requested) == [
+        ("lead@c.example", ["P4"]), ("nia@c.example", ["P3"]), ("priya@c.example", ["P1", "P2"]),
+    ]
+    assert tick(plan, board, "2026-12-17 10:05") == []
+    with session.begin():
+        priya = session.scalars(select(Person).where(Person.email == "priya@c.example")).one()
+        p1 = session.scalars(select(Action).where(Action.ref == "P1")).one()
+        record_update(session, p1, channel="cli", by=priya, status="green", note="On track",
+                      at=at("2026-12-18 12:00"))
+    chased = tick(plan, board, "2026-12-24 10:00")
+    assert sorted((to, rules, refs) for to, rules, refs in chased) == [
+        ("lead@c.example", ["review_chase"], ["P4"]), ("nia@c.example", ["review_chase"], ["P3"]),
+        ("priya@c.example", ["review_chase"], ["P2"]),
+    ]
+    missing = tick(plan, board, "2026-12-31 10:00")
+    assert [(to, sorted(refs)) for to, rules, refs in missing] == [("lead@c.example", ["P2", "P3", "P4"])]
+    assert {r for _, rules, _ in missing for r in rules} == {"review_missing"}
+
+
+def test_messages_to_the_lead_say_who_is_away(plan: Engine, config: Config, session: Session) -> None:
+    with session.begin():
+        people = {p.email: p for p in session.scalars(select(Person))}
+        set_away(session, people["priya@c.example"], dt.date(2027, 4, 9), None)
+    memory = Memory()
+    tick(plan, config, "2027-03-31 09:30", memory)
+    (lead,) = [e for e in memory.sent if e.recipient_email == "lead@c.example"]
+    assert lead.notes == ("Priya Shah is away; their nudges wait until Mon 12 April.",)
+
+
+def test_a_cadence_override_for_one_workstream(plan: Engine, config: Config) -> None:
+    custom = parse_config({"edi_lead": "lead@c.example", "channels": {"default": "memory"},
+                           "plans": {"Plan": {"workstreams": {"Pay": {"cadence": {"before_due": [3]}}}}}}, "test")
+    assert tick(plan, custom, "2026-12-04 09:30") == []
+    assert tick(plan, custom, "2026-12-15 09:30") == [("priya@c.example", ["before_due", "before_due"], ["P1", "P2"])]
+    assert replace(config).edi_lead == "lead@c.example"

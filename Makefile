@@ -12,12 +12,19 @@ $(BIN)/chaser: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(BIN)/chaser
 
-# Embedded default: SQLite file chaser.db here, both sample plans imported, actions listed.
+# Embedded default: SQLite file chaser.db here, both sample plans and a fictional people
+# directory imported, then the real loop (sweep every minute, send every few seconds) writing
+# messages into ./outbox/ as .eml and .json files. Ctrl-C stops it.
+DEMO = CHASER_CONFIG=samples/chaser.toml
 run: $(BIN)/chaser
-	$(BIN)/chaser init
-	$(BIN)/chaser import samples/lambeth-childrens-services-edi-action-plan.docx
-	$(BIN)/chaser import samples/tower-hamlets-commission-action-plan.xlsx
-	$(BIN)/chaser actions
+	$(DEMO) $(BIN)/chaser init
+	$(DEMO) $(BIN)/chaser import samples/lambeth-childrens-services-edi-action-plan.docx
+	$(DEMO) $(BIN)/chaser import samples/tower-hamlets-commission-action-plan.xlsx
+	$(DEMO) $(BIN)/chaser people import samples/people.csv
+	$(DEMO) $(BIN)/chaser actions --status unknown | head -n 12
+	@echo "Starting chaser run: messages go to $(CURDIR)/outbox/ (see also: chaser outbox, chaser status)."
+	@echo "Outside working hours (Mon-Fri from 09:30 London, not bank holidays) nudges wait for the next window."
+	$(DEMO) $(BIN)/chaser run
 
 # The whole suite, on SQLite and on the PostgreSQL server at 127.0.0.1:5432.
 test: $(BIN)/chaser
@@ -27,4 +34,4 @@ bench: $(BIN)/chaser
 	$(BIN)/python bench/import_bench.py
 
 clean:
-	rm -rf $(VENV) chaser.db chaser.db-wal chaser.db-shm
+	rm -rf $(VENV) chaser.db chaser.db-wal chaser.db-shm outbox chaser-secret.key

@@ -230,6 +230,10 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
                               messages_queued=result.messages))
     for action_id, why in result.unreachable:
         log.warning("unreachable: %s", why)
+    calendar = config.cadence_for("", None).calendar
+    if not calendar.in_send_window(now):
+        opens = calendar.local(calendar.next_send_window(now))
+        log.info("outside the send window: nudges wait until %s", opens.strftime("%a %d %b %Y %H:%M %Z"))
     log.info("swept %s: %d actions checked, %d nudges in %d messages (%d superseded) in %d ms",
              now.isoformat(), result.actions_checked, len(result.nudges), result.messages, result.superseded,
              result.duration_ms)

@@ -1,0 +1,123 @@
+"""The reminder commands as an EDI lead and a monitoring probe use them."""
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from chaser.cli import main
+from tests.conftest import LAMBETH
+from tests.importers.makers import write_csv
+
+
+@pytest.fixture
+def run(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    env = {"CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32}
+    Path("chaser.toml").write_text(
+        'edi_lead = "lead@lambeth.example"\n[channels.outbox_folder]\nfolder = "out"\n'
+    )
+
+    def invoke(*args: str, expect: int = 0) -> Result:
+        result = runner.invoke(main, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == expect, (result.output, result.stderr)
+        return result
+
+    invoke("init")
+    invoke("import", str(LAMBETH))
+    people = write_csv(tmp_path / "people.csv", [
+        ["name", "email", "roles", "manager"],
+        ["Priya Shah", "priya@lambeth.example", "HR Business Partner", "dana@lambeth.example"],
+        ["Dana Cole", "dana@lambeth.example", "", ""],
+        ["Sam Ade", "sam@lambeth.example", "", ""],
+        ["Lee Lead", "lead@lambeth.example", "", ""],
+    ])
+    invoke("people", "import", str(people))
+    return invoke
+
+
+def test_preview_lists_what_would_be_sent_without_sending(run) -> None:  # type: ignore[no-untyped-def]
+    items = json.loads(run("preview", "--at", "2023-04-17T10:00", "--format", "json").stdout)
+    cp1 = [i for i in items if i["ref"] == "CP1"]
+    assert cp1 == [{
+        "ref": "CP1", "person": "priya@lambeth.example", "name": "Priya Shah", "channel": "outbox_folder",
+        "rule": "before_due", "key": cp1[0]["key"], "reason": "Due in 10 working days (Sun 30 April 2023).",
+        "on_behalf_of": None,
+    }]
+    assert {i["rule"] for i in items} <= {"before_due", "due", "overdue", "escalation", "stale"}
+    assert json.loads(run("outbox", "--format", "json").stdout) == []
+    assert not Path("out").exists()
+
+
+def test_run_once_writes_real_emails_and_a_second_run_sends_nothing(run) -> None:  # type: ignore[no-untyped-def]
+    out = run("run", "--once", "--at", "2023-04-17T10:00").stdout
+    assert "Sent 3, failed 0, parked 0." in out and "Messages are in" in out
+    files = sorted(Path("out").glob("*.eml"))
+    assert len(files) == 3 and len(list(Path("out").glob("*.json"))) == 3
+    priya = [f for f in files if "priya" in f.name][0]
+    message = email.message_from_bytes(priya.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "Priya Shah <priya@lambeth.example>"
+    assert message.get_body(("plain",)).get_content().startswith("Hello Priya Shah")
+    assert message.get_body(("html",)) is not None
+    box = json.loads(run("outbox", "--format", "json").stdout)
+    assert [m["state"] for m in box] == ["sent"] * 3
+    assert all(set(m) >= {"id", "person", "channel", "state", "keys", "refs"} for m in box)
+    assert "CP1" in [r for m in box if m["person"] == "priya@lambeth.example" for r in m["refs"]]
+    again = run("run", "--once", "--at", "2023-04-17T10:00").stdout
+    assert "0 nudge(s) in 0 message(s)" in again
+
+
+def test_status_is_healthy_after_a_sweep_and_exits_1_when_sweeps_stop(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("status", expect=1).stdout.strip().endswith("problem: no sweep has run yet: is 'chaser run' running?")
+    run("run", "--once", "--at", "2023-04-17T10:00")
+    ok = json.loads(run("status", "--at", "2023-04-17T10:01", "--format", "json").stdout)
+    assert ok["healthy"] and ok["last_sweep"]["nudges_planned"] > 0 and ok["outbox"]["sent"] == 3
+    late = json.loads(run("status", "--at", "2023-04-17T10:04", "--format", "json", expect=1).stdout)
+    assert late["problems"] == ["the last sweep was 240 s ago (more than 3 × 60 s)"]
+
+
+def test_a_message_waiting_over_an_hour_makes_status_fail(run) -> None:  # type: ignore[no-untyped-def]
+    Path("out").write_text("a file where the folder should be")  # the channel cannot write: it retries
+    result = run("run", "--once", "--at", "2023-04-17T10:00").stdout
+    assert "failed 3" in result
+    run("run", "--once", "--at", "2023-04-17T11:04")
+    late = json.loads(run("status", "--at", "2023-04-17T11:05", "--format", "json", expect=1).stdout)
+    assert late["problems"] == ["a message has waited 65 minutes to be sent"]
+    assert late["outbox"]["failed"] == 3
+
+
+def test_snooze_pause_and_resume_say_what_they_did(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("snooze", "CP1", "--until", "2023-05-31").stdout == "CP1 snoozed until 2023-05-31.\n"
+    refs = {i["ref"] for i in json.loads(run("preview", "--at", "2023-04-17T10:00", "--format", "json").stdout)}
+    assert "CP1" not in refs and "HW 10" in refs
+    plan = "Children's Services EDI Strategy and Action Plan 2022–25"
+    assert "get no nudges" in run("pause", plan).stdout
+    assert json.loads(run("preview", "--at", "2023-04-17T10:00", "--format", "json").stdout) == []
+    assert "checked at the next sweep" in run("resume", plan).stdout
+    assert json.loads(run("preview", "--at", "2023-04-17T10:00", "--format", "json").stdout)
+    assert run("pause", "No such plan", expect=2).stderr.startswith("chaser: no plan named 'No such plan'")
+
+
+def test_people_away_sends_nudges_to_the_cover(run) -> None:  # type: ignore[no-untyped-def]
+    out = run("people", "away", "priya@lambeth.example", "--until", "2023-04-30", "--cover", "sam@lambeth.example").stdout
+    assert out.startswith("Priya Shah is away until 2023-04-30: nudges for their")
+    items = json.loads(run("preview", "--at", "2023-04-17T10:00", "--format", "json").stdout)
+    cp1 = [i for i in items if i["ref"] == "CP1"]
+    assert [(i["person"], i["on_behalf_of"]) for i in cp1] == [("sam@lambeth.example", "priya@lambeth.example")]
+    assert "back" in run("people", "away", "priya@lambeth.example", "--until", "back").stdout
+
+
+def test_a_parked_message_can_be_retried(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("outbox", "retry", "99", expect=2).stderr == "chaser: no outbox message 99\n"
+    run("run", "--once", "--at", "2023-04-17T10:00")
+    sent_id = json.loads(run("outbox", "--format", "json").stdout)[0]["id"]
+    assert "only parked or failed" in run("outbox", "retry", str(sent_id), expect=2).stderr
+
+
+def test_at_without_an_offset_is_local_time(run) -> None:  # type: ignore[no-untyped-def]
+    summer = run("run", "--once", "--at", "2023-04-17T10:00").stdout
+    assert "2023-04-17 10:00 BST" in summer

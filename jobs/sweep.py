@@ -222,8 +222,10 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
                 session.rollback()
                 return result
             _store(session, config, loader, planned, due + review_views, now, result)
-            session.add_all(NudgeKey(key=_marker(m), action_id=None, person_id=None, rule=m.rule, outbox_id=None, created_at=now)
-                            for m in steps)
+            # Markers say a review step was planned; ON CONFLICT DO NOTHING like every key, so
+            # two processes sweeping at once cannot fail on each other's marker.
+            _insert_keys(session, [{"key": _marker(m), "action_id": None, "person_id": None, "rule": m.rule,
+                                    "outbox_id": None, "created_at": now} for m in steps])
             result.duration_ms = int((time.perf_counter() - started) * 1000)
             session.add(Sweep(at=now, started_at=dt.datetime.now(dt.timezone.utc), duration_ms=result.duration_ms,
                               actions_checked=result.actions_checked, nudges_planned=len(result.nudges),

@@ -191,3 +191,14 @@ def test_a_cadence_override_for_one_workstream(plan: Engine, config: Config) -> 
     assert tick(plan, custom, "2026-12-04 09:30") == []
     assert tick(plan, custom, "2026-12-15 09:30") == [("priya@c.example", ["before_due", "before_due"], ["P1", "P2"])]
     assert replace(config).edi_lead == "lead@c.example"
+
+
+def test_two_sweeps_at_the_same_moment_plan_each_nudge_once(plan: Engine, config: Config, session: Session) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = at("2027-01-06 10:00")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: run_sweep(plan, config, now), range(2)))
+    planned = sorted(n.key for r in results for n in r.nudges)
+    assert len(planned) == len(set(planned)) == 5
+    assert session.scalar(select(func.count(Outbox.id))) == 3  # Priya, Dana, Nia: one message each

@@ -704,18 +704,22 @@ def snooze(ctx: Context, ref: str, until: str, plan_name: str | None) -> None:
     click.echo(f"{action.ref} snoozed until {day.isoformat()}." if day else f"{action.ref} is no longer snoozed.")
 
 
+def _set_paused(ctx: Context, plan_name: str, paused: bool) -> int:
+    from storage.controls import set_paused
+
+    with ctx.session() as session:
+        plan = find_plan(session, plan_name)
+        assert plan is not None
+        return set_paused(session, plan, paused)
+
+
 @main.command()
 @click.argument("plan_name", metavar="PLAN")
 @pass_ctx
 @handles_errors
 def pause(ctx: Context, plan_name: str) -> None:
     """Stop every nudge for a plan until it is resumed."""
-    from storage.controls import set_paused
-
-    with ctx.session() as session:
-        plan = find_plan(session, plan_name)
-        assert plan is not None
-        count = set_paused(session, plan, True)
+    count = _set_paused(ctx, plan_name, True)
     click.echo(f"Paused {plan_name!r}: its {count} action(s) get no nudges until 'chaser resume'.")
 
 
@@ -725,12 +729,7 @@ def pause(ctx: Context, plan_name: str) -> None:
 @handles_errors
 def resume(ctx: Context, plan_name: str) -> None:
     """Resume nudges for a paused plan (one catch-up per action, not a flood)."""
-    from storage.controls import set_paused
-
-    with ctx.session() as session:
-        plan = find_plan(session, plan_name)
-        assert plan is not None
-        count = set_paused(session, plan, False)
+    count = _set_paused(ctx, plan_name, False)
     click.echo(f"Resumed {plan_name!r}: {count} action(s) are checked at the next sweep.")
 
 

@@ -158,22 +158,24 @@ def _deadline_candidates(action: ActionView, now: dt.datetime) -> tuple[list[_Ca
     assert due is not None
     today = cal.today(now)
     occurrences: list[tuple[dt.datetime, _Candidate]] = []
+    # Reasons say how things stand today, which after downtime is not the occurrence's own count.
+    left = cal.working_days_between(today, due)
     for n in sorted(set(cad.before_due), reverse=True):
         if n > 0:
             day = cal.add_working_days(due, -n)
-            reason = f"Due in {_days(n)} ({_fmt(due)})."
+            reason = f"Due in {_days(left)} ({_fmt(due)})." if left > 0 else f"Due today ({_fmt(due)})."
             occurrences.append((cal.send_time(day), _Candidate("before_due", day, reason, "owners")))
     if cad.on_due:
         day = cal.working_day_on_or_before(due)
         occurrences.append((cal.send_time(day), _Candidate("due", day, f"Due today ({_fmt(due)}).", "owners")))
     upcoming: list[dt.datetime] = []
+    late = cal.working_days_between(due, today)
     if cad.overdue_every > 0:
-        late = cal.working_days_between(due, today)
         steps = late // cad.overdue_every
         for i in (steps, steps + 1):
             if i >= 1:
                 day = cal.add_working_days(due, cad.overdue_every * i)
-                reason = f"Overdue by {_days(cad.overdue_every * i)}: it was due {_fmt(due)}."
+                reason = f"Overdue by {_days(max(late, cad.overdue_every * i))}: it was due {_fmt(due)}."
                 occurrences.append((cal.send_time(day), _Candidate("overdue", day, reason, "owners")))
     current = [pair for pair in occurrences if pair[0] <= now]
     upcoming += [moment for moment, _ in occurrences if moment > now]
@@ -183,7 +185,7 @@ def _deadline_candidates(action: ActionView, now: dt.datetime) -> tuple[list[_Ca
     if cad.escalate_after > 0:
         day = cal.add_working_days(due, cad.escalate_after)
         moment = cal.send_time(day)
-        reason = f"Escalated: {_days(cad.escalate_after)} overdue (due {_fmt(due)}) with no completion."
+        reason = f"Escalated: {_days(max(late, cad.escalate_after))} overdue (due {_fmt(due)}) and not complete."
         if moment <= now:
             found.append(_Candidate("escalation", day, reason, "escalation"))
         else:

@@ -196,3 +196,9 @@ def test_review_cycle_requests_chases_and_tells_the_lead_who_has_not_answered() 
         ("review_chase", OWNER, "HW 3"),
         ("review_missing", LEAD, "HW 3"),
     ]
+
+
+def test_a_late_import_says_how_many_working_days_are_really_left() -> None:
+    # Added three working days before the deadline: the 10-day reminder goes once, telling the truth.
+    result = plan(at("2026-12-15 11:00"), [action()], PEOPLE, set())
+    assert [(n.rule, n.reason) for n in result.nudges] == [("before_due", "Due in 3 working days (Fri 18 December 2026).")]

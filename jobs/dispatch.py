@@ -161,12 +161,18 @@ class Dispatcher:
                 return  # lost the lease to another worker; it will record the outcome
             envelope = self.envelope(session, row, now)
             channel_kind, attempts = row.channel, row.attempts
+        channel = self.channel(channel_kind)
         try:
-            receipt = self.channel(channel_kind).send(envelope)
+            receipt = channel.send(envelope)
         except ChannelError as exc:
             self.record_failure(claimed.id, attempts, exc, result)
             return
-        duplicate = receipt.possible_duplicate or claimed.reclaimed
+        # A channel that looks for its own earlier send (the outbox folder finds the file it
+        # wrote) knows; for one that cannot, any resend after a lost lease may be a duplicate.
+        if getattr(channel, "checks_duplicates", False):
+            duplicate = receipt.possible_duplicate
+        else:
+            duplicate = receipt.possible_duplicate or claimed.reclaimed
         with self.sessions() as session, session.begin():
             done = session.execute(
                 update(Outbox)
@@ -212,7 +218,9 @@ class Dispatcher:
                 break
             for n, one in enumerate(claimed):
                 if self.stopping:
-                    self.release([c.id for c in claimed[n:]])
+                    # Reclaimed rows keep their lease: released as plain "queued", the next
+                    # worker would forget that an earlier send may have gone out.
+                    self.release([c.id for c in claimed[n:] if not c.reclaimed])
                     break
                 try:
                     self.deliver(one, result)

@@ -80,9 +80,15 @@ class UnknownChannel(ConfigError):
 
 @runtime_checkable
 class Channel(Protocol):
-    """The narrow contract every channel module implements."""
+    """The narrow contract every channel module implements.
+
+    ``checks_duplicates``: the channel looks for its own earlier send of an outbox id and says
+    so in ``Receipt.possible_duplicate`` (the outbox folder finds its file); when False, any
+    resend after a lost lease is counted as a possible duplicate.
+    """
 
     kind: str
+    checks_duplicates: bool
 
     def address(self, envelope: Envelope) -> str | None:
         """Where the message would go, or None when the recipient is unreachable here."""

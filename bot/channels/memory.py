@@ -13,6 +13,7 @@ class Memory:
     """Records envelopes in ``sent``; fails on request."""
 
     kind = "memory"
+    checks_duplicates = True  # finds its own earlier send of an outbox id
 
     def __init__(self, *, fail_times: int = 0, permanent_failure: bool = False) -> None:
         if fail_times < 0:

@@ -37,6 +37,7 @@ class OutboxFolder:
     """Writes ``.eml`` and ``.json`` files to ``folder`` (created if missing)."""
 
     kind = "outbox_folder"
+    checks_duplicates = True  # finds its own earlier send of an outbox id
 
     def __init__(self, *, folder: str | Path, sender: str = "chaser@localhost") -> None:
         self.folder = Path(folder)

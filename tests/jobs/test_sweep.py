@@ -202,3 +202,25 @@ def test_two_sweeps_at_the_same_moment_plan_each_nudge_once(plan: Engine, config
     planned = sorted(n.key for r in results for n in r.nudges)
     assert len(planned) == len(set(planned)) == 5
     assert session.scalar(select(func.count(Outbox.id))) == 3  # Priya, Dana, Nia: one message each
+
+
+@pytest.mark.parametrize(("due", "utc_send"), [
+    ("30/03/2026", dt.datetime(2026, 3, 30, 8, 30, tzinfo=UTC)),   # Monday after the clocks go forward: 09:30 BST
+    ("26/10/2026", dt.datetime(2026, 10, 26, 9, 30, tzinfo=UTC)),  # Monday after the clocks go back: 09:30 GMT
+])
+def test_due_nudges_go_at_half_past_nine_local_across_clock_changes(
+    engine: Engine, session: Session, tmp_path: Path, config: Config, due: str, utc_send: dt.datetime
+) -> None:
+    write_csv(tmp_path / "dst.csv", [["Ref", "Action", "Owner", "Deadline"], ["D1", "Clock change", "Chair", due]])
+    import_plan_file(engine, tmp_path / "dst.csv", plan_name="DST")
+    write_csv(tmp_path / "p.csv", [["name", "email", "roles"], ["Nia Chair", "nia@c.example", "Chair"]])
+    with session.begin():
+        import_directory(session, tmp_path / "p.csv")
+    quiet = replace(config, cadence={"before_due": []})
+    memory = Memory()
+    for moment in (utc_send - dt.timedelta(days=3), utc_send - dt.timedelta(minutes=1), utc_send, utc_send + dt.timedelta(minutes=1)):
+        run_sweep(engine, quiet, moment)
+        Dispatcher(engine, quiet, clock=lambda m=moment: m, secret="s" * 32, channels={"memory": memory}).run_once()
+        if moment < utc_send:
+            assert memory.sent == [], moment
+    assert [(e.sent_at, [i.rule for i in e.items]) for e in memory.sent] == [(utc_send, ["due"])]

@@ -70,6 +70,8 @@ class Config:
     boards: tuple[BoardConfig, ...] = ()
     channels: ChannelsConfig = field(default_factory=ChannelsConfig)
     web_base_url: str = "http://127.0.0.1:8080"
+    web_enabled: bool = True  # chaser run serves the answer form on base_url's host and port
+    web_link_days: int = 60  # answer links stop working after this many days
 
     def cadence_for(self, plan: str, workstream: str | None, timezone: str | None = None) -> Any:
         """The cadence for one workstream: defaults, then [cadence], then the plan's, then the workstream's."""
@@ -135,8 +137,12 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
     boards = _boards(data.get("boards", []), path)
     channels = _channels(_table(data, "channels", "", path), path)
     web = _table(data, "web", "", path)
-    _check_keys(web, {"base_url"}, "web.", path)
+    _check_keys(web, {"base_url", "enabled", "link_days"}, "web.", path)
     base_url = _string(web, "base_url", "web.", path) or "http://127.0.0.1:8080"
+    web_enabled = web.get("enabled", True)
+    if not isinstance(web_enabled, bool):
+        raise ConfigError(f"{path}: 'web.enabled' must be true or false")
+    link_days = _int(web, "link_days", "web.", path, 60, 1)
     if not re.match(r"^https?://[^\s/]+", base_url):
         raise ConfigError(f"{path}: 'web.base_url' must be an http(s) URL, got {base_url!r}")
 
@@ -151,6 +157,8 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
         boards=boards,
         channels=channels,
         web_base_url=base_url.rstrip("/"),
+        web_enabled=web_enabled,
+        web_link_days=link_days,
     )
     config.cadence_for("", None)  # build once so a bad combination fails at start
     return config

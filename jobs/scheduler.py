@@ -1,4 +1,4 @@
-"""``chaser run``: APScheduler as the clock, nothing more.
+"""``chaser run``: APScheduler as the clock, nothing more (plus the local answer form).
 
 Two fixed jobs per process — sweep every ``sweep_every_seconds``, dispatch every
 ``dispatch_every_seconds`` — with ``coalesce=True``, ``max_instances=1`` and
@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
 from chaser.config import Config
+from chaser.errors import ChaserError
 from chaser.secrets import secret_key
 from jobs.dispatch import Dispatcher
 from jobs.sweep import run_sweep
@@ -53,6 +54,22 @@ def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None
         dispatcher.stopping = True
         stop.set()
 
+    web = None
+    if config.web_enabled:
+        from bot.web import AnswerForm, listen_address, start_server
+
+        host, port = listen_address(config.web_base_url)
+        form = AnswerForm(engine, secret=dispatcher.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
+                          max_age_days=config.web_link_days)
+        try:
+            web, _ = start_server(form, host, port)
+        except OSError as exc:
+            raise ChaserError(
+                f"cannot serve the answer form on {host}:{port} ({exc.strerror}); "
+                "change [web] base_url or set [web] enabled = false"
+            ) from None
+        log.info("answer form at %s/answer/…", config.web_base_url)
+
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     scheduler = BackgroundScheduler(
         timezone=dt.timezone.utc,
@@ -68,6 +85,9 @@ def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None
         stop.wait()
     finally:
         scheduler.shutdown(wait=True)
+        if web is not None:
+            web.shutdown()
+            web.server_close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("chaser stopped")

@@ -45,7 +45,7 @@ def test_single_item_nudge() -> None:
         assert f"{link.label}: {link.url}" in rendered.text
         assert f'href="{link.url}"' in rendered.html
         assert f"<{link.url}|{link.label}>" in rendered.chat
-    assert "one click" in rendered.text.lower()
+    assert "with your answer already chosen" in rendered.text
     assert "on behalf of" not in rendered.text
 
 

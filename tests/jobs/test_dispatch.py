@@ -297,7 +297,8 @@ def write_chaser_toml(tmp_path: Path, folder: Path) -> Path:
     path.write_text(
         'edi_lead = "lee@lambeth.example"\n'
         "[scheduler]\ndispatch_every_seconds = 1\nsweep_every_seconds = 1\nlease_seconds = 60\n"
-        f'[channels]\ndefault = "outbox_folder"\n[channels.outbox_folder]\nfolder = {json.dumps(str(folder))}\n',
+        f'[channels]\ndefault = "outbox_folder"\n[channels.outbox_folder]\nfolder = {json.dumps(str(folder))}\n'
+        "[web]\nenabled = false\n",  # tests run side by side: no fixed port
         encoding="utf-8",
     )
     return path

@@ -194,7 +194,7 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
             due = loader.views(_action_query().where(Action.next_check_at <= now))
             result.actions_checked = len(due)
             plan_ids = {name: pid for pid, name in session.execute(select(PlanRow.id, PlanRow.name))}
-            steps = [m for m in milestones(config, now, plan_ids)]
+            steps = milestones(config, now, plan_ids)
             done = set(session.scalars(select(NudgeKey.key).where(NudgeKey.key.in_([_marker(m) for m in steps])))) if steps else set()
             steps = [m for m in steps if _marker(m) not in done]
             calendar = config.cadence_for("", None).calendar
@@ -230,7 +230,7 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
             session.add(Sweep(at=now, started_at=dt.datetime.now(dt.timezone.utc), duration_ms=result.duration_ms,
                               actions_checked=result.actions_checked, nudges_planned=len(result.nudges),
                               messages_queued=result.messages))
-    for action_id, why in result.unreachable:
+    for _, why in result.unreachable:
         log.warning("unreachable: %s", why)
     calendar = config.cadence_for("", None).calendar
     if not calendar.in_send_window(now):

@@ -269,7 +269,6 @@ class _Parser:
         # What the previous meaningful row was: an action, a group, a skipped duplicate or nothing.
         self.last: ParsedAction | ParsedGroup | str | None = None
         self.preamble: list[tuple[str, bool, str]] = []  # (text, is_heading, where)
-        self.seen_text = False
         self.plan_lines: list[str] = []
         self.seen_rows: dict[tuple[str, ...], str] = {}
         self.kv_table: int | None = None
@@ -338,8 +337,6 @@ class _Parser:
 
     # -- rows -----------------------------------------------------------------------------
     def text_line(self, text: str, heading: bool, where: str) -> None:
-        if not self.seen_text:
-            self.seen_text = True
         if len(self.plan_lines) < 3 and not self.actions and text:
             self.plan_lines.append(text)
         self.preamble.append((text, heading, where))

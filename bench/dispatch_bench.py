@@ -1,0 +1,288 @@
+"""Outbox dispatch throughput: messages per second to the memory and outbox_folder channels.
+
+Usage:
+    python bench/dispatch_bench.py [--messages 5000] [--database sqlite|postgresql|both]
+                                   [--channel memory|outbox_folder|both] [--items 3]
+                                   [--runs 3] [--profile]
+
+A fresh database (SQLite file, or the PostgreSQL schema named in ``--postgres-url``) gets 500
+people; for each run N outbox rows are queued directly with Core bulk inserts (state
+``queued``, due a minute before the fixed clock, each carrying ``--items`` action items shaped
+as the sweep writes them), then ``Dispatcher.run_once(batch=50)`` is timed until the outbox is
+drained (every row ``sent``). Queuing is not counted. The outbox_folder channel writes into a
+new temporary folder per run (``.eml`` + ``.json`` per message, each fsync'ed, as in service).
+``--profile`` adds, per (database, channel), one run timed step by step (wrappers around the
+dispatcher's and channels' functions and SQLAlchemy cursor events; no code changed) and one
+under cProfile (top functions printed); neither is counted in the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as dt
+import io
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import Engine, func, insert, select, text  # noqa: E402
+
+from bot.channels.memory import Memory  # noqa: E402
+from bot.channels.outbox_folder import OutboxFolder  # noqa: E402
+from chaser.config import parse_config  # noqa: E402
+from jobs.dispatch import Dispatcher  # noqa: E402
+from storage.db import make_engine, upgrade  # noqa: E402
+from storage.models import Outbox, Person  # noqa: E402
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+PEOPLE = 500
+CHUNK = 10_000
+DEFAULT_PG_URL = "postgresql://127.0.0.1/test?options=-csearch_path%3Dbench_dispatch"
+PG_ADMIN_URL = "postgresql://127.0.0.1/test"
+RULES = [
+    ("overdue", "Overdue by 5 working days: it was due Fri 30 October 2026."),
+    ("before_due", "Due in 10 working days (Tue 15 December 2026)."),
+    ("due", "Due today (Wed 2 December 2026)."),
+    ("escalation", "Escalated: 10 working days overdue (due Fri 30 October 2026) with no completion."),
+]
+
+
+def people_rows() -> list[dict[str, Any]]:
+    return [{
+        "id": p, "name": f"Person {p} Example", "email": f"person{p}@council.example", "slack_id": f"U{p:08d}",
+        "teams_id": None, "manager_id": None, "delegate_id": None, "away_until": None, "cover_id": None,
+    } for p in range(1, PEOPLE + 1)]
+
+
+def outbox_rows(n: int, channel: str, items: int) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(1, n + 1):
+        person = 1 + i % PEOPLE
+        payload_items = []
+        for k in range(items):
+            action_id = i * items + k
+            rule, reason = RULES[action_id % len(RULES)]
+            payload_items.append({
+                "ref": f"HW {action_id}", "title": f"Review the pay gap report and publish what changes (action {action_id})",
+                "plan": "Bench EDI action plan", "due": "2026-10-31", "due_text": "October 2026",
+                "status": "amber" if k % 2 else None, "action_id": action_id, "rule": rule, "reason": reason,
+                "key": f"{rule}:{action_id}:{person}:2026-12-02", "owner": None,
+            })
+        rows.append({
+            "kind": "nudge", "person_id": person, "recipient": f"person{person}@council.example", "channel": channel,
+            "payload": {"items": payload_items, "notes": []}, "state": "queued", "attempts": 0,
+            "created_at": NOW - dt.timedelta(minutes=1), "next_attempt_at": NOW - dt.timedelta(minutes=1),
+            "possible_duplicate": False,
+        })
+    return rows
+
+
+def settle(engine: Engine) -> None:
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE outbox"))
+    else:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.commit()
+
+
+def queue(engine: Engine, n: int, channel: str, items: int) -> None:
+    rows = outbox_rows(n, channel, items)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM outbox"))
+        for start in range(0, len(rows), CHUNK):
+            conn.execute(insert(Outbox.__table__), rows[start:start + CHUNK])
+    settle(engine)
+
+
+class Phases:
+    """Wall time per step of the dispatcher and channels, by wrapping them (no code changed)."""
+
+    def __init__(self, engine: Engine) -> None:
+        from sqlalchemy import event
+
+        import bot.channels.outbox_folder as folder_module
+        import jobs.dispatch as dispatch
+
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.undo: list[tuple[Any, str, Any]] = []
+        self.wrap(Dispatcher, "claim", "Dispatcher.claim (batch of 50)")
+        self.wrap(Dispatcher, "envelope", "Dispatcher.envelope (get Person, build items and links)")
+        self.wrap(dispatch, "answer_links", "answer_links (5 signed links per item)")
+        self.wrap(Memory, "send", "Memory.send")
+        self.wrap(OutboxFolder, "send", "OutboxFolder.send")
+        self.wrap(OutboxFolder, "_existing", "OutboxFolder._existing (glob for a previous send)")
+        self.wrap(OutboxFolder, "_email", "OutboxFolder._email (build the EmailMessage)")
+        self.wrap(OutboxFolder, "_chat_json", "OutboxFolder._chat_json")
+        self.wrap(folder_module, "render", "bot.render.render (Jinja2)")
+        self.wrap(folder_module, "_write_atomically", "_write_atomically (mkstemp, write, fsync, rename)")
+        self.wrap(engine.dialect, "do_commit", "COMMIT")
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+            conn.info["bench_started"] = time.perf_counter()
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+            words = statement.split()
+            table = next((w for w, prev in zip(words[1:], words) if prev.upper() in ("FROM", "INTO", "UPDATE")), "?")
+            self.add(f"SQL {words[0].upper()} {table}", time.perf_counter() - conn.info.pop("bench_started"))
+
+    def wrap(self, owner: Any, name: str, label: str) -> None:
+        function = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.add(label, time.perf_counter() - started)
+
+        self.undo.append((owner, name, owner.__dict__.get(name) if hasattr(owner, "__dict__") else function))
+        setattr(owner, name, wrapper)
+
+    def restore(self) -> None:
+        for owner, name, original in reversed(self.undo):
+            setattr(owner, name, original)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def print(self, total: float) -> None:
+        for name, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1]):
+            print(f"    {seconds:7.3f} s {100 * seconds / total:5.1f}%  {self.calls[name]:6d} call(s)  {name}")
+
+
+def one_run(url: str, n: int, channel: str, items: int, folder: Path, profile: str | None = None,
+            phases: bool = False) -> float:
+    engine = make_engine(url)
+    queue(engine, n, channel, items)
+    timer = Phases(engine) if phases else None
+    config = parse_config({"edi_lead": "person1@council.example",
+                           "channels": {"default": channel}}, "bench")
+    target = folder / "out"
+    channels: dict[str, Any] = (
+        {"memory": Memory()} if channel == "memory"
+        else {"outbox_folder": OutboxFolder(folder=target, sender="Chaser <chaser@council.example>")}
+    )
+    dispatcher = Dispatcher(engine, config, clock=lambda: NOW, secret="x" * 32, channels=channels,
+                            worker="bench:1")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+    profiler = cProfile.Profile() if profile else None
+    sent = 0
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    while True:
+        result = dispatcher.run_once(batch=50)
+        sent += result.sent
+        if not (result.sent or result.failed):
+            break
+    if profiler:
+        profiler.disable()
+    took = time.perf_counter() - started
+    if profiler and profile:
+        profiler.dump_stats(profile)
+    if timer:
+        timer.restore()
+        print(f"--- where the time goes: {took:.2f} s in all (steps nest; SQL is time in the driver)")
+        timer.print(took)
+    with engine.connect() as conn:
+        done = conn.execute(select(func.count()).select_from(Outbox).where(Outbox.state == "sent")).scalar_one()
+    engine.dispose()
+    if done != n or sent != n:
+        raise SystemExit(f"{channel}: {sent} sent by the dispatcher, {done} rows marked sent, {n} queued")
+    if channel == "outbox_folder":
+        written = sum(1 for _ in target.iterdir())
+        if written != 2 * n:
+            raise SystemExit(f"outbox_folder: {written} files written for {n} messages")
+    shutil.rmtree(target, ignore_errors=True)
+    return took
+
+
+def pg_schema(url: str) -> str:
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    options = unquote(parse_qs(urlparse(url).query).get("options", [""])[0])
+    if "search_path=" not in options:
+        raise SystemExit("the PostgreSQL URL must set the schema: ?options=-csearch_path%3Dbench_dispatch")
+    return options.split("search_path=", 1)[1].split()[0]
+
+
+def fresh_schema(schema: str, drop_only: bool = False) -> None:
+    admin = make_engine(PG_ADMIN_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        if not drop_only:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    admin.dispose()
+
+
+def top_functions(path: str, count: int = 25) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(path, stream=out)
+    stats.sort_stats("tottime").print_stats(count)
+    stats.sort_stats("cumulative").print_stats(count)
+    return out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=5_000)
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--channel", choices=("memory", "outbox_folder", "both"), default="both")
+    parser.add_argument("--items", type=int, default=3, help="action items per message")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--postgres-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--profile", action="store_true", help="also profile one run per database and channel")
+    args = parser.parse_args()
+    databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    channels = ["memory", "outbox_folder"] if args.channel == "both" else [args.channel]
+    print(f"python {sys.version.split()[0]}, {args.messages:,} messages of {args.items} item(s), batch 50, "
+          f"{args.runs} run(s) (median; range in brackets)", flush=True)
+    folder = Path(tempfile.mkdtemp(prefix="chaser-dispatch-bench-"))
+    try:
+        for database in databases:
+            if database == "sqlite":
+                url = f"sqlite:///{folder / 'dispatch.db'}"
+            else:
+                url = args.postgres_url
+                fresh_schema(pg_schema(url))
+            engine = make_engine(url)
+            upgrade(engine)
+            with engine.begin() as conn:
+                conn.execute(insert(Person.__table__), people_rows())
+            engine.dispose()
+            for channel in channels:
+                times = [one_run(url, args.messages, channel, args.items, folder) for _ in range(args.runs)]
+                rates = sorted(args.messages / t for t in times)
+                print(f"{database:10s} {channel:13s} {args.messages:,} messages: {statistics.median(times):6.2f} s, "
+                      f"{statistics.median(rates):6.0f} messages/s [{rates[0]:.0f}-{rates[-1]:.0f}]", flush=True)
+                if args.profile:
+                    one_run(url, args.messages, channel, args.items, folder, phases=True)
+                    path = str(folder / f"dispatch-{database}-{channel}.prof")
+                    took = one_run(url, args.messages, channel, args.items, folder, profile=path)
+                    print(f"--- cProfile, {database}, {channel} ({took:.2f} s under the profiler)")
+                    print(top_functions(path), flush=True)
+            if database == "postgresql":
+                fresh_schema(pg_schema(url), drop_only=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

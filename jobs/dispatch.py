@@ -16,10 +16,10 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, case, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.channels import load_channel
@@ -107,32 +107,33 @@ class Dispatcher:
                     {"now": now, "lease": lease, "me": self.worker, "limit": limit},
                 ).all()
                 return sorted((Claimed(r[0], r[1] == "sending") for r in rows), key=lambda c: c.id)
-            candidates = session.execute(
-                select(Outbox.id, Outbox.state)
+            # SQLite has one writer at a time: a single UPDATE picks and claims the batch
+            # atomically. A row whose lease ran out is marked possible_duplicate as it is taken.
+            picked = (
+                select(Outbox.id)
                 .where(
                     ((Outbox.state.in_(("queued", "failed"))) & (Outbox.next_attempt_at <= now))
                     | ((Outbox.state == "sending") & (Outbox.lease_until < now))
                 )
                 .order_by(Outbox.next_attempt_at, Outbox.id)
                 .limit(limit)
-            ).all()
-            claimed = []
-            for outbox_id, state in candidates:
-                # Conditional: only if nobody claimed it since we looked.
-                done = session.execute(
-                    update(Outbox)
-                    .where(Outbox.id == outbox_id, Outbox.state == state)
-                    .where((Outbox.state != "sending") | (Outbox.lease_until < now))
-                    .values(state="sending", lease_until=lease, claimed_by=self.worker, attempts=Outbox.attempts + 1)
-                    .execution_options(synchronize_session=False)
+            )
+            rows = session.execute(
+                update(Outbox)
+                .where(Outbox.id.in_(picked))
+                .values(
+                    state="sending", lease_until=lease, claimed_by=self.worker, attempts=Outbox.attempts + 1,
+                    possible_duplicate=case((Outbox.state == "sending", True), else_=Outbox.possible_duplicate),
                 )
-                if done.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(Claimed(outbox_id, state == "sending"))
-            return claimed
+                .returning(Outbox.id, Outbox.possible_duplicate)
+                .execution_options(synchronize_session=False)
+            ).all()
+            return sorted((Claimed(r[0], bool(r[1])) for r in rows), key=lambda c: c.id)
 
     # -- one unit of work -----------------------------------------------------------------
-    def envelope(self, session: Session, row: Outbox, now: dt.datetime) -> Envelope:
-        person = session.get(Person, row.person_id) if row.person_id is not None else None
+    def envelope(self, session: Session, row: Outbox, now: dt.datetime, person: Person | None = None) -> Envelope:
+        if person is None and row.person_id is not None:
+            person = session.get(Person, row.person_id)
         items = []
         for item in row.payload["items"]:
             links = answer_links(
@@ -153,14 +154,30 @@ class Dispatcher:
             items=tuple(items), sent_at=now, notes=tuple(row.payload.get("notes", ())),
         )
 
-    def deliver(self, claimed: Claimed, result: DispatchResult) -> None:
+    def prepare(self, claimed: list[Claimed]) -> dict[int, tuple[Envelope, str, int]]:
+        """Envelopes for a claimed batch, read in two queries (not two per message)."""
         now = self.clock()
+        ids = [c.id for c in claimed]
         with self.sessions() as session:
-            row = session.get(Outbox, claimed.id)
-            if row is None or row.claimed_by != self.worker or row.state != "sending":
-                return  # lost the lease to another worker; it will record the outcome
-            envelope = self.envelope(session, row, now)
-            channel_kind, attempts = row.channel, row.attempts
+            rows = list(session.scalars(select(Outbox).where(Outbox.id.in_(ids))))
+            person_ids = {r.person_id for r in rows if r.person_id is not None}
+            people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(person_ids)))}
+            return {
+                row.id: (self.envelope(session, row, now, people.get(row.person_id or -1)), row.channel, row.attempts)
+                for row in rows
+                # Not ours any more (lost the lease to another worker): it records the outcome.
+                if row.claimed_by == self.worker and row.state == "sending"
+            }
+
+    def deliver(self, claimed: Claimed, result: DispatchResult,
+                prepared: tuple[Envelope, str, int] | None = None) -> None:
+        now = self.clock()
+        if prepared is None:
+            prepared = self.prepare([claimed]).get(claimed.id)
+            if prepared is None:
+                return
+        envelope, channel_kind, attempts = prepared
+        envelope = replace(envelope, sent_at=now)
         channel = self.channel(channel_kind)
         try:
             receipt = channel.send(envelope)
@@ -216,14 +233,22 @@ class Dispatcher:
             claimed = self.claim(batch if limit is None else min(batch, limit - handled))
             if not claimed:
                 break
+            try:
+                prepared = self.prepare(claimed)
+            except Exception:  # noqa: BLE001 - e.g. the database went away: leases expire, rows come back
+                log.exception("could not read %d claimed message(s); they are retried after their lease", len(claimed))
+                break
             for n, one in enumerate(claimed):
+                if one.id not in prepared:
+                    handled += 1
+                    continue
                 if self.stopping:
                     # Reclaimed rows keep their lease: released as plain "queued", the next
                     # worker would forget that an earlier send may have gone out.
                     self.release([c.id for c in claimed[n:] if not c.reclaimed])
                     break
                 try:
-                    self.deliver(one, result)
+                    self.deliver(one, result, prepared[one.id])
                 except Exception as exc:  # noqa: BLE001 - a bad row must not stop the others
                     # Push its next attempt forward first, then log: no crash loop on one row.
                     self.record_failure(one.id, self._attempts(one.id), ChannelError(f"internal error: {exc!r}"), result)

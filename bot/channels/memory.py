@@ -21,6 +21,7 @@ class Memory:
         self.fail_times = fail_times
         self.permanent_failure = permanent_failure
         self.sent: list[Envelope] = []
+        self._ids: set[int] = set()
         self.attempts = 0
         self._failures_left = fail_times
 
@@ -43,7 +44,8 @@ class Memory:
                 f"({self._failures_left} more failure(s) to come)",
                 permanent=False,
             )
-        duplicate = any(seen.outbox_id == envelope.outbox_id for seen in self.sent)
+        duplicate = envelope.outbox_id in self._ids  # a set: the check must not grow with the queue
+        self._ids.add(envelope.outbox_id)
         self.sent.append(envelope)
         return Receipt(
             provider_id=f"memory:{envelope.outbox_id}:{len(self.sent)}",

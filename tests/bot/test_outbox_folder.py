@@ -83,6 +83,11 @@ def test_sending_the_same_outbox_id_twice_writes_once(tmp_path: Path) -> None:
     assert len(files(tmp_path)) == 4
 
 
+def test_an_email_only_recipient_gets_only_the_eml(tmp_path: Path) -> None:
+    OutboxFolder(folder=tmp_path).send(make_envelope(recipient_slack_id=None))
+    assert [path.suffix for path in files(tmp_path)] == [".eml"]
+
+
 def test_slack_only_recipient_gets_only_the_json(tmp_path: Path) -> None:
     channel = OutboxFolder(folder=tmp_path)
     envelope = make_envelope(recipient_email=None)

@@ -30,11 +30,11 @@ def run(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     invoke("init")
     invoke("import", str(LAMBETH))
     people = write_csv(tmp_path / "people.csv", [
-        ["name", "email", "roles", "manager"],
-        ["Priya Shah", "priya@lambeth.example", "HR Business Partner", "dana@lambeth.example"],
-        ["Dana Cole", "dana@lambeth.example", "", ""],
-        ["Sam Ade", "sam@lambeth.example", "", ""],
-        ["Lee Lead", "lead@lambeth.example", "", ""],
+        ["name", "email", "roles", "manager", "slack_id"],
+        ["Priya Shah", "priya@lambeth.example", "HR Business Partner", "dana@lambeth.example", "U024BE7LH"],
+        ["Dana Cole", "dana@lambeth.example", "", "", ""],
+        ["Sam Ade", "sam@lambeth.example", "", "", ""],
+        ["Lee Lead", "lead@lambeth.example", "", "", ""],
     ])
     invoke("people", "import", str(people))
     return invoke
@@ -57,7 +57,8 @@ def test_run_once_writes_real_emails_and_a_second_run_sends_nothing(run) -> None
     out = run("run", "--once", "--at", "2023-04-17T10:00").stdout
     assert "Sent 3, failed 0, parked 0." in out and "Messages are in" in out
     files = sorted(Path("out").glob("*.eml"))
-    assert len(files) == 3 and len(list(Path("out").glob("*.json"))) == 3
+    # Every message is an email; Priya, who has a Slack id, also gets the chat-shaped .json.
+    assert len(files) == 3 and [p.name.split("-", 2)[2] for p in Path("out").glob("*.json")] == ["priya-shah.json"]
     priya = [f for f in files if "priya" in f.name][0]
     message = email.message_from_bytes(priya.read_bytes(), policy=email.policy.default)
     assert message["To"] == "Priya Shah <priya@lambeth.example>"

@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from jobs.calendar import WorkCalendar
 
@@ -136,6 +137,7 @@ class Plan:
     waiting: dict[int, dt.date] = field(default_factory=dict)
 
 
+@lru_cache(maxsize=8192)
 def _fmt(day: dt.date) -> str:
     return f"{day:%a} {day.day} {day:%B %Y}"
 
@@ -157,17 +159,15 @@ def _deadline_candidates(action: ActionView, now: dt.datetime) -> tuple[list[_Ca
     cad, cal, due = action.cadence, action.cadence.calendar, action.due
     assert due is not None
     today = cal.today(now)
-    occurrences: list[tuple[dt.datetime, _Candidate]] = []
-    # Reasons say how things stand today, which after downtime is not the occurrence's own count.
-    left = cal.working_days_between(today, due)
+    # (send time, rule, day): the reason is written only for the occurrence that is chosen.
+    occurrences: list[tuple[dt.datetime, str, dt.date]] = []
     for n in sorted(set(cad.before_due), reverse=True):
         if n > 0:
             day = cal.add_working_days(due, -n)
-            reason = f"Due in {_days(left)} ({_fmt(due)})." if left > 0 else f"Due today ({_fmt(due)})."
-            occurrences.append((cal.send_time(day), _Candidate("before_due", day, reason, "owners")))
+            occurrences.append((cal.send_time(day), "before_due", day))
     if cad.on_due:
         day = cal.working_day_on_or_before(due)
-        occurrences.append((cal.send_time(day), _Candidate("due", day, f"Due today ({_fmt(due)}).", "owners")))
+        occurrences.append((cal.send_time(day), "due", day))
     upcoming: list[dt.datetime] = []
     late = cal.working_days_between(due, today)
     if cad.overdue_every > 0:
@@ -175,18 +175,26 @@ def _deadline_candidates(action: ActionView, now: dt.datetime) -> tuple[list[_Ca
         for i in (steps, steps + 1):
             if i >= 1:
                 day = cal.add_working_days(due, cad.overdue_every * i)
-                reason = f"Overdue by {_days(max(late, cad.overdue_every * i))}: it was due {_fmt(due)}."
-                occurrences.append((cal.send_time(day), _Candidate("overdue", day, reason, "owners")))
-    current = [pair for pair in occurrences if pair[0] <= now]
-    upcoming += [moment for moment, _ in occurrences if moment > now]
+                occurrences.append((cal.send_time(day), "overdue", day))
+    current = [o for o in occurrences if o[0] <= now]
+    upcoming += [o[0] for o in occurrences if o[0] > now]
     found: list[_Candidate] = []
     if current:
-        found.append(max(current, key=lambda pair: (pair[0], URGENCY[pair[1].rule]))[1])
+        _, rule, day = max(current, key=lambda o: (o[0], URGENCY[o[1]]))
+        # Reasons say how things stand today, which after downtime is not the occurrence's own count.
+        if rule == "overdue":
+            reason = f"Overdue by {_days(max(late, 1))}: it was due {_fmt(due)}."
+        elif rule == "before_due":
+            left = cal.working_days_between(today, due)
+            reason = f"Due in {_days(left)} ({_fmt(due)})." if left > 0 else f"Due today ({_fmt(due)})."
+        else:
+            reason = f"Due today ({_fmt(due)})." if late <= 0 else f"Overdue by {_days(late)}: it was due {_fmt(due)}."
+        found.append(_Candidate(rule, day, reason, "owners"))
     if cad.escalate_after > 0:
         day = cal.add_working_days(due, cad.escalate_after)
         moment = cal.send_time(day)
-        reason = f"Escalated: {_days(max(late, cad.escalate_after))} overdue (due {_fmt(due)}) and not complete."
         if moment <= now:
+            reason = f"Escalated: {_days(max(late, cad.escalate_after))} overdue (due {_fmt(due)}) and not complete."
             found.append(_Candidate("escalation", day, reason, "escalation"))
         else:
             upcoming.append(moment)

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ARRAY, Engine, Integer, Select, any_, bindparam, literal, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from chaser.config import Config
@@ -43,6 +43,17 @@ class SweepResult:
     waiting: dict[int, dt.date] = field(default_factory=dict)
     duration_ms: int = 0
     outbox_ids: list[int] = field(default_factory=list)
+
+
+def _in(session: Session, column: Any, ids: Sequence[int]) -> Any:
+    """``column IN ids``; on PostgreSQL ``= ANY(array)``, one parameter instead of thousands.
+
+    psycopg re-parses every statement longer than 4 KB for placeholders, and a 5,000-id IN
+    list spent more time there than in the server.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(list(ids), ARRAY(Integer)))
+    return column.in_(ids)
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -89,7 +100,7 @@ class _Loader:
         owners: dict[int, list[int]] = defaultdict(list)
         for chunk in _chunks(ids):
             for action_id, role_id in self.session.execute(
-                select(ActionOwner.action_id, ActionOwner.role_id).where(ActionOwner.action_id.in_(chunk)).order_by(ActionOwner.position)
+                select(ActionOwner.action_id, ActionOwner.role_id).where(_in(self.session, ActionOwner.action_id, chunk)).order_by(ActionOwner.position)
             ):
                 owners[action_id].append(role_id)
         role_names = {rid: name for rid, name in self.session.execute(select(Role.id, Role.name))}
@@ -122,7 +133,7 @@ def _history(session: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
                StatusUpdate.revised_due_text, StatusUpdate.channel, StatusUpdate.created_at)
     for chunk in _chunks(ids):
         rows = session.execute(
-            select(*columns).where(StatusUpdate.action_id.in_(chunk)).order_by(StatusUpdate.action_id, StatusUpdate.id)
+            select(*columns).where(_in(session, StatusUpdate.action_id, chunk)).order_by(StatusUpdate.action_id, StatusUpdate.id)
         )
         for action_id, status, revised, revised_text, channel, created in rows:
             state = out.setdefault(action_id, {})
@@ -172,16 +183,32 @@ def _marker(m: ReviewMilestone) -> str:
 
 
 def _insert_keys(session: Session, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert keys, ignoring ones that exist; returns the keys this call inserted."""
+    """Insert keys, ignoring ones that exist; returns the keys this call inserted.
+
+    PostgreSQL gets one INSERT ... SELECT FROM unnest(arrays): a short statement whatever the
+    number of keys. SQLite runs one cached statement for many rows ("insertmanyvalues").
+    """
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    inserted: set[str] = set()
-    for start in range(0, len(rows), 1000):
-        stmt = insert(NudgeKey).values(rows[start:start + 1000]).on_conflict_do_nothing(index_elements=["key"])
-        inserted.update(session.scalars(stmt.returning(NudgeKey.key)))
-    return inserted
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        found = connection.execute(
+            text(
+                "INSERT INTO nudge_keys (key, action_id, person_id, rule, outbox_id, created_at) "
+                "SELECT k, a, p, r, NULL, c FROM unnest("
+                "CAST(:keys AS varchar[]), CAST(:actions AS integer[]), CAST(:people AS integer[]), "
+                "CAST(:rules AS varchar[]), CAST(:created AS timestamptz[])) AS t(k, a, p, r, c) "
+                "ON CONFLICT (key) DO NOTHING RETURNING key"
+            ),
+            {
+                "keys": [r["key"] for r in rows], "actions": [r["action_id"] for r in rows],
+                "people": [r["person_id"] for r in rows], "rules": [r["rule"] for r in rows],
+                "created": [r["created_at"] for r in rows],
+            },
+        )
+        return set(found.scalars())
+    stmt = sqlite.insert(NudgeKey.__table__).on_conflict_do_nothing(index_elements=["key"])
+    return set(connection.execute(stmt.returning(NudgeKey.__table__.c.key), rows).scalars())
 
 
 def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool = False) -> SweepResult:
@@ -212,7 +239,7 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
             ids = sorted({v.id for v in due} | {v.id for v in review_views})
             sent: set[str] = set()
             for chunk in _chunks(ids):
-                sent.update(session.scalars(select(NudgeKey.key).where(NudgeKey.action_id.in_(chunk))))
+                sent.update(session.scalars(select(NudgeKey.key).where(_in(session, NudgeKey.action_id, chunk))))
             planned = plan(now, due, loader.people, sent, edi_lead_id=loader.edi_lead_id,
                            reviews=steps, review_actions=review_views)
             result.unreachable, result.waiting = planned.unreachable, planned.waiting
@@ -256,6 +283,7 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan, vie
         by_person[n.person_id].append(n)
     info = _action_info(session, sorted({n.action_id for n in nudges}))
     lead = loader.edi_lead_id
+    outbox_rows = []
     for person_id, items in sorted(by_person.items()):
         person = loader.people[person_id]
         notes: list[str] = []
@@ -271,20 +299,43 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan, vie
             ],
             "notes": notes,
         }
-        outbox = Outbox(kind=kind, person_id=person_id, recipient=person.email or person.name,
-                        channel=config.channels.default, payload=payload, state="queued", attempts=0,
-                        created_at=now, next_attempt_at=now)
-        session.add(outbox)
-        session.flush()
-        result.outbox_ids.append(outbox.id)
-        session.execute(update(NudgeKey).where(NudgeKey.key.in_([n.key for n in items])).values(outbox_id=outbox.id))
+        outbox_rows.append({
+            "kind": kind, "person_id": person_id, "recipient": person.email or person.name,
+            "channel": config.channels.default, "payload": payload, "state": "queued", "attempts": 0,
+            "created_at": now, "next_attempt_at": now, "possible_duplicate": False,
+        })
+    connection = session.connection()
+    if outbox_rows:
+        table = Outbox.__table__
+        ids = connection.execute(table.insert().returning(table.c.id, sort_by_parameter_order=True), outbox_rows).scalars().all()
+        result.outbox_ids.extend(ids)
+        pairs = [(n.key, outbox_id) for outbox_id, (_, items) in zip(ids, sorted(by_person.items())) for n in items]
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("UPDATE nudge_keys SET outbox_id = t.o FROM unnest(CAST(:k AS varchar[]), CAST(:o AS integer[])) "
+                     "AS t(k, o) WHERE nudge_keys.key = t.k"),
+                {"k": [k for k, _ in pairs], "o": [o for _, o in pairs]},
+            )
+        else:
+            keys = NudgeKey.__table__
+            connection.execute(keys.update().where(keys.c.key == bindparam("k")).values(outbox_id=bindparam("o")),
+                               [{"k": k, "o": o} for k, o in pairs])
     result.messages = len(by_person)
-    checks = [{"action_id": action_id, "next": moment} for action_id, moment in planned.next_check.items()]
-    if checks:
-        session.connection().execute(
-            update(Action.__table__).where(Action.__table__.c.id == bindparam("action_id")).values(next_check_at=bindparam("next")),
-            checks,
+    if connection.dialect.name == "postgresql" and planned.next_check:
+        connection.execute(
+            text("UPDATE actions SET next_check_at = t.n FROM unnest(CAST(:i AS integer[]), CAST(:n AS timestamptz[])) "
+                 "AS t(i, n) WHERE actions.id = t.i"),
+            {"i": list(planned.next_check), "n": list(planned.next_check.values())},
         )
+        return
+    # Many actions share their next check time (09:30 on a given day): one UPDATE per time.
+    by_time: dict[dt.datetime | None, list[int]] = defaultdict(list)
+    for action_id, moment in planned.next_check.items():
+        by_time[moment].append(action_id)
+    actions = Action.__table__
+    for moment, action_ids in by_time.items():
+        for chunk in _chunks(action_ids):
+            connection.execute(actions.update().where(actions.c.id.in_(chunk)).values(next_check_at=moment))
 
 
 def _owner_text(loader: _Loader, nudge: Nudge) -> str | None:
@@ -299,7 +350,7 @@ def _action_info(session: Session, ids: Sequence[int]) -> dict[int, dict[str, An
     for chunk in _chunks(ids):
         rows = session.execute(
             select(Action.id, Action.ref, Action.title, Action.due_date, Action.due_text, PlanRow.name)
-            .join(PlanRow, PlanRow.id == Action.plan_id).where(Action.id.in_(chunk))
+            .join(PlanRow, PlanRow.id == Action.plan_id).where(_in(session, Action.id, chunk))
         )
         for action_id, ref, title, due, due_text, plan_name in rows:
             state = history.get(action_id, {})

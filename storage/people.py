@@ -54,11 +54,18 @@ def holders(session: Session) -> dict[int, list[Person]]:
     result: dict[int, list[Person]] = {}
     for person_id, role_id in session.execute(select(PersonRole.person_id, PersonRole.role_id)):
         result.setdefault(role_id, []).append(by_id[person_id])
-    names = [(role_key(p.name), p) for p in people if p.name.strip()]
-    for role in session.scalars(select(Role)):
-        for name, person in names:
-            if (role.key == name or role.key.startswith(name + " ") or role.key.startswith(name + ",")) and person not in result.get(role.id, []):
-                result.setdefault(role.id, []).append(person)
+    by_name: dict[str, list[Person]] = {}
+    for person in people:
+        if person.name.strip():
+            by_name.setdefault(role_key(person.name), []).append(person)
+    for role_id, key in session.execute(select(Role.id, Role.key)):
+        # The role is a person's name, or starts with one followed by a job title: look up each
+        # leading run of words (split at a space or comma) instead of trying every person.
+        cuts = [i for i, char in enumerate(key) if char in " ,"] + [len(key)]
+        for cut in cuts:
+            for person in by_name.get(key[:cut], ()):
+                if person not in result.get(role_id, []):
+                    result.setdefault(role_id, []).append(person)
     return result
 
 

@@ -7,6 +7,7 @@ for whom, without the secret; the web handler checks the age with ``read_answer_
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
@@ -34,6 +35,7 @@ class BadAnswerLink(ChaserError):
         self.expired = expired
 
 
+@lru_cache(maxsize=8)
 def _serializer(secret: str) -> URLSafeTimedSerializer:
     if not secret:
         raise ConfigError("the answer-link secret is empty; set one so links cannot be forged")

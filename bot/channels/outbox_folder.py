@@ -22,15 +22,20 @@ import unicodedata
 from email import policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.parser import BytesHeaderParser
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from pathlib import Path
 
 from bot.channels.base import ChannelError, Envelope, Receipt
 from bot.render import Rendered, chat_blocks, render
 
 EVENT_TYPE = "chaser_nudge"
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP  # readable in a text editor, unlike base64
 
 
 class OutboxFolder:
@@ -71,7 +76,7 @@ class OutboxFolder:
             if envelope.recipient_email:
                 message, message_id = self._email(envelope, rendered)
                 eml_path = stem.with_name(stem.name + ".eml")
-                _write_atomically(eml_path, message.as_bytes(policy=policy.SMTP))
+                _write_atomically(eml_path, message.as_bytes(policy=policy.SMTP))  # CRLF line ends
                 written.append(eml_path.name)
             json_path = stem.with_name(stem.name + ".json")
             if envelope.recipient_slack_id or envelope.recipient_teams_id:  # a chat-shaped recipient
@@ -115,7 +120,7 @@ class OutboxFolder:
                     return Receipt(provider_id=str(headers["Message-ID"]), possible_duplicate=True)
         return Receipt(provider_id=str(existing[0]), possible_duplicate=True)
 
-    def _email(self, envelope: Envelope, rendered: Rendered) -> tuple[EmailMessage, str]:
+    def _email(self, envelope: Envelope, rendered: Rendered) -> tuple[MIMEMultipart, str]:
         assert envelope.recipient_email is not None
         try:
             to = Address(
@@ -127,15 +132,17 @@ class OutboxFolder:
                 f"{envelope.recipient_email!r} is not a usable email address ({exc})", permanent=True
             ) from exc
         message_id = make_msgid(domain=self.domain)
-        message = EmailMessage(policy=policy.SMTP)
-        message["From"] = self.sender
-        message["To"] = to
-        message["Subject"] = rendered.subject
+        # The classic MIME classes: the same RFC 5322 bytes for a fraction of the time the
+        # header-registry API took (it was the biggest cost of writing a message).
+        message = MIMEMultipart("alternative")
+        message["From"] = formataddr((self.sender.display_name, self.sender.addr_spec), charset="utf-8")
+        message["To"] = formataddr((to.display_name, to.addr_spec), charset="utf-8")
+        message["Subject"] = Header(rendered.subject, "utf-8") if not rendered.subject.isascii() else rendered.subject
         message["Date"] = format_datetime(envelope.sent_at)
         message["Message-ID"] = message_id
         message["X-Chaser-Outbox-Id"] = str(envelope.outbox_id)
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
+        message.attach(MIMEText(rendered.text, "plain", _UTF8_QP))
+        message.attach(MIMEText(rendered.html, "html", _UTF8_QP))
         return message, message_id
 
     def _chat_json(self, envelope: Envelope, rendered: Rendered) -> bytes:

@@ -588,7 +588,7 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
         f"Sent {sent.sent}, failed {sent.failed}, parked {sent.parked}."
     )
     if ctx.config.channels.default == "outbox_folder" and sent.sent:
-        click.echo(f"Messages are in {Path(ctx.config.channels.outbox_folder).resolve()}/ (.eml and .json).")
+        click.echo(f"Messages are in {Path(ctx.config.channels.outbox_folder).resolve()}/ (.eml; .json too for chat recipients).")
     for _, why in swept.unreachable:
         click.echo(f"unreachable: {why}", err=True)
 

@@ -39,6 +39,7 @@ from bot.channels.memory import Memory  # noqa: E402
 from bot.channels.outbox_folder import OutboxFolder  # noqa: E402
 from chaser.config import parse_config  # noqa: E402
 from jobs.dispatch import Dispatcher  # noqa: E402
+from bench.pg import fresh_schema, pg_schema  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 from storage.models import Outbox, Person  # noqa: E402
 
@@ -47,7 +48,6 @@ NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 PEOPLE = 500
 CHUNK = 10_000
 DEFAULT_PG_URL = "postgresql://127.0.0.1/test?options=-csearch_path%3Dbench_dispatch"
-PG_ADMIN_URL = "postgresql://127.0.0.1/test"
 RULES = [
     ("overdue", "Overdue by 5 working days: it was due Fri 30 October 2026."),
     ("before_due", "Due in 10 working days (Tue 15 December 2026)."),
@@ -212,24 +212,6 @@ def one_run(url: str, n: int, channel: str, items: int, folder: Path, profile: s
             raise SystemExit(f"outbox_folder: {written} files written for {n} messages")
     shutil.rmtree(target, ignore_errors=True)
     return took
-
-
-def pg_schema(url: str) -> str:
-    from urllib.parse import parse_qs, unquote, urlparse
-
-    options = unquote(parse_qs(urlparse(url).query).get("options", [""])[0])
-    if "search_path=" not in options:
-        raise SystemExit("the PostgreSQL URL must set the schema: ?options=-csearch_path%3Dbench_dispatch")
-    return options.split("search_path=", 1)[1].split()[0]
-
-
-def fresh_schema(schema: str, drop_only: bool = False) -> None:
-    admin = make_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        if not drop_only:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
 
 
 def top_functions(path: str, count: int = 25) -> str:

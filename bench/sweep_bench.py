@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Engine, bindparam, insert, text, update  # noqa: E402
 
+from bench.pg import fresh_schema, pg_schema  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 from storage.models import (  # noqa: E402
     Action,
@@ -77,7 +78,6 @@ STATUS_UPDATES = 3_000
 EDI_LEAD = "edi.lead@council.example"
 CONFIG = {"edi_lead": EDI_LEAD, "channels": {"default": "memory"}}
 DEFAULT_PG_URL = "postgresql://127.0.0.1/test?options=-csearch_path%3Dbench_sweep"
-PG_ADMIN_URL = "postgresql://127.0.0.1/test"
 
 AREAS = [
     "Adult Social Care", "Children's Services", "Housing", "Public Health", "Human Resources",
@@ -425,25 +425,6 @@ def top_functions(path: str, count: int = 25) -> str:
 
 
 # -- the command line --------------------------------------------------------------------------
-
-def pg_schema(url: str) -> str:
-    from urllib.parse import parse_qs, unquote, urlparse
-
-    options = parse_qs(urlparse(url).query).get("options", [""])[0]
-    unquoted = unquote(options)
-    if "search_path=" not in unquoted:
-        raise SystemExit("the PostgreSQL URL must set the schema: ?options=-csearch_path%3Dbench_sweep")
-    return unquoted.split("search_path=", 1)[1].split()[0]
-
-
-def fresh_schema(schema: str, drop_only: bool = False) -> None:
-    admin = make_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        if not drop_only:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    admin.dispose()
-
 
 def mb(kb: float) -> str:
     return f"{kb / 1024:.0f} MB"

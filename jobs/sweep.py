@@ -248,7 +248,7 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
                 result.nudges = planned.nudges
                 session.rollback()
                 return result
-            _store(session, config, loader, planned, due + review_views, now, result)
+            _store(session, config, loader, planned, now, result)
             # Markers say a review step was planned; ON CONFLICT DO NOTHING like every key, so
             # two processes sweeping at once cannot fail on each other's marker.
             _insert_keys(session, [{"key": _marker(m), "action_id": None, "person_id": None, "rule": m.rule,
@@ -269,7 +269,7 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
     return result
 
 
-def _store(session: Session, config: Config, loader: _Loader, planned: Plan, views: list[ActionView],
+def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
            now: dt.datetime, result: SweepResult) -> None:
     key_rows = [
         {"key": n.key, "action_id": n.action_id, "person_id": n.person_id, "rule": n.rule, "outbox_id": None, "created_at": now}

@@ -180,8 +180,8 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
 
 
-def render(envelope: Envelope) -> Rendered:
-    """Render all four templates of ``envelope.kind`` for this envelope."""
+def render(envelope: Envelope, *, chat: bool = True) -> Rendered:
+    """Render the templates of ``envelope.kind``; ``chat=False`` skips the chat text (left empty)."""
     if envelope.kind not in KINDS:
         raise ValueError(f"no templates for message kind {envelope.kind!r} (known: {', '.join(KINDS)})")
     items = tuple(_item_view(item) for item in envelope.items)
@@ -198,6 +198,8 @@ def render(envelope: Envelope) -> Rendered:
     context["subject"] = subject
     text = _tidy(_ENV.get_template(f"{folder}/email-body.txt.j2").render(context))
     html = _ENV.get_template(f"{folder}/email-body.html.j2").render(context)
+    if not chat:  # an email-only recipient: the chat render was a third of the work
+        return Rendered(subject=subject, text=text, html=html, chat="", chat_intro="", chat_items=(), chat_outro="")
     chat_module = _ENV.get_template(f"{folder}/slack.md.j2").make_module(context)
     return Rendered(
         subject=subject,

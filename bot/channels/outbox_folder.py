@@ -72,7 +72,8 @@ class OutboxFolder:
             existing = self._existing(envelope.outbox_id)
             if existing:
                 return self._receipt_for(existing)
-            rendered = render(envelope)
+            chat_shaped = bool(envelope.recipient_slack_id or envelope.recipient_teams_id)
+            rendered = render(envelope, chat=chat_shaped)
             stem = self.folder / file_stem(envelope)
             message_id = None
             written = []
@@ -82,7 +83,7 @@ class OutboxFolder:
                 _write_atomically(eml_path, message.as_bytes(policy=_CRLF))
                 written.append(eml_path.name)
             json_path = stem.with_name(stem.name + ".json")
-            if envelope.recipient_slack_id or envelope.recipient_teams_id:  # a chat-shaped recipient
+            if chat_shaped:
                 _write_atomically(json_path, self._chat_json(envelope, rendered))
                 written.append(json_path.name)
             for name in written:

@@ -12,24 +12,23 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ARRAY, Engine, Integer, Select, any_, bindparam, literal, select, text
+from sqlalchemy import Engine, Select, bindparam, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from chaser.config import Config
 from jobs.planner import ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
-from storage.db import session_factory
+from storage.db import id_chunks, id_in, session_factory
 from storage.importers.parse import split_owners
-from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, StatusUpdate, Sweep, Workstream
+from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, Sweep, Workstream
 from storage.people import holders, role_key
-from storage.updates import SYSTEM_CHANNELS
+from storage.updates import fold_history
 
 log = logging.getLogger("chaser.sweep")
-CHUNK = 5000  # ids per IN (...) list, under SQLite's and psycopg's parameter limits
 
 
 @dataclass
@@ -43,22 +42,6 @@ class SweepResult:
     waiting: dict[int, dt.date] = field(default_factory=dict)
     duration_ms: int = 0
     outbox_ids: list[int] = field(default_factory=list)
-
-
-def _in(session: Session, column: Any, ids: Sequence[int]) -> Any:
-    """``column IN ids``; on PostgreSQL ``= ANY(array)``, one parameter instead of thousands.
-
-    psycopg re-parses every statement longer than 4 KB for placeholders, and a 5,000-id IN
-    list spent more time there than in the server.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(list(ids), ARRAY(Integer)))
-    return column.in_(ids)
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start:start + CHUNK]
 
 
 class _Loader:
@@ -75,6 +58,7 @@ class _Loader:
         self.held = holders(session)
         self.roles = {r.key: r.id for r in session.scalars(select(Role))}
         self._sponsors: dict[str, tuple[int, ...]] = {}
+        self.history: dict[int, dict[str, Any]] = {}  # folded by views(), reused for the payloads
 
     @property
     def edi_lead_id(self) -> int | None:
@@ -98,13 +82,14 @@ class _Loader:
         rows = self.session.execute(query).all()
         ids = [r.id for r in rows]
         owners: dict[int, list[int]] = defaultdict(list)
-        for chunk in _chunks(ids):
+        for chunk in id_chunks(ids):
             for action_id, role_id in self.session.execute(
-                select(ActionOwner.action_id, ActionOwner.role_id).where(_in(self.session, ActionOwner.action_id, chunk)).order_by(ActionOwner.position)
+                select(ActionOwner.action_id, ActionOwner.role_id).where(id_in(self.session, ActionOwner.action_id, chunk)).order_by(ActionOwner.position)
             ):
                 owners[action_id].append(role_id)
         role_names = {rid: name for rid, name in self.session.execute(select(Role.id, Role.name))}
-        history = _history(self.session, ids)
+        history = fold_history(self.session, ids)
+        self.history.update(history)
         views = []
         for r in rows:
             state = history.get(r.id, {})
@@ -124,27 +109,6 @@ class _Loader:
                 snoozed_until=r.snoozed_until, paused=r.paused,
             ))
         return views
-
-
-def _history(session: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    """Status, revised due date and last personal update per action, folded from history."""
-    out: dict[int, dict[str, Any]] = {}
-    columns = (StatusUpdate.action_id, StatusUpdate.new_status, StatusUpdate.revised_due,
-               StatusUpdate.revised_due_text, StatusUpdate.channel, StatusUpdate.created_at)
-    for chunk in _chunks(ids):
-        rows = session.execute(
-            select(*columns).where(_in(session, StatusUpdate.action_id, chunk)).order_by(StatusUpdate.action_id, StatusUpdate.id)
-        )
-        for action_id, status, revised, revised_text, channel, created in rows:
-            state = out.setdefault(action_id, {})
-            if status is not None:
-                state["status"] = status
-            if revised_text is not None:
-                state["due"] = revised
-                state["due_text"] = revised_text
-            if channel not in SYSTEM_CHANNELS:
-                state["updated_at"] = created
-    return out
 
 
 def _action_query() -> Select[Any]:
@@ -238,8 +202,8 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
                 review_views = [v for v in loader.views(query) if v.open]
             ids = sorted({v.id for v in due} | {v.id for v in review_views})
             sent: set[str] = set()
-            for chunk in _chunks(ids):
-                sent.update(session.scalars(select(NudgeKey.key).where(_in(session, NudgeKey.action_id, chunk))))
+            for chunk in id_chunks(ids):
+                sent.update(session.scalars(select(NudgeKey.key).where(id_in(session, NudgeKey.action_id, chunk))))
             planned = plan(now, due, loader.people, sent, edi_lead_id=loader.edi_lead_id,
                            reviews=steps, review_actions=review_views)
             result.unreachable, result.waiting = planned.unreachable, planned.waiting
@@ -281,7 +245,7 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
     by_person: dict[int, list[Nudge]] = defaultdict(list)
     for n in nudges:
         by_person[n.person_id].append(n)
-    info = _action_info(session, sorted({n.action_id for n in nudges}))
+    info = _action_info(session, loader, sorted({n.action_id for n in nudges}))
     lead = loader.edi_lead_id
     outbox_rows = []
     for person_id, items in sorted(by_person.items()):
@@ -334,7 +298,7 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
         by_time[moment].append(action_id)
     actions = Action.__table__
     for moment, action_ids in by_time.items():
-        for chunk in _chunks(action_ids):
+        for chunk in id_chunks(action_ids):
             connection.execute(actions.update().where(actions.c.id.in_(chunk)).values(next_check_at=moment))
 
 
@@ -344,13 +308,13 @@ def _owner_text(loader: _Loader, nudge: Nudge) -> str | None:
     return None
 
 
-def _action_info(session: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def _action_info(session: Session, loader: _Loader, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     info: dict[int, dict[str, Any]] = {}
-    history = _history(session, ids)
-    for chunk in _chunks(ids):
+    history = loader.history  # every nudged action was folded when its view was built
+    for chunk in id_chunks(ids):
         rows = session.execute(
             select(Action.id, Action.ref, Action.title, Action.due_date, Action.due_text, PlanRow.name)
-            .join(PlanRow, PlanRow.id == Action.plan_id).where(_in(session, Action.id, chunk))
+            .join(PlanRow, PlanRow.id == Action.plan_id).where(id_in(session, Action.id, chunk))
         )
         for action_id, ref, title, due, due_text, plan_name in rows:
             state = history.get(action_id, {})

@@ -28,7 +28,7 @@ from storage.dates import parse_when
 from storage.db import make_engine, require_current_schema, session_factory, upgrade
 from storage.importers.parse import read_status, ref_key
 from storage.models import STATUSES, Action, ActionGroup, ActionOwner, Outbox, Person, Plan, StatusUpdate, Workstream
-from storage.people import find_person, holders, import_directory, role_report
+from storage.people import find_person, holders, import_directory, owners_of, role_report
 from storage.updates import CurrentState, current_states, record_update
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -229,15 +229,7 @@ def action_json(action: Action, state: CurrentState, people: list[str]) -> dict[
 
 def people_by_action(session: Session, actions: list[Action]) -> dict[int, list[str]]:
     held = holders(session)
-    result = {}
-    for action in actions:
-        emails: list[str] = []
-        for owner in action.owners:
-            for person in held.get(owner.role_id, []):
-                if person.email not in emails:
-                    emails.append(person.email)
-        result[action.id] = emails
-    return result
+    return {action.id: [p.email for p in owners_of(session, action, held)] for action in actions}
 
 
 STATUS_STYLE = {"green": "green", "amber": "yellow", "red": "red", "complete": "blue", "not_started": "dim"}

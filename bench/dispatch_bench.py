@@ -39,7 +39,7 @@ from bot.channels.memory import Memory  # noqa: E402
 from bot.channels.outbox_folder import OutboxFolder  # noqa: E402
 from chaser.config import parse_config  # noqa: E402
 from jobs.dispatch import Dispatcher  # noqa: E402
-from bench.pg import fresh_schema, pg_schema  # noqa: E402
+from bench.pg import fresh_database, fresh_schema, pg_schema  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 from storage.models import Outbox, Person  # noqa: E402
 
@@ -247,11 +247,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="chaser-dispatch-bench-"))
     try:
         for database in databases:
-            if database == "sqlite":
-                url = f"sqlite:///{folder / 'dispatch.db'}"
-            else:
-                url = args.postgres_url
-                fresh_schema(pg_schema(url))
+            url = fresh_database(database, str(folder / "dispatch.db"), args.postgres_url)
             engine = make_engine(url)
             upgrade(engine)
             with engine.begin() as conn:

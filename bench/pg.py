@@ -26,3 +26,11 @@ def fresh_schema(schema: str, drop_only: bool = False) -> None:
         if not drop_only:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     admin.dispose()
+
+
+def fresh_database(database: str, sqlite_file: str, postgres_url: str) -> str:
+    """A URL to an empty database: a new SQLite file path, or the URL's schema recreated."""
+    if database == "sqlite":
+        return f"sqlite:///{sqlite_file}"
+    fresh_schema(pg_schema(postgres_url))
+    return postgres_url

@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import Engine, bindparam, insert, text, update  # noqa: E402
 
-from bench.pg import fresh_schema, pg_schema  # noqa: E402
+from bench.pg import fresh_database, fresh_schema, pg_schema  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 from storage.models import (  # noqa: E402
     Action,
@@ -459,11 +459,7 @@ def main() -> None:
     try:
         for database in databases:
             for n in sizes:
-                if database == "sqlite":
-                    url = f"sqlite:///{folder / f'sweep-{n}.db'}"
-                else:
-                    url = args.postgres_url
-                    fresh_schema(pg_schema(url))
+                url = fresh_database(database, str(folder / f"sweep-{n}.db"), args.postgres_url)
                 shape, built = build(url, n, args.due_fraction)
                 results = []
                 for run in range(args.runs):

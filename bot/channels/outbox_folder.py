@@ -20,25 +20,15 @@ import re
 import tempfile
 import unicodedata
 from email import policy
-from email.errors import HeaderParseError
-from email.headerregistry import Address
-from email.charset import QP, Charset
-from email.header import Header
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.parser import BytesHeaderParser
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import parseaddr
 from pathlib import Path
 
 from bot.channels.base import ChannelError, Envelope, Receipt
+from bot.mime import BadAddress, Mailbox, build_email
 from bot.render import Rendered, chat_blocks, render
 
 EVENT_TYPE = "chaser_nudge"
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP  # readable in a text editor, unlike base64
-# RFC 5322 line ends. The compat32 generator writes the headers as built (already encoded by
-# formataddr/Header) and takes half the time of policy.SMTP, which re-parses every header.
-_CRLF = policy.compat32.clone(linesep="\r\n")
 
 
 class OutboxFolder:
@@ -52,8 +42,8 @@ class OutboxFolder:
         name, addr = parseaddr(sender)
         if "@" not in addr:
             raise ValueError(f"sender {sender!r} is not an email address")
-        self.sender = Address(display_name=name, addr_spec=addr)
-        self.domain = addr.rpartition("@")[2]
+        self.sender = Mailbox.parse(name, addr)
+        self.domain = self.sender.address.rpartition("@")[2]
         self._index: dict[int, list[str]] | None = None  # outbox id -> file names in the folder
         self._index_mtime = 0
 
@@ -78,9 +68,9 @@ class OutboxFolder:
             message_id = None
             written = []
             if envelope.recipient_email:
-                message, message_id = self._email(envelope, rendered)
+                data, message_id = self._email(envelope, rendered)
                 eml_path = stem.with_name(stem.name + ".eml")
-                _write_atomically(eml_path, message.as_bytes(policy=_CRLF))
+                _write_atomically(eml_path, data)
                 written.append(eml_path.name)
             json_path = stem.with_name(stem.name + ".json")
             if chat_shaped:
@@ -124,30 +114,17 @@ class OutboxFolder:
                     return Receipt(provider_id=str(headers["Message-ID"]), possible_duplicate=True)
         return Receipt(provider_id=str(existing[0]), possible_duplicate=True)
 
-    def _email(self, envelope: Envelope, rendered: Rendered) -> tuple[MIMEMultipart, str]:
+    def _email(self, envelope: Envelope, rendered: Rendered) -> tuple[bytes, str]:
         assert envelope.recipient_email is not None
         try:
-            to = Address(
-                display_name=" ".join(envelope.recipient_name.split()),
-                addr_spec=envelope.recipient_email.strip(),
-            )
-        except (ValueError, HeaderParseError, IndexError) as exc:
-            raise ChannelError(
-                f"{envelope.recipient_email!r} is not a usable email address ({exc})", permanent=True
-            ) from exc
-        message_id = make_msgid(domain=self.domain)
-        # The classic MIME classes: the same RFC 5322 bytes for a fraction of the time the
-        # header-registry API took (it was the biggest cost of writing a message).
-        message = MIMEMultipart("alternative")
-        message["From"] = formataddr((self.sender.display_name, self.sender.addr_spec), charset="utf-8")
-        message["To"] = formataddr((to.display_name, to.addr_spec), charset="utf-8")
-        message["Subject"] = Header(rendered.subject, "utf-8") if not rendered.subject.isascii() else rendered.subject
-        message["Date"] = format_datetime(envelope.sent_at)
-        message["Message-ID"] = message_id
-        message["X-Chaser-Outbox-Id"] = str(envelope.outbox_id)
-        message.attach(MIMEText(rendered.text, "plain", _UTF8_QP))
-        message.attach(MIMEText(rendered.html, "html", _UTF8_QP))
-        return message, message_id
+            to = Mailbox.parse(envelope.recipient_name, envelope.recipient_email)
+        except BadAddress as exc:
+            raise ChannelError(str(exc), permanent=True) from exc
+        return build_email(
+            sender=self.sender, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
+            sent_at=envelope.sent_at, domain=self.domain,
+            extra_headers=(("X-Chaser-Outbox-Id", str(envelope.outbox_id)),),
+        )
 
     def _chat_json(self, envelope: Envelope, rendered: Rendered) -> bytes:
         document = {

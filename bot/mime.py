@@ -1,0 +1,103 @@
+"""RFC 5322 bytes for a nudge: ``multipart/alternative`` with a plain-text and an HTML part.
+
+Every piece that needs encoding is encoded by the standard library: addresses by
+``email.utils.formataddr`` (RFC 2047 for non-ASCII names), the subject by ``email.header.Header``
+(encoded words, folded at 78 columns), the date by ``format_datetime``, the Message-ID by
+``make_msgid`` and both bodies by ``quopri`` (quoted-printable, in C through ``binascii``).
+Only the fixed frame around them is laid out here, because ``email.generator`` spent most of
+a message's sending time re-folding headers it had just been given, searching each body for a
+boundary and encoding quoted-printable in pure Python (a third of the outbox folder's time per
+message; see bench/README.md). ``tests/bot/test_mime.py`` reads the result back with the
+standard library's parser.
+
+The boundary starts with ``=_``, which a quoted-printable body can never contain (there ``=``
+is always followed by two hex digits or a line break), so it cannot collide with the text.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import quopri
+import uuid
+from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import Header
+from email.headerregistry import Address
+from email.utils import format_datetime, formataddr, make_msgid
+
+CRLF = b"\r\n"
+MAX_HEADER_LINE = 78
+
+
+class BadAddress(ValueError):
+    """An address the email cannot carry."""
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    name: str
+    address: str
+
+    @classmethod
+    def parse(cls, name: str, address: str) -> Mailbox:
+        """A display name on one line and an address the header registry accepts, else BadAddress."""
+        try:
+            checked = Address(display_name=" ".join(name.split()), addr_spec=address.strip())
+        except (ValueError, HeaderParseError, IndexError) as exc:
+            raise BadAddress(f"{address!r} is not a usable email address ({exc})") from exc
+        if not checked.username or not checked.domain:
+            raise BadAddress(f"{address!r} is not a usable email address (it needs a name and a domain)")
+        return cls(checked.display_name, checked.addr_spec)
+
+    def header(self) -> str:
+        return formataddr((self.name, self.address), charset="utf-8")
+
+
+def _header(name: str, value: str) -> bytes:
+    """``Name: value`` with CRLF, folded (and RFC 2047-encoded if not ASCII) when it must be."""
+    if not value.isascii() or len(name) + 2 + len(value) > MAX_HEADER_LINE:
+        value = Header(value, "utf-8" if not value.isascii() else "us-ascii", header_name=name).encode(
+            linesep="\r\n", maxlinelen=MAX_HEADER_LINE
+        )
+    return f"{name}: {value}".encode("ascii") + CRLF
+
+
+def _quoted_printable(text: str) -> bytes:
+    """UTF-8 text as quoted-printable lines ending in CRLF (soft breaks at 76 columns)."""
+    encoded = quopri.encodestring(text.replace("\r\n", "\n").encode("utf-8"))
+    return encoded.replace(b"\n", CRLF)
+
+
+def build_email(
+    *,
+    sender: Mailbox,
+    to: Mailbox,
+    subject: str,
+    text: str,
+    html: str,
+    sent_at: dt.datetime,
+    domain: str,
+    extra_headers: tuple[tuple[str, str], ...] = (),
+) -> tuple[bytes, str]:
+    """The message's bytes (CRLF line ends) and its Message-ID."""
+    message_id = make_msgid(domain=domain)
+    boundary = f"=_chaser_{uuid.uuid4().hex}"
+    subject = " ".join(subject.split())  # one line, whatever the templates produced
+    parts = [
+        _header("From", sender.header()),
+        _header("To", to.header()),
+        _header("Subject", subject),
+        _header("Date", format_datetime(sent_at)),
+        _header("Message-ID", message_id),
+        *(_header(name, " ".join(value.split())) for name, value in extra_headers),
+        b"MIME-Version: 1.0\r\n",
+        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii"),
+    ]
+    for subtype, body in (("plain", text), ("html", html)):
+        parts.append(
+            f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
+        )
+        # The CRLF before a boundary belongs to the boundary (RFC 2046 5.1.1), not to the text.
+        parts.append(_quoted_printable(body) + CRLF)
+    parts.append(f"--{boundary}--\r\n".encode("ascii"))
+    return b"".join(parts), message_id

@@ -1,6 +1,6 @@
 """The local web form behind the one-click answer links in every nudge.
 
-``GET /answer/<token>`` shows the action with the clicked status already chosen; ``POST`` to
+``GET /answer/<token>?s=<status>`` shows the action with the clicked status already chosen; ``POST`` to
 the same address records it through ``record_update`` (channel ``web``), as the person the
 signed token names. Nothing is recorded on GET: mail systems open links to scan them, and a
 scanner following all five buttons must not answer for the owner. The token is checked with
@@ -23,7 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from bot.links import BadAnswerLink, read_answer_token
+from bot.links import BadAnswerLink, chosen_status, read_answer_token
 from bot.render import environment
 from chaser.errors import InvalidValue, NotAllowed
 from storage.dates import parse_when
@@ -73,7 +73,8 @@ class AnswerForm:
                 return self.page(start_response, "410 Gone", "This action is no longer in the tracker",
                                  ["Ask the EDI lead if it was replaced."])
             if method == "GET":
-                return self.form(start_response, session, action, person, chosen=token["s"] or "")
+                chosen = chosen_status(environ.get("QUERY_STRING", ""), token)
+                return self.form(start_response, session, action, person, chosen=chosen or "")
             fields = self.read_form(environ)
             return self.submit(start_response, session, action, person, fields)
 

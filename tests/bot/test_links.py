@@ -5,9 +5,10 @@ import time
 from unittest import mock
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 from itsdangerous.timed import TimestampSigner
 
-from bot.links import BadAnswerLink, answer_links, read_answer_token
+from bot.links import SALT, BadAnswerLink, answer_links, chosen_status, read_answer_token
 from chaser.errors import ChaserError
 
 SECRET = "a-long-random-test-secret"
@@ -18,17 +19,39 @@ DAY = 86400
 def token_of(url: str) -> str:
     prefix = "https://chaser.lambeth.example.gov.uk/answer/"
     assert url.startswith(prefix)
-    return url[len(prefix):]
+    return url[len(prefix):].split("?")[0]
+
+
+def query_of(url: str) -> str:
+    return url.partition("?")[2]
 
 
 def test_links_round_trip() -> None:
     links = answer_links(BASE, SECRET, action_id=7, person_id=12, outbox_id=345)
     assert [link.label for link in links] == ["Green", "Amber", "Red", "Complete", "Add a note"]
-    statuses = [read_answer_token(SECRET, token_of(link.url), 14 * DAY)["s"] for link in links]
-    assert statuses == ["green", "amber", "red", "complete", None]
+    assert len({token_of(link.url) for link in links}) == 1      # one signature per action
     payload = read_answer_token(SECRET, token_of(links[0].url), 14 * DAY)
-    assert payload == {"a": 7, "p": 12, "o": 345, "s": "green"}
+    assert payload == {"a": 7, "p": 12, "o": 345}
+    statuses = [chosen_status(query_of(link.url), payload) for link in links]
+    assert statuses == ["green", "amber", "red", "complete", None]
     assert len({link.url for link in links}) == 5
+
+
+def test_an_unknown_status_in_the_link_chooses_nothing() -> None:
+    assert chosen_status("s=purple", {"a": 1, "p": 2, "o": 3}) is None
+    assert chosen_status("s=red&s=green", {"a": 1, "p": 2, "o": 3}) == "red"
+
+
+def test_tokens_of_earlier_versions_still_work() -> None:
+    # Links already in people's inboxes signed the status too.
+    old = URLSafeTimedSerializer(SECRET, salt=SALT).dumps({"a": 7, "p": 12, "o": 345, "s": "amber"})
+    payload = read_answer_token(SECRET, old, 14 * DAY)
+    assert payload == {"a": 7, "p": 12, "o": 345, "s": "amber"}
+    assert chosen_status("", payload) == "amber"
+    assert chosen_status("s=red", payload) == "red"
+    forged = URLSafeTimedSerializer(SECRET, salt=SALT).dumps({"a": 7, "p": 12, "o": 345, "s": "purple"})
+    with pytest.raises(BadAnswerLink, match="does not carry an answer"):
+        read_answer_token(SECRET, forged, 14 * DAY)
 
 
 def test_tampered_token_is_refused() -> None:
@@ -49,7 +72,7 @@ def test_expired_token_is_refused() -> None:
     with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at):
         token = token_of(answer_links(BASE, SECRET, action_id=1, person_id=2, outbox_id=3)[2].url)
     with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at + 14 * DAY):
-        assert read_answer_token(SECRET, token, 14 * DAY)["s"] == "red"
+        assert read_answer_token(SECRET, token, 14 * DAY) == {"a": 1, "p": 2, "o": 3}
     with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at + 14 * DAY + 1):
         with pytest.raises(BadAnswerLink, match="expired") as caught:
             read_answer_token(SECRET, token, 14 * DAY)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -81,9 +82,19 @@ def test_a_bad_date_shows_the_form_again_with_the_reason(server: str, session: S
 
 
 def test_a_tampered_link_is_refused(server: str, session: Session) -> None:
-    url = links(session, server)["Green"]
-    status, html = fetch(url[:-3] + "xyz")
+    address, _, query = links(session, server)["Green"].partition("?")
+    status, html = fetch(address[:-3] + "xyz?" + query)
     assert status == 400 and "was changed or cut short" in html
+
+
+def test_the_status_in_a_link_only_chooses_what_the_form_shows(server: str, session: Session) -> None:
+    address = links(session, server)["Add a note"]
+    for url in (address, address + "?s=purple"):                 # none, or not a status
+        status, html = fetch(url)
+        assert status == 200 and re.findall(r'value="(\w*)" checked', html) == [""]   # "No change"
+    status, html = fetch(address + "?s=complete")                # chosen, not recorded
+    assert status == 200 and re.findall(r'value="(\w*)" checked', html) == ["complete"]
+    assert session.scalars(select(StatusUpdate)).all() == []
 
 
 def test_someone_who_no_longer_owns_the_action_cannot_answer(server: str, session: Session) -> None:

@@ -26,7 +26,7 @@ from bot.channels import load_channel
 from bot.channels.base import Channel, ChannelError, Envelope, Item
 from bot.links import answer_links
 from chaser.config import Config
-from storage.db import session_factory
+from storage.db import receipts_engine, session_factory
 from storage.models import Outbox, Person
 
 log = logging.getLogger("chaser.dispatch")
@@ -70,6 +70,7 @@ class Dispatcher:
         self.channels = channels if channels is not None else {}
         self.worker = worker or worker_name()
         self.sessions = session_factory(engine)
+        self.receipts = receipts_engine(engine)
         self.stopping = False  # set from a signal handler; checked between units of work
 
     # -- channels -------------------------------------------------------------------------
@@ -190,13 +191,16 @@ class Dispatcher:
             duplicate = receipt.possible_duplicate
         else:
             duplicate = receipt.possible_duplicate or claimed.reclaimed
-        with self.sessions() as session, session.begin():
-            done = session.execute(
-                update(Outbox)
+        # One statement, committed on its own: see storage.db.receipts_engine. The claim was
+        # committed durably before sending, so if a database crash loses this record the row
+        # is still "sending" with its lease and comes back as a possible duplicate: the
+        # message is never lost, and the fsync per message no longer halves the sending rate.
+        with self.receipts.begin() as conn:
+            done = conn.execute(
+                update(Outbox.__table__)
                 .where(Outbox.id == claimed.id, Outbox.claimed_by == self.worker, Outbox.state == "sending")
                 .values(state="sent", receipt=receipt.provider_id[:500], sent_at=now, lease_until=None,
                         last_error=None, possible_duplicate=duplicate)
-                .execution_options(synchronize_session=False)
             )
         if done.rowcount == 1:  # type: ignore[attr-defined]
             result.sent += 1

@@ -1,6 +1,8 @@
 """Engine, sessions and schema upgrades for SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +52,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _no_commit_wait(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET synchronous_commit = off")
+    dbapi_connection.commit()
+
+
+_RECEIPTS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_RECEIPTS_LOCK = threading.Lock()
+
+
+def receipts_engine(engine: Engine) -> Engine:
+    """An engine for writes whose loss in a database crash is already safe, one round trip each.
+
+    On PostgreSQL: a small pool of its own (one per ``engine``, disposed with it), in
+    autocommit, with ``synchronous_commit = off``: a commit does not wait for its WAL to reach
+    the disk, so a server crash may lose the last ~0.6 s of such commits (it never corrupts
+    anything). Chaser's other writes are unaffected. On SQLite, which already commits without
+    an fsync (``synchronous=NORMAL``): ``engine`` itself.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    with _RECEIPTS_LOCK:
+        receipts = _RECEIPTS.get(engine)
+        if receipts is None:
+            receipts = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4)
+            event.listen(receipts, "connect", _no_commit_wait)
+            event.listen(engine, "engine_disposed", lambda _engine, pool=receipts: pool.dispose())
+            _RECEIPTS[engine] = receipts
+        return receipts
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

@@ -63,3 +63,23 @@ def test_current_revision_of_an_empty_database_is_none(db_url: str) -> None:
     engine = make_engine(db_url)
     assert current_revision(engine) is None
     engine.dispose()
+
+
+def test_receipts_commit_on_their_own_without_waiting_for_the_disk(engine: Engine) -> None:
+    from storage.db import receipts_engine
+
+    receipts = receipts_engine(engine)
+    assert receipts_engine(engine) is receipts  # one pool per engine
+    if engine.dialect.name == "sqlite":
+        assert receipts is engine  # already commits without an fsync (synchronous=NORMAL)
+        return
+    with receipts.connect() as conn:
+        assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
+        conn.execute(text("INSERT INTO plans (name, timezone, created_at, paused) "
+                          "VALUES ('Receipts', 'Europe/London', now(), false)"))
+        conn.rollback()  # autocommit: the insert is already committed, nothing to undo
+    with engine.connect() as conn:  # Chaser's other writes still wait for the disk
+        assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        assert conn.execute(text("SELECT count(*) FROM plans WHERE name = 'Receipts'")).scalar() == 1
+    engine.dispose()
+    assert receipts.pool.checkedin() == 0  # disposed with its engine

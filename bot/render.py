@@ -127,6 +127,9 @@ _ENV = Environment(
     lstrip_blocks=True,
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False, default=False),
     keep_trailing_newline=True,
+    # Templates are read once per process: edits to message_templates/ take effect when
+    # chaser restarts (checking every file's mtime on every message was 8 stat calls each).
+    auto_reload=False,
 )
 _ENV.filters["mrkdwn"] = mrkdwn_escape
 _ENV.filters["mrkdwn_link"] = mrkdwn_link

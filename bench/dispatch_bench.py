@@ -3,7 +3,7 @@
 Usage:
     python bench/dispatch_bench.py [--messages 5000] [--database sqlite|postgresql|both]
                                    [--channel memory|outbox_folder|both] [--items 3]
-                                   [--runs 3] [--profile]
+                                   [--runs 3] [--workers 4|1,4] [--email-only] [--profile]
 
 A fresh database (SQLite file, or the PostgreSQL schema named in ``--postgres-url``) gets 500
 people; for each run N outbox rows are queued directly with Core bulk inserts (state
@@ -42,7 +42,7 @@ from bot.channels.outbox_folder import OutboxFolder  # noqa: E402
 from chaser.config import parse_config  # noqa: E402
 from jobs.dispatch import Dispatcher  # noqa: E402
 from bench.pg import fresh_database, fresh_schema, pg_schema  # noqa: E402
-from storage.db import make_engine, upgrade  # noqa: E402
+from storage.db import make_engine, receipts_engine, upgrade  # noqa: E402
 from storage.models import Outbox, Person  # noqa: E402
 
 UTC = dt.timezone.utc
@@ -126,25 +126,30 @@ class Phases:
         self.undo: list[tuple[Any, str, Any]] = []
         self.wrap(Dispatcher, "claim", "Dispatcher.claim (batch of 50)")
         self.wrap(Dispatcher, "envelope", "Dispatcher.envelope (get Person, build items and links)")
-        self.wrap(dispatch, "answer_links", "answer_links (5 signed links per item)")
+        self.wrap(dispatch, "answer_links", "answer_links (5 links, one signed token, per item)")
         self.wrap(Memory, "send", "Memory.send")
         self.wrap(OutboxFolder, "send", "OutboxFolder.send")
         self.wrap(OutboxFolder, "_existing", "OutboxFolder._existing (glob for a previous send)")
-        self.wrap(OutboxFolder, "_email", "OutboxFolder._email (build the EmailMessage)")
+        self.wrap(OutboxFolder, "_email", "OutboxFolder._email (bot.mime.build_email)")
         self.wrap(OutboxFolder, "_chat_json", "OutboxFolder._chat_json")
+        self.wrap(folder_module, "chat_blocks", "chat_blocks")
         self.wrap(folder_module, "render", "bot.render.render (Jinja2)")
-        self.wrap(folder_module, "_write_atomically", "_write_atomically (mkstemp, write, fsync, rename)")
+        self.wrap(folder_module, "_write_temporary", "_write_temporary (mkstemp, write)")
+        self.wrap(OutboxFolder, "_publish", "OutboxFolder._publish (rename into the folder)")
         self.wrap(engine.dialect, "do_commit", "COMMIT")
 
-        @event.listens_for(engine, "before_cursor_execute")
         def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
             conn.info["bench_started"] = time.perf_counter()
 
-        @event.listens_for(engine, "after_cursor_execute")
         def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
             words = statement.split()
             table = next((w for w, prev in zip(words[1:], words) if prev.upper() in ("FROM", "INTO", "UPDATE")), "?")
             self.add(f"SQL {words[0].upper()} {table}", time.perf_counter() - conn.info.pop("bench_started"))
+
+        # The "sent" records go through their own engine on PostgreSQL (storage.db.receipts_engine).
+        for timed in {engine, receipts_engine(engine)}:
+            event.listen(timed, "before_cursor_execute", before)
+            event.listen(timed, "after_cursor_execute", after)
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
         function = getattr(owner, name)
@@ -173,11 +178,11 @@ class Phases:
 
 
 def one_run(url: str, n: int, channel: str, items: int, folder: Path, profile: str | None = None,
-            phases: bool = False) -> float:
+            phases: bool = False, workers: int = 4) -> float:
     engine = make_engine(url)
     queue(engine, n, channel, items)
     timer = Phases(engine) if phases else None
-    config = parse_config({"edi_lead": "person1@council.example",
+    config = parse_config({"edi_lead": "person1@council.example", "scheduler": {"send_workers": workers},
                            "channels": {"default": channel}}, "bench")
     # A new folder per run, kept until the whole benchmark ends: on this machine's disk,
     # creating files runs ten times slower for some seconds after many files were deleted
@@ -217,10 +222,28 @@ def one_run(url: str, n: int, channel: str, items: int, folder: Path, profile: s
     if done != n or sent != n:
         raise SystemExit(f"{channel}: {sent} sent by the dispatcher, {done} rows marked sent, {n} queued")
     if channel == "outbox_folder":
-        written = sum(1 for _ in target.iterdir())
+        written = sum(1 for path in target.iterdir() if path.is_file())
         if written != (1 if EMAIL_ONLY else 2) * n:
             raise SystemExit(f"outbox_folder: {written} files written for {n} messages")
     return took
+
+
+def disk_probe(folder: Path, files: int = 300) -> float:
+    """Milliseconds to create one 12 kB file (temporary name, write, rename) here, now.
+
+    Printed beside the figures because it is not constant: on this machine's ext4 (no
+    journal) creating a file scans past every inode deleted in the last 1-6 minutes
+    (``recently_deleted()`` in the kernel), so after a test run or a benchmark deleted its
+    files, creation costs 0.5-0.9 ms instead of 0.05 ms. The files are kept until the end.
+    """
+    target = Path(tempfile.mkdtemp(prefix="probe-", dir=folder))
+    started = time.perf_counter()
+    for n in range(files):
+        handle, temporary = tempfile.mkstemp(dir=target, prefix=f".probe-{n:06d}.", suffix=".tmp")
+        with os.fdopen(handle, "wb") as out:
+            out.write(b"x" * 12_000)
+        os.replace(temporary, target / f"probe-{n:06d}.eml")
+    return (time.perf_counter() - started) / files * 1000
 
 
 def top_functions(path: str, count: int = 25) -> str:
@@ -242,12 +265,16 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also profile one run per database and channel")
     parser.add_argument("--email-only", action="store_true",
                         help="people have no Slack id: the outbox folder writes only the .eml")
+    parser.add_argument("--workers", default="4",
+                        help="[scheduler] send_workers, or several to compare: 1,4 (default 4, its default)")
     args = parser.parse_args()
     global EMAIL_ONLY
     EMAIL_ONLY = args.email_only
+    worker_counts = [int(w) for w in args.workers.split(",")]
     databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     channels = ["memory", "outbox_folder"] if args.channel == "both" else [args.channel]
     print(f"python {sys.version.split()[0]}, {args.messages:,} messages of {args.items} item(s), batch 50, "
+          f"send_workers {args.workers}, "
           f"{args.runs} run(s) (median; range in brackets)", flush=True)
     folder = Path(tempfile.mkdtemp(prefix="chaser-dispatch-bench-"))
     try:
@@ -258,15 +285,19 @@ def main() -> None:
             with engine.begin() as conn:
                 conn.execute(insert(Person.__table__), people_rows())
             engine.dispose()
-            for channel in channels:
-                times = [one_run(url, args.messages, channel, args.items, folder) for _ in range(args.runs)]
+            for channel, workers in ((c, w) for c in channels for w in worker_counts):
+                if channel == "outbox_folder":
+                    print(f"disk: creating a 12 kB file takes {disk_probe(folder):.3f} ms now", flush=True)
+                times = [one_run(url, args.messages, channel, args.items, folder, workers=workers)
+                         for _ in range(args.runs)]
                 rates = sorted(args.messages / t for t in times)
-                print(f"{database:10s} {channel:13s} {args.messages:,} messages: {statistics.median(times):6.2f} s, "
-                      f"{statistics.median(rates):6.0f} messages/s [{rates[0]:.0f}-{rates[-1]:.0f}]", flush=True)
+                print(f"{database:10s} {channel:13s} workers {workers:2d}, {args.messages:,} messages: "
+                      f"{statistics.median(times):6.2f} s, {statistics.median(rates):6.0f} messages/s "
+                      f"[{rates[0]:.0f}-{rates[-1]:.0f}]", flush=True)
                 if args.profile:
-                    one_run(url, args.messages, channel, args.items, folder, phases=True)
+                    one_run(url, args.messages, channel, args.items, folder, phases=True, workers=workers)
                     path = str(folder / f"dispatch-{database}-{channel}.prof")
-                    took = one_run(url, args.messages, channel, args.items, folder, profile=path)
+                    took = one_run(url, args.messages, channel, args.items, folder, profile=path, workers=workers)
                     print(f"--- cProfile, {database}, {channel} ({took:.2f} s under the profiler)")
                     print(top_functions(path), flush=True)
             if database == "postgresql":

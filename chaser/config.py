@@ -39,6 +39,10 @@ class SchedulerConfig:
     lease_seconds: int = 300  # a claimed message not recorded by then may be sent again
     max_attempts: int = 6  # then the message is parked for a person to look at
     retry_base_seconds: int = 30  # backoff: 30 s, 60 s, 120 s, ... capped at one hour
+    send_workers: int = 4  # messages of a claimed batch sent at once (threads of one process)
+
+
+MAX_SEND_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -181,10 +185,14 @@ def _int(table: dict[str, Any], key: str, where: str, path: str, default: int, m
 def _scheduler(table: dict[str, Any], path: str) -> SchedulerConfig:
     defaults = SchedulerConfig()
     _check_keys(table, set(SchedulerConfig.__dataclass_fields__), "scheduler.", path)
-    return SchedulerConfig(**{
+    settings = SchedulerConfig(**{
         name: _int(table, name, "scheduler.", path, getattr(defaults, name), 1)
         for name in SchedulerConfig.__dataclass_fields__
     })
+    if settings.send_workers > MAX_SEND_WORKERS:
+        raise ConfigError(f"{path}: 'scheduler.send_workers' must be at most {MAX_SEND_WORKERS}, "
+                          f"got {settings.send_workers}")
+    return settings
 
 
 CADENCE_KEYS = {

@@ -8,6 +8,11 @@ claimed row whose lease ran out (its process died mid-send) is claimed again and
 A failure is retried with exponential backoff (or after ``Retry-After``), and parked after
 ``max_attempts`` or a permanent error: never dropped. One bad row never stops the loop: its
 next attempt is pushed forward before the error is logged.
+
+The messages of a claimed batch are sent by ``[scheduler] send_workers`` threads at once: a
+send mostly waits (on the disk, the database, a chat or mail service), and while one waits the
+next is rendered. Channels are therefore thread-safe. On a stop request, sends in progress
+finish and are recorded; the rest of the batch is handed back.
 """
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -71,16 +78,18 @@ class Dispatcher:
         self.worker = worker or worker_name()
         self.sessions = session_factory(engine)
         self.receipts = receipts_engine(engine)
-        self.stopping = False  # set from a signal handler; checked between units of work
+        self.stopping = False  # set from a signal handler; checked before each message is started
+        self._lock = threading.Lock()  # channels and results are shared by the send threads
 
     # -- channels -------------------------------------------------------------------------
     def channel(self, kind: str) -> Channel:
-        if kind not in self.channels:
-            options: dict[str, Any] = {}
-            if kind == "outbox_folder":
-                options = {"folder": self.config.channels.outbox_folder, "sender": self.config.channels.sender}
-            self.channels[kind] = load_channel(kind, **options)
-        return self.channels[kind]
+        with self._lock:  # one instance per kind, even when two threads ask first at once
+            if kind not in self.channels:
+                options: dict[str, Any] = {}
+                if kind == "outbox_folder":
+                    options = {"folder": self.config.channels.outbox_folder, "sender": self.config.channels.sender}
+                self.channels[kind] = load_channel(kind, **options)
+            return self.channels[kind]
 
     # -- claiming -------------------------------------------------------------------------
     def claim(self, limit: int) -> list[Claimed]:
@@ -178,7 +187,7 @@ class Dispatcher:
             if prepared is None:
                 return
         envelope, channel_kind, attempts = prepared
-        envelope = replace(envelope, sent_at=now)
+        envelope = replace(envelope, sent_at=now, resend=claimed.reclaimed)
         channel = self.channel(channel_kind)
         try:
             receipt = channel.send(envelope)
@@ -203,10 +212,11 @@ class Dispatcher:
                         last_error=None, possible_duplicate=duplicate)
             )
         if done.rowcount == 1:  # type: ignore[attr-defined]
-            result.sent += 1
-            result.outbox_ids.append(claimed.id)
+            with self._lock:
+                result.sent += 1
+                result.outbox_ids.append(claimed.id)
+                result.possible_duplicates += duplicate
             if duplicate:
-                result.possible_duplicates += 1
                 log.warning("outbox %d may have been sent twice (its earlier send was interrupted)", claimed.id)
 
     def record_failure(self, outbox_id: int, attempts: int, exc: ChannelError, result: DispatchResult) -> None:
@@ -222,43 +232,71 @@ class Dispatcher:
                         next_attempt_at=now + dt.timedelta(seconds=delay))
                 .execution_options(synchronize_session=False)
             )
+        with self._lock:
+            if park:
+                result.parked += 1
+            else:
+                result.failed += 1
         if park:
-            result.parked += 1
             log.error("outbox %d parked after %d attempt(s): %s", outbox_id, attempts, exc)
         else:
-            result.failed += 1
             log.warning("outbox %d failed (attempt %d), retrying in %.0f s: %s", outbox_id, attempts, delay, exc)
 
     def run_once(self, *, batch: int = 50, limit: int | None = None) -> DispatchResult:
         """Send everything that is due now (or ``limit`` messages), then return."""
         result = DispatchResult()
         handled = 0
-        while not self.stopping and (limit is None or handled < limit):
-            claimed = self.claim(batch if limit is None else min(batch, limit - handled))
-            if not claimed:
-                break
-            try:
-                prepared = self.prepare(claimed)
-            except Exception:  # noqa: BLE001 - e.g. the database went away: leases expire, rows come back
-                log.exception("could not read %d claimed message(s); they are retried after their lease", len(claimed))
-                break
-            for n, one in enumerate(claimed):
-                if one.id not in prepared:
-                    handled += 1
-                    continue
-                if self.stopping:
-                    # Reclaimed rows keep their lease: released as plain "queued", the next
-                    # worker would forget that an earlier send may have gone out.
-                    self.release([c.id for c in claimed[n:] if not c.reclaimed])
+        workers = self.config.scheduler.send_workers
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chaser-send") as pool:
+            while not self.stopping and (limit is None or handled < limit):
+                claimed = self.claim(batch if limit is None else min(batch, limit - handled))
+                if not claimed:
                     break
+                handled += len(claimed)
                 try:
-                    self.deliver(one, result, prepared[one.id])
-                except Exception as exc:  # noqa: BLE001 - a bad row must not stop the others
-                    # Push its next attempt forward first, then log: no crash loop on one row.
-                    self.record_failure(one.id, self._attempts(one.id), ChannelError(f"internal error: {exc!r}"), result)
-                    log.exception("outbox %d could not be delivered", one.id)
-                handled += 1
+                    prepared = self.prepare(claimed)
+                except Exception:  # noqa: BLE001 - e.g. the database went away: leases expire, rows come back
+                    log.exception("could not read %d claimed message(s); they are retried after their lease",
+                                  len(claimed))
+                    break
+                # Rows missing from `prepared` are not ours any more (lost the lease to another worker).
+                mine = [one for one in claimed if one.id in prepared]
+                futures = [pool.submit(self.attempt, one, result, prepared[one.id]) for one in mine]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:  # Ctrl-C, or the database gone while recording a failure
+                    self.stopping = True  # what has not started yet returns at once
+                    wait(futures)
+                    self.hand_back(mine, futures)
+                    raise
+                if self.hand_back(mine, futures):
+                    break
         return result
+
+    def hand_back(self, claimed: list[Claimed], futures: list[Future[bool]]) -> bool:
+        """Release the claimed messages whose send never started (a stop); True if any."""
+        not_started = [one for one, future in zip(claimed, futures)
+                       if future.exception() is None and future.result() is False]
+        # Reclaimed rows keep their lease: released as plain "queued", the next worker would
+        # forget that an earlier send may have gone out.
+        self.release([one.id for one in not_started if not one.reclaimed])
+        return bool(not_started)
+
+    def attempt(self, one: Claimed, result: DispatchResult, prepared: tuple[Envelope, str, int]) -> bool:
+        """Deliver one claimed message; False if a stop was requested before it started."""
+        if self.stopping:
+            return False
+        try:
+            self.deliver(one, result, prepared)
+        except Exception as exc:  # noqa: BLE001 - a bad row must not stop the others
+            # Push its next attempt forward first, then log: no crash loop on one row.
+            self.record_failure(one.id, self._attempts(one.id), ChannelError(f"internal error: {exc!r}"), result)
+            log.exception("outbox %d could not be delivered", one.id)
+        except BaseException:  # Ctrl-C or an exit inside a send: start nothing more
+            self.stopping = True
+            raise
+        return True
 
     def _attempts(self, outbox_id: int) -> int:
         with self.sessions() as session:

@@ -6,6 +6,8 @@ rendered: ``sent`` holds the envelopes exactly as the dispatcher built them.
 """
 from __future__ import annotations
 
+import threading
+
 from bot.channels.base import ChannelError, Envelope, Receipt
 
 
@@ -24,6 +26,7 @@ class Memory:
         self._ids: set[int] = set()
         self.attempts = 0
         self._failures_left = fail_times
+        self._lock = threading.Lock()  # the dispatcher sends from several threads
 
     def address(self, envelope: Envelope) -> str | None:
         """The email, else the Slack id, else "memory": a memory channel reaches everyone."""
@@ -31,6 +34,10 @@ class Memory:
 
     def send(self, envelope: Envelope) -> Receipt:
         """Keep the envelope; a second send of the same outbox id is flagged as a duplicate."""
+        with self._lock:
+            return self._send(envelope)
+
+    def _send(self, envelope: Envelope) -> Receipt:
         self.attempts += 1
         if self.permanent_failure:
             raise ChannelError(

@@ -8,9 +8,13 @@ For trial runs and for councils that collect mail from a pickup folder. Each mes
 - ``.json``: the chat-shaped message, as it would be posted to Slack (``text``, Block Kit
   ``blocks`` and message ``metadata``), when the recipient has a Slack or Teams id.
 
-Files are written atomically (a temporary name in the same folder, then ``os.replace``). A
-file already in the folder for the same outbox id means the message went out before a crash
+Files are written atomically: to a temporary file in the folder's ``.tmp`` subfolder, then
+moved in with ``os.replace``, so a program collecting from the folder never sees half a file.
+A file already in the folder for the same outbox id means the message went out before a crash
 or a retry: nothing is written again and the receipt says ``possible_duplicate=True``.
+
+Thread-safe: the dispatcher sends several messages at once. Rendering and writing happen in
+parallel; looking for an earlier send and moving files in are done under a lock.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import unicodedata
 from email import policy
 from email.parser import BytesHeaderParser
@@ -44,8 +49,10 @@ class OutboxFolder:
             raise ValueError(f"sender {sender!r} is not an email address")
         self.sender = Mailbox.parse(name, addr)
         self.domain = self.sender.address.rpartition("@")[2]
+        self.temporary = self.folder / ".tmp"
         self._index: dict[int, list[str]] | None = None  # outbox id -> file names in the folder
         self._index_mtime = 0
+        self._lock = threading.Lock()  # guards the index and the moves into the folder
 
     def address(self, envelope: Envelope) -> str | None:
         """The email address, else the Slack id (only the .json is written), else None."""
@@ -57,42 +64,55 @@ class OutboxFolder:
             raise ChannelError(
                 f"{envelope.recipient_name} has no address (no email and no Slack id)", permanent=True
             )
+        written: list[tuple[str, Path]] = []  # (temporary file, final path)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            existing = self._existing(envelope.outbox_id)
+            self.temporary.mkdir(parents=True, exist_ok=True)  # and the folder itself
+            with self._lock:
+                existing = self._existing(envelope.outbox_id, fresh=envelope.resend)
             if existing:
                 return self._receipt_for(existing)
             chat_shaped = bool(envelope.recipient_slack_id or envelope.recipient_teams_id)
             rendered = render(envelope, chat=chat_shaped)
-            stem = self.folder / file_stem(envelope)
+            stem = file_stem(envelope)
             message_id = None
-            written = []
             if envelope.recipient_email:
                 data, message_id = self._email(envelope, rendered)
-                eml_path = stem.with_name(stem.name + ".eml")
-                _write_atomically(eml_path, data)
-                written.append(eml_path.name)
-            json_path = stem.with_name(stem.name + ".json")
+                written.append((_write_temporary(self.temporary, data), self.folder / f"{stem}.eml"))
             if chat_shaped:
-                _write_atomically(json_path, self._chat_json(envelope, rendered))
-                written.append(json_path.name)
-            for name in written:
-                self._remember(name)
-            self._index_mtime = os.stat(self.folder).st_mtime_ns
+                written.append((_write_temporary(self.temporary, self._chat_json(envelope, rendered)),
+                                self.folder / f"{stem}.json"))
+            self._publish(written)
         except OSError as exc:
+            for temporary, _ in written:
+                _remove(temporary)
             raise ChannelError(str(exc), permanent=False) from exc
-        return Receipt(provider_id=message_id or str(json_path))
+        return Receipt(provider_id=message_id or str(written[-1][1]))
 
-    def _existing(self, outbox_id: int) -> list[Path]:
+    def _publish(self, written: list[tuple[str, Path]]) -> None:
+        """Move the message's files into the folder and into the index."""
+        with self._lock:
+            # If the folder changed since the index was complete (another process, a person),
+            # leave the index stale so that the next look reads the folder again.
+            complete = self._index is not None and os.stat(self.folder).st_mtime_ns == self._index_mtime
+            for temporary, path in written:
+                os.replace(temporary, path)
+                self._remember(path.name)
+            if complete:
+                self._index_mtime = os.stat(self.folder).st_mtime_ns
+
+    def _existing(self, outbox_id: int, *, fresh: bool = False) -> list[Path]:
         """Files already written for this outbox id (never a temporary file).
 
         Globbing the folder for every message made sending quadratic in the folder's size, so
         the ids on disk are indexed once and the index trusted while the folder's mtime is the
         one seen after our own last write; any other change (another process, a person) makes
-        it read the folder again.
+        it read the folder again. A message that may have been sent before (``fresh``: its
+        lease ran out, perhaps in another process) always reads the folder: an mtime is only as
+        fine as the kernel's clock tick, so a change in the same tick as ours could hide.
+        Called with the lock held.
         """
         mtime = os.stat(self.folder).st_mtime_ns
-        if self._index is None or mtime != self._index_mtime:
+        if fresh or self._index is None or mtime != self._index_mtime:
             self._index = {}
             with os.scandir(self.folder) as entries:
                 for entry in entries:
@@ -151,19 +171,25 @@ def file_stem(envelope: Envelope) -> str:
     return f"{envelope.sent_at:%Y%m%dT%H%M%S}-{envelope.outbox_id:06d}-{slug(envelope.recipient_name)}"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it into place."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _write_temporary(folder: Path, data: bytes) -> str:
+    """Write ``data`` to a new temporary file in ``folder``; its path, to be moved into place.
+
+    Not fsynced, like SQLite's synchronous=NORMAL: the move publishes a whole file even if the
+    process crashes (the data is in the page cache), a power cut may lose the last files, and
+    an fsync per file halved the sending rate.
+    """
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-        # Atomic against a crash of the process (the data is in the page cache, the rename
-        # publishes it whole). Not fsynced, like SQLite's synchronous=NORMAL: a power cut may
-        # lose the last files, and an fsync per file halved the sending rate.
-        os.replace(temporary, path)
     except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
+        _remove(temporary)
         raise
+    return temporary
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -4,13 +4,14 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
 
 from bot.channels import CHANNELS, ChannelError, UnknownChannel, load_channel
-from bot.channels.base import Channel
+from bot.channels.base import Channel, Receipt
 from bot.channels.memory import Memory
 from bot.channels.outbox_folder import OutboxFolder
 from chaser.errors import ChaserError
@@ -18,7 +19,10 @@ from tests.bot import SENT_AT, make_envelope, make_item
 
 
 def files(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir())
+    """The messages in the folder; its .tmp subfolder must hold nothing once a send returns."""
+    temporary = folder / ".tmp"
+    assert not temporary.exists() or list(temporary.iterdir()) == []
+    return sorted(path for path in folder.iterdir() if path != temporary)
 
 
 def test_writes_a_multipart_email_and_a_chat_message(tmp_path: Path) -> None:
@@ -136,6 +140,37 @@ def test_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pyte
         OutboxFolder(folder=tmp_path).send(make_envelope())
     assert caught.value.permanent is False
     assert files(tmp_path) == []
+
+
+def test_threads_sending_at_once_write_each_message_once(tmp_path: Path) -> None:
+    channel = OutboxFolder(folder=tmp_path)
+    envelopes = [make_envelope(outbox_id=n, recipient_name=f"Owner {n}") for n in range(1, 201)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        first = list(pool.map(channel.send, envelopes))
+    assert not any(receipt.possible_duplicate for receipt in first)
+    assert len({receipt.provider_id for receipt in first}) == 200
+    names = [path.name for path in files(tmp_path)]
+    assert sorted(int(name.split("-")[1]) for name in names if name.endswith(".eml")) == list(range(1, 201))
+    assert len(names) == 400  # .eml and .json each
+    with ThreadPoolExecutor(max_workers=8) as pool:  # all again, as after a crash: nothing new
+        again = list(pool.map(channel.send, envelopes))
+    assert [receipt.possible_duplicate for receipt in again] == [True] * 200
+    assert [receipt.provider_id for receipt in again] == [receipt.provider_id for receipt in first]
+    assert len(files(tmp_path)) == 400
+
+
+def test_a_file_someone_else_put_in_the_folder_is_seen(tmp_path: Path) -> None:
+    channel = OutboxFolder(folder=tmp_path)
+    channel.send(make_envelope(outbox_id=1))               # the folder is indexed now
+    other = OutboxFolder(folder=tmp_path)                  # another chaser run, same folder
+    written = other.send(make_envelope(outbox_id=2))
+    # A resend (its lease ran out) always looks afresh; so does any send once the folder's
+    # mtime moved, unless the other write fell in the same clock tick as ours.
+    again = channel.send(make_envelope(outbox_id=2, resend=True))
+    assert again == Receipt(written.provider_id, possible_duplicate=True)
+    assert files(tmp_path) == sorted(tmp_path / name for name in (
+        "20260428T093000-000001-priya-shah.eml", "20260428T093000-000001-priya-shah.json",
+        "20260428T093000-000002-priya-shah.eml", "20260428T093000-000002-priya-shah.json"))
 
 
 # ---- the registry ------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from bot.channels.base import ChannelError, Envelope, Receipt
 from bot.channels.memory import Memory
 from chaser.cli import main
 from chaser.config import Config, parse_config
+from chaser.errors import ChaserError
 from jobs.dispatch import Dispatcher
 from storage.db import session_factory
 from storage.importers.load import import_plan_file
@@ -401,7 +402,7 @@ def test_a_reclaimed_message_the_folder_never_wrote_is_not_a_possible_duplicate(
 
 def test_a_channel_that_cannot_check_flags_every_resend_after_a_lost_lease_even_across_a_shutdown(engine: Engine) -> None:
     first, second = queue(engine, add_people(engine, 2), 2)
-    config = make_config(lease_seconds=60)
+    config = make_config(lease_seconds=60, send_workers=1)  # in order: the second waits for the first
     dead = dispatcher(engine, config, T0, worker="dead", channels={"memory": Recording()})
     assert [c.id for c in dead.claim(2)] == [first, second]  # ...and died before recording anything
 
@@ -418,6 +419,78 @@ def test_a_channel_that_cannot_check_flags_every_resend_after_a_lost_lease_even_
     assert later.run_once().sent == 1
     rows = outbox(engine)
     assert (rows[first].possible_duplicate, rows[second].possible_duplicate) == (True, True)
+
+
+class Overlapping(Recording):
+    """Proves sends overlap: the first ``together`` sends wait for each other at a barrier."""
+
+    def __init__(self, together: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(together, timeout=10)
+        self.met = 0
+
+    def send(self, envelope: Envelope) -> Receipt:
+        if self.met < self.barrier.parties:
+            with self.lock:
+                self.met += 1
+            self.barrier.wait()  # raises BrokenBarrierError if they were sent one at a time
+        return super().send(envelope)
+
+
+def test_several_messages_are_sent_at_once_each_exactly_once(engine: Engine) -> None:
+    ids = queue(engine, add_people(engine, 7), 120)
+    channel = Overlapping(together=4)
+    result = dispatcher(engine, make_config(send_workers=4), T0, channels={"memory": channel}).run_once(batch=50)
+    assert channel.barrier.broken is False and channel.met == 4  # four sends were in flight together
+    assert (result.sent, result.failed, result.possible_duplicates) == (120, 0, 0)
+    assert sorted(channel.ids) == ids and sorted(result.outbox_ids) == ids
+    assert {row.state for row in outbox(engine).values()} == {"sent"}
+
+
+def test_a_stop_lets_sends_in_flight_finish_and_hands_back_the_rest(engine: Engine) -> None:
+    ids = queue(engine, add_people(engine, 3), 10)
+
+    class StopsTogether(Overlapping):
+        def send(self, envelope: Envelope) -> Receipt:
+            receipt = super().send(envelope)
+            stopper.stopping = True  # SIGTERM while the first two are being sent
+            return receipt
+
+    channel = StopsTogether(together=2)
+    stopper = dispatcher(engine, make_config(send_workers=2), T0, channels={"memory": channel})
+    result = stopper.run_once(batch=10)
+    assert result.sent == 2 and sorted(channel.ids) == ids[:2]  # both in flight finished and were recorded
+    rows = outbox(engine)
+    assert [rows[i].state for i in ids] == ["sent"] * 2 + ["queued"] * 8  # the rest handed back at once
+    assert [rows[i].attempts for i in ids[2:]] == [0] * 8
+    later = dispatcher(engine, make_config(), T0, channels={"memory": Recording()}).run_once()
+    assert later.sent == 8
+
+
+def test_ctrl_c_while_sending_hands_back_what_had_not_started(engine: Engine) -> None:
+    ids = queue(engine, add_people(engine, 3), 6)
+
+    class Interrupted(Recording):
+        def send(self, envelope: Envelope) -> Receipt:
+            if envelope.outbox_id == ids[1]:
+                raise KeyboardInterrupt  # Ctrl-C lands while this one is being sent
+            return super().send(envelope)
+
+    channel = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        dispatcher(engine, make_config(send_workers=1), T0, channels={"memory": channel}).run_once(batch=6)
+    rows = outbox(engine)
+    assert channel.ids == ids[:1] and rows[ids[0]].state == "sent"
+    assert rows[ids[1]].state == "sending"  # it may have gone out: its lease decides, as after a crash
+    assert [rows[i].state for i in ids[2:]] == ["queued"] * 4  # never started: handed back at once
+    assert dispatcher(engine, make_config(), T0, channels={"memory": Recording()}).run_once().sent == 4
+
+
+def test_send_workers_is_checked() -> None:
+    with pytest.raises(ChaserError, match="'scheduler.send_workers' must be at most 32, got 33"):
+        make_config(send_workers=33)
+    with pytest.raises(ChaserError, match="'scheduler.send_workers' must be a whole number of at least 1, got 0"):
+        make_config(send_workers=0)
 
 
 def test_sigterm_stops_chaser_run_cleanly(db_url: str, engine: Engine, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 Usage:
     python bench/dispatch_bench.py [--messages 5000] [--database sqlite|postgresql|both]
                                    [--channel memory|outbox_folder|both] [--items 3]
-                                   [--runs 3] [--workers 4|1,4] [--email-only] [--profile]
+                                   [--runs 3] [--workers 1|1,4] [--email-only] [--profile]
 
 A fresh database (SQLite file, or the PostgreSQL schema named in ``--postgres-url``) gets 500
 people; for each run N outbox rows are queued directly with Core bulk inserts (state
@@ -178,7 +178,7 @@ class Phases:
 
 
 def one_run(url: str, n: int, channel: str, items: int, folder: Path, profile: str | None = None,
-            phases: bool = False, workers: int = 4) -> float:
+            phases: bool = False, workers: int = 1) -> float:
     engine = make_engine(url)
     queue(engine, n, channel, items)
     timer = Phases(engine) if phases else None
@@ -265,8 +265,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also profile one run per database and channel")
     parser.add_argument("--email-only", action="store_true",
                         help="people have no Slack id: the outbox folder writes only the .eml")
-    parser.add_argument("--workers", default="4",
-                        help="[scheduler] send_workers, or several to compare: 1,4 (default 4, its default)")
+    parser.add_argument("--workers", default="1",
+                        help="[scheduler] send_workers, or several to compare: 1,4 (default 1, its default)")
     args = parser.parse_args()
     global EMAIL_ONLY
     EMAIL_ONLY = args.email_only

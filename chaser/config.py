@@ -39,7 +39,7 @@ class SchedulerConfig:
     lease_seconds: int = 300  # a claimed message not recorded by then may be sent again
     max_attempts: int = 6  # then the message is parked for a person to look at
     retry_base_seconds: int = 30  # backoff: 30 s, 60 s, 120 s, ... capped at one hour
-    send_workers: int = 4  # messages of a claimed batch sent at once (threads of one process)
+    send_workers: int = 1  # messages of a claimed batch sent at once (threads of one process)
 
 
 MAX_SEND_WORKERS = 32

@@ -9,10 +9,11 @@ A failure is retried with exponential backoff (or after ``Retry-After``), and pa
 ``max_attempts`` or a permanent error: never dropped. One bad row never stops the loop: its
 next attempt is pushed forward before the error is logged.
 
-The messages of a claimed batch are sent by ``[scheduler] send_workers`` threads at once: a
-send mostly waits (on the disk, the database, a chat or mail service), and while one waits the
-next is rendered. Channels are therefore thread-safe. On a stop request, sends in progress
-finish and are recorded; the rest of the batch is handed back.
+With ``[scheduler] send_workers`` above 1, the messages of a claimed batch are sent by that
+many threads at once, for channels whose sends wait on a service (while one waits, the next is
+rendered); channels are therefore thread-safe. The default, 1, sends in order in the calling
+thread. On a stop request, sends in progress finish and are recorded; the rest of the batch is
+handed back.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,6 +54,22 @@ class DispatchResult:
     parked: int = 0
     possible_duplicates: int = 0
     outbox_ids: list[int] = field(default_factory=list)
+
+
+class InlineExecutor(Executor):
+    """Runs each call at once in the calling thread (``send_workers = 1``): no thread hand-off.
+
+    On this machine a thread hand-off per message cost more than the waits it overlapped for
+    the outbox folder and memory channels (bench/README.md), so one worker means no threads.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever reads the future, as a pool would
+            future.set_exception(exc)
+        return future
 
 
 def worker_name() -> str:
@@ -247,7 +264,8 @@ class Dispatcher:
         result = DispatchResult()
         handled = 0
         workers = self.config.scheduler.send_workers
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chaser-send") as pool:
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="chaser-send") if workers > 1 else InlineExecutor()
+        with pool:
             while not self.stopping and (limit is None or handled < limit):
                 claimed = self.claim(batch if limit is None else min(batch, limit - handled))
                 if not claimed:

@@ -486,6 +486,33 @@ def test_ctrl_c_while_sending_hands_back_what_had_not_started(engine: Engine) ->
     assert dispatcher(engine, make_config(), T0, channels={"memory": Recording()}).run_once().sent == 4
 
 
+def test_a_dropped_database_connection_between_send_and_record_loses_nothing(engine: Engine, db_url: str) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: a server can end the connection that records receipts")
+    ids = queue(engine, add_people(engine, 3), 5)
+    config = make_config(lease_seconds=60)
+
+    class ConnectionDrops(Recording):
+        def send(self, envelope: Envelope) -> Receipt:
+            if envelope.outbox_id == ids[2] and not envelope.resend:  # the server ends the receipts connection
+                held = first._held.connection
+                pid = held.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                with engine.connect() as admin:
+                    admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            return super().send(envelope)
+
+    channel = ConnectionDrops()
+    first = dispatcher(engine, config, T0, channels={"memory": channel})
+    result = first.run_once()
+    assert sorted(channel.ids) == ids
+    assert (result.sent, result.unrecorded, result.failed) == (4, 1, 0)  # the rest went through a new connection
+    rows = outbox(engine)
+    assert rows[ids[2]].state == "sending"  # it went out: kept claimed, not retried as if it had failed
+    later = dispatcher(engine, config, T0 + dt.timedelta(seconds=61), worker="later", channels={"memory": channel})
+    assert later.run_once().possible_duplicates == 1
+    assert outbox(engine)[ids[2]].state == "sent" and outbox(engine)[ids[2]].possible_duplicate is True
+
+
 def test_send_workers_is_checked() -> None:
     with pytest.raises(ChaserError, match="'scheduler.send_workers' must be at most 32, got 33"):
         make_config(send_workers=33)

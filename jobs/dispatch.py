@@ -112,6 +112,7 @@ class Dispatcher:
         self.stopping = False  # set from a signal handler; checked before each message is started
         self._lock = threading.Lock()  # channels and results are shared by the send threads
         self._held = threading.local()  # .connection: the receipts connection of this thread's run
+        self._halted = False  # this run_once ends: start no more sends (see run_once)
 
     # -- channels -------------------------------------------------------------------------
     def channel(self, kind: str) -> Channel:
@@ -308,6 +309,9 @@ class Dispatcher:
         """Send everything that is due now (or ``limit`` messages), then return."""
         result = DispatchResult()
         handled = 0
+        # Unlike `stopping` (the process is asked to stop), a run that ends on an error halts only
+        # itself: `chaser run` calls run_once again at the next tick.
+        self._halted = False
         workers = self.config.scheduler.send_workers
         pool = ThreadPoolExecutor(workers, thread_name_prefix="chaser-send") if workers > 1 else InlineExecutor()
         with pool, contextlib.ExitStack() as cleanup:
@@ -332,7 +336,7 @@ class Dispatcher:
                     for future in futures:
                         future.result()
                 except BaseException:  # Ctrl-C, or the database gone while recording a failure
-                    self.stopping = True  # what has not started yet returns at once
+                    self._halted = True  # what has not started yet returns at once
                     wait(futures)
                     self.hand_back(mine, futures)
                     raise
@@ -351,16 +355,17 @@ class Dispatcher:
 
     def attempt(self, one: Claimed, result: DispatchResult, prepared: tuple[Envelope, str, int]) -> bool:
         """Deliver one claimed message; False if a stop was requested before it started."""
-        if self.stopping:
+        if self.stopping or self._halted:
             return False
         try:
-            self.deliver(one, result, prepared)
-        except Exception as exc:  # noqa: BLE001 - a bad row must not stop the others
-            # Push its next attempt forward first, then log: no crash loop on one row.
-            self.record_failure(one.id, self._attempts(one.id), ChannelError(f"internal error: {exc!r}"), result)
-            log.exception("outbox %d could not be delivered", one.id)
-        except BaseException:  # Ctrl-C or an exit inside a send: start nothing more
-            self.stopping = True
+            try:
+                self.deliver(one, result, prepared)
+            except Exception as exc:  # noqa: BLE001 - a bad row must not stop the others
+                # Push its next attempt forward first, then log: no crash loop on one row.
+                self.record_failure(one.id, self._attempts(one.id), ChannelError(f"internal error: {exc!r}"), result)
+                log.exception("outbox %d could not be delivered", one.id)
+        except BaseException:  # Ctrl-C, an exit, or the failure could not be recorded: start nothing more
+            self._halted = True
             raise
         return True
 

@@ -513,6 +513,26 @@ def test_a_dropped_database_connection_between_send_and_record_loses_nothing(eng
     assert outbox(engine)[ids[2]].state == "sent" and outbox(engine)[ids[2]].possible_duplicate is True
 
 
+def test_a_run_that_ends_on_an_error_does_not_stop_the_next(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = queue(engine, add_people(engine, 2), 4)
+
+    class BadRow(Recording):
+        def send(self, envelope: Envelope) -> Receipt:
+            if envelope.outbox_id == ids[1]:
+                raise RuntimeError("a bug in rendering this row")
+            return super().send(envelope)
+
+    looping = dispatcher(engine, make_config(), T0, channels={"memory": BadRow()})
+    with monkeypatch.context() as patch:  # ...and the database goes away as its failure is recorded
+        patch.setattr(looping, "record_failure", lambda *args: (_ for _ in ()).throw(RuntimeError("database gone")))
+        with pytest.raises(RuntimeError, match="database gone"):
+            looping.run_once(batch=4)
+    rows = outbox(engine)
+    assert [rows[i].state for i in ids] == ["sent", "sending", "queued", "queued"]
+    assert looping.run_once().sent == 2  # the next tick of chaser run carries on
+    assert [outbox(engine)[i].state for i in ids] == ["sent", "sending", "sent", "sent"]
+
+
 def test_send_workers_is_checked() -> None:
     with pytest.raises(ChaserError, match="'scheduler.send_workers' must be at most 32, got 33"):
         make_config(send_workers=33)

@@ -581,6 +581,9 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
     )
     if ctx.config.channels.default == "outbox_folder" and sent.sent:
         click.echo(f"Messages are in {Path(ctx.config.channels.outbox_folder).resolve()}/ (.eml; .json too for chat recipients).")
+    if sent.unrecorded:
+        click.echo(f"{sent.unrecorded} message(s) went out but could not be recorded (the database connection "
+                   "failed); they are checked again when their lease runs out.", err=True)
     for _, why in swept.unreachable:
         click.echo(f"unreachable: {why}", err=True)
 

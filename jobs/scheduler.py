@@ -44,8 +44,9 @@ def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None
     def dispatch() -> None:
         try:
             result = dispatcher.run_once()
-            if result.sent or result.failed or result.parked:
-                log.info("dispatched: %d sent, %d failed, %d parked", result.sent, result.failed, result.parked)
+            if result.sent or result.failed or result.parked or result.unrecorded:
+                log.info("dispatched: %d sent, %d failed, %d parked, %d sent but not recorded", result.sent,
+                         result.failed, result.parked, result.unrecorded)
         except Exception:  # noqa: BLE001 - the database may be briefly unavailable
             log.exception("dispatch failed; the next one runs as scheduled")
 

@@ -78,7 +78,9 @@ def receipts_engine(engine: Engine) -> Engine:
     with _RECEIPTS_LOCK:
         receipts = _RECEIPTS.get(engine)
         if receipts is None:
-            receipts = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4)
+            # Connections are opened as needed: one when sending in order, up to one per send
+            # thread ([scheduler] send_workers, at most 32) without waiting for the pool.
+            receipts = create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_size=5, max_overflow=32)
             event.listen(receipts, "connect", _no_commit_wait)
             event.listen(engine, "engine_disposed", lambda _engine, pool=receipts: pool.dispose())
             _RECEIPTS[engine] = receipts

@@ -42,6 +42,7 @@ from bot.channels.outbox_folder import OutboxFolder  # noqa: E402
 from chaser.config import parse_config  # noqa: E402
 from jobs.dispatch import Dispatcher  # noqa: E402
 from bench.pg import fresh_database, fresh_schema, pg_schema  # noqa: E402
+from bench.phases import Phases  # noqa: E402
 from storage.db import make_engine, receipts_engine, upgrade  # noqa: E402
 from storage.models import Outbox, Person  # noqa: E402
 
@@ -112,76 +113,34 @@ def queue(engine: Engine, n: int, channel: str, items: int) -> None:
     settle(engine)
 
 
-class Phases:
-    """Wall time per step of the dispatcher and channels, by wrapping them (no code changed)."""
+def dispatch_phases(engine: Engine) -> Phases:
+    """Wall time per step of the dispatcher and channels (bench.phases)."""
+    import bot.channels.outbox_folder as folder_module
+    import jobs.dispatch as dispatch
 
-    def __init__(self, engine: Engine) -> None:
-        from sqlalchemy import event
-
-        import bot.channels.outbox_folder as folder_module
-        import jobs.dispatch as dispatch
-
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-        self.undo: list[tuple[Any, str, Any]] = []
-        self.wrap(Dispatcher, "claim", "Dispatcher.claim (batch of 50)")
-        self.wrap(Dispatcher, "envelope", "Dispatcher.envelope (get Person, build items and links)")
-        self.wrap(dispatch, "answer_links", "answer_links (5 links, one signed token, per item)")
-        self.wrap(Memory, "send", "Memory.send")
-        self.wrap(OutboxFolder, "send", "OutboxFolder.send")
-        self.wrap(OutboxFolder, "_existing", "OutboxFolder._existing (glob for a previous send)")
-        self.wrap(OutboxFolder, "_email", "OutboxFolder._email (bot.mime.build_email)")
-        self.wrap(OutboxFolder, "_chat_json", "OutboxFolder._chat_json")
-        self.wrap(folder_module, "chat_blocks", "chat_blocks")
-        self.wrap(folder_module, "render", "bot.render.render (Jinja2)")
-        self.wrap(folder_module, "_write_temporary", "_write_temporary (mkstemp, write)")
-        self.wrap(OutboxFolder, "_publish", "OutboxFolder._publish (rename into the folder)")
-        self.wrap(engine.dialect, "do_commit", "COMMIT")
-
-        def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
-            conn.info["bench_started"] = time.perf_counter()
-
-        def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
-            words = statement.split()
-            table = next((w for w, prev in zip(words[1:], words) if prev.upper() in ("FROM", "INTO", "UPDATE")), "?")
-            self.add(f"SQL {words[0].upper()} {table}", time.perf_counter() - conn.info.pop("bench_started"))
-
-        # The "sent" records go through their own engine on PostgreSQL (storage.db.receipts_engine).
-        for timed in {engine, receipts_engine(engine)}:
-            event.listen(timed, "before_cursor_execute", before)
-            event.listen(timed, "after_cursor_execute", after)
-
-    def wrap(self, owner: Any, name: str, label: str) -> None:
-        function = getattr(owner, name)
-
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.add(label, time.perf_counter() - started)
-
-        self.undo.append((owner, name, owner.__dict__.get(name) if hasattr(owner, "__dict__") else function))
-        setattr(owner, name, wrapper)
-
-    def restore(self) -> None:
-        for owner, name, original in reversed(self.undo):
-            setattr(owner, name, original)
-
-    def add(self, name: str, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    def print(self, total: float) -> None:
-        for name, seconds in sorted(self.seconds.items(), key=lambda kv: -kv[1]):
-            print(f"    {seconds:7.3f} s {100 * seconds / total:5.1f}%  {self.calls[name]:6d} call(s)  {name}")
+    # The "sent" records go through their own engine on PostgreSQL (storage.db.receipts_engine).
+    timer = Phases(engine, receipts_engine(engine))
+    timer.wrap(Dispatcher, "claim", "Dispatcher.claim (batch of 50)")
+    timer.wrap(Dispatcher, "envelope", "Dispatcher.envelope (get Person, build items and links)")
+    timer.wrap(dispatch, "answer_links", "answer_links (5 links, one signed token, per item)")
+    timer.wrap(Memory, "send", "Memory.send")
+    timer.wrap(OutboxFolder, "send", "OutboxFolder.send")
+    timer.wrap(OutboxFolder, "_existing", "OutboxFolder._existing (glob for a previous send)")
+    timer.wrap(OutboxFolder, "_email", "OutboxFolder._email (bot.mime.build_email)")
+    timer.wrap(OutboxFolder, "_chat_json", "OutboxFolder._chat_json")
+    timer.wrap(folder_module, "chat_blocks", "chat_blocks")
+    timer.wrap(folder_module, "render", "bot.render.render (Jinja2)")
+    timer.wrap(folder_module, "_write_temporary", "_write_temporary (mkstemp, write)")
+    timer.wrap(OutboxFolder, "_publish", "OutboxFolder._publish (rename into the folder)")
+    timer.wrap(engine.dialect, "do_commit", "COMMIT")
+    return timer
 
 
 def one_run(url: str, n: int, channel: str, items: int, folder: Path, profile: str | None = None,
             phases: bool = False, workers: int = 1) -> float:
     engine = make_engine(url)
     queue(engine, n, channel, items)
-    timer = Phases(engine) if phases else None
+    timer = dispatch_phases(engine) if phases else None
     config = parse_config({"edi_lead": "person1@council.example", "scheduler": {"send_workers": workers},
                            "channels": {"default": channel}}, "bench")
     # A new folder per run, kept until the whole benchmark ends: on this machine's disk,

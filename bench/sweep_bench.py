@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import Engine, bindparam, insert, text, update  # noqa: E402
 
 from bench.pg import fresh_database, fresh_schema, pg_schema  # noqa: E402
+from bench.phases import Phases  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
 from storage.models import (  # noqa: E402
     Action,
@@ -315,52 +316,20 @@ def rss_kb() -> int:
     return 0
 
 
-class Phases:
-    """Wall time per step of the sweep, without touching its code: wrappers and SQL events."""
+def sweep_phases(engine: Engine) -> Phases:
+    """Wall time per step of the sweep (bench.phases); this process only measures, no restore."""
+    from sqlalchemy.orm import Session
 
-    def __init__(self, engine: Engine) -> None:
-        from sqlalchemy import event
-        from sqlalchemy.orm import Session
+    import jobs.sweep as sweep
 
-        import jobs.sweep as sweep
-
-        self.seconds: dict[str, float] = {}
-        self.calls: dict[str, int] = {}
-
-        def timed(name: str, function: Any) -> Any:
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    return function(*args, **kwargs)
-                finally:
-                    self.add(name, time.perf_counter() - started)
-            return wrapper
-
-        sweep._Loader.__init__ = timed("_Loader.__init__", sweep._Loader.__init__)  # type: ignore[method-assign]
-        sweep._Loader.views = timed("_Loader.views", sweep._Loader.views)  # type: ignore[method-assign]
-        for name in ("_history", "milestones", "plan", "_store", "_insert_keys", "_action_info"):
-            setattr(sweep, name, timed(name, getattr(sweep, name)))
-        Session.flush = timed("Session.flush (outbox rows; autoflush)", Session.flush)  # type: ignore[method-assign]
-        engine.dialect.do_commit = timed("COMMIT", engine.dialect.do_commit)  # type: ignore[method-assign]
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
-            conn.info["bench_started"] = time.perf_counter()
-
-        @event.listens_for(engine, "after_cursor_execute")
-        def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
-            words = statement.split()
-            verb = words[0].upper()
-            table = next((w for w, prev in zip(words[1:], words) if prev.upper() in ("FROM", "INTO", "UPDATE")), "?")
-            what = f"SQL {verb} {table}{' (executemany)' if executemany else ''}"
-            self.add(what, time.perf_counter() - conn.info.pop("bench_started"))
-
-    def add(self, name: str, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    def report(self) -> dict[str, list[float]]:
-        return {name: [self.seconds[name], self.calls[name]] for name in self.seconds}
+    timer = Phases(engine)
+    timer.wrap(sweep._Loader, "__init__", "_Loader.__init__")
+    timer.wrap(sweep._Loader, "views", "_Loader.views")
+    for name in ("fold_history", "milestones", "plan", "_store", "_insert_keys", "_action_info"):
+        timer.wrap(sweep, name, name)
+    timer.wrap(Session, "flush", "Session.flush (outbox rows; autoflush)")
+    timer.wrap(engine.dialect, "do_commit", "COMMIT")
+    return timer
 
 
 def measure(url: str, profile: str | None, phases: bool = False, warm: tuple[int, float] | None = None) -> None:
@@ -369,7 +338,7 @@ def measure(url: str, profile: str | None, phases: bool = False, warm: tuple[int
 
     config = parse_config(CONFIG, "bench")
     engine = make_engine(url)
-    timer = Phases(engine) if phases else None
+    timer = sweep_phases(engine) if phases else None
     with engine.connect() as conn:  # the connection is open before the sweep, as in `chaser run`
         conn.exec_driver_sql("SELECT 1")
     if warm:  # a long-running process: one full sweep first, then the database put back as built

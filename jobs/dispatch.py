@@ -215,13 +215,9 @@ class Dispatcher:
                 if row.claimed_by == self.worker and row.state == "sending"
             }
 
-    def deliver(self, claimed: Claimed, result: DispatchResult,
-                prepared: tuple[Envelope, str, int] | None = None) -> None:
+    def deliver(self, claimed: Claimed, result: DispatchResult, prepared: tuple[Envelope, str, int]) -> None:
+        """Send one prepared message and record the outcome."""
         now = self.clock()
-        if prepared is None:
-            prepared = self.prepare([claimed]).get(claimed.id)
-            if prepared is None:
-                return
         envelope, channel_kind, attempts = prepared
         envelope = replace(envelope, sent_at=now, resend=claimed.reclaimed)
         channel = self.channel(channel_kind)

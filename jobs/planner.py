@@ -25,9 +25,9 @@ they do not follow a minute later. Nothing is sent outside the send window (work
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from jobs.calendar import WorkCalendar
 
@@ -84,6 +84,7 @@ class ActionView:
     snoozed_until: dt.date | None = None
     paused: bool = False
     workstream_id: int | None = None
+    plan: str = ""  # the plan's name, for messages about this action
 
     @property
     def open(self) -> bool:
@@ -135,6 +136,13 @@ class Plan:
     unreachable: list[tuple[int, str]] = field(default_factory=list)
     # People whose nudges wait because they are away with no cover: person id -> back on.
     waiting: dict[int, dt.date] = field(default_factory=dict)
+    # Actions that could not be planned: action id -> what went wrong. Their next check is
+    # PROBLEM_RETRY from now; every other action is planned as usual.
+    problems: dict[int, str] = field(default_factory=dict)
+
+
+# An action whose planning failed is looked at again after this, not at every sweep.
+PROBLEM_RETRY = dt.timedelta(hours=1)
 
 
 @lru_cache(maxsize=8192)
@@ -346,6 +354,22 @@ class _Planner:
             reason = f"No update for {milestone.board} on {meeting} (owners: {owners}).{note}"
             self.add(action, "review_missing", milestone.meeting, reason, LEAD, self.edi_lead_id, None, milestone.board)
 
+    def isolated(self, action: ActionView, step: Callable[[], None]) -> None:
+        """Run one action's planning step; an error stays with that action (STYLE.md item 5).
+
+        Whatever the step had started for the action is dropped, its next check is pushed
+        PROBLEM_RETRY forward and the error is kept in ``problems``, so one bad row (a date no
+        calendar can reach, a bug) never stops the nudges of every other action.
+        """
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - any failure is this action's, not the sweep's
+            for pair in [pair for pair in self.pending if pair[0] == action.id]:
+                del self.pending[pair]
+            self.result.unreachable = [u for u in self.result.unreachable if u[0] != action.id]
+            self.result.next_check[action.id] = self.now + PROBLEM_RETRY
+            self.result.problems[action.id] = f"{type(exc).__name__}: {exc}"
+
     def finish(self) -> Plan:
         for nudges in self.pending.values():
             nudges.sort(key=lambda n: (n.urgency, n.occurrence), reverse=True)
@@ -375,10 +399,10 @@ def plan(
         raise ValueError("plan() needs an aware datetime")
     planner = _Planner(now, people, sent, edi_lead_id)
     for action in actions:
-        planner.action(action)
+        planner.isolated(action, partial(planner.action, action))
     review_actions = list(review_actions)
     for milestone in reviews:
         for action in review_actions:
-            if milestone.covers(action):
-                planner.review(milestone, action)
+            if milestone.covers(action) and action.id not in planner.result.problems:
+                planner.isolated(action, partial(planner.review, milestone, action))
     return planner.finish()

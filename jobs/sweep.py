@@ -21,7 +21,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from chaser.config import Config
-from jobs.planner import ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
+from jobs.planner import PROBLEM_RETRY, ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
 from storage.db import id_chunks, id_in, session_factory
 from storage.importers.parse import split_owners
 from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, Sweep, Workstream
@@ -42,6 +42,8 @@ class SweepResult:
     waiting: dict[int, dt.date] = field(default_factory=dict)
     duration_ms: int = 0
     outbox_ids: list[int] = field(default_factory=list)
+    # Actions the planner could not plan: (plan, ref, what went wrong); see jobs.planner.PROBLEM_RETRY.
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class _Loader:
@@ -106,7 +108,7 @@ class _Loader:
                 cadence=self.config.cadence_for(r.plan_name, r.workstream_name, r.timezone),
                 owner_ids=tuple(people), owner_roles=tuple(role_names[x] for x in owners.get(r.id, [])),
                 sponsor_ids=self.sponsors(r.lead_sponsor), last_update_at=state.get("updated_at"),
-                snoozed_until=r.snoozed_until, paused=r.paused,
+                snoozed_until=r.snoozed_until, paused=r.paused, plan=r.plan_name,
             ))
         return views
 
@@ -208,6 +210,8 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
                            reviews=steps, review_actions=review_views)
             result.unreachable, result.waiting = planned.unreachable, planned.waiting
             result.superseded = len(planned.superseded)
+            views = {v.id: v for v in (*due, *review_views)}
+            result.problems = [(views[i].plan, views[i].ref, why) for i, why in sorted(planned.problems.items())]
             if dry_run:
                 result.nudges = planned.nudges
                 session.rollback()
@@ -223,6 +227,9 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
                               messages_queued=result.messages))
     for _, why in result.unreachable:
         log.warning("unreachable: %s", why)
+    for plan_name, ref, why in result.problems:
+        log.error("could not plan the nudges of %s in plan %r (%s); it is looked at again in %d minutes, every "
+                  "other action was planned", ref, plan_name, why, PROBLEM_RETRY.total_seconds() // 60)
     calendar = config.cadence_for("", None).calendar
     if not calendar.in_send_window(now):
         opens = calendar.local(calendar.next_send_window(now))
@@ -285,21 +292,25 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
             connection.execute(keys.update().where(keys.c.key == bindparam("k")).values(outbox_id=bindparam("o")),
                                [{"k": k, "o": o} for k, o in pairs])
     result.messages = len(by_person)
+    # The next check time, and why planning failed (NULL: it did not), in the same statement.
+    problems = planned.problems
     if connection.dialect.name == "postgresql" and planned.next_check:
+        ids = list(planned.next_check)
         connection.execute(
-            text("UPDATE actions SET next_check_at = t.n FROM unnest(CAST(:i AS integer[]), CAST(:n AS timestamptz[])) "
-                 "AS t(i, n) WHERE actions.id = t.i"),
-            {"i": list(planned.next_check), "n": list(planned.next_check.values())},
+            text("UPDATE actions SET next_check_at = t.n, check_problem = t.p FROM unnest(CAST(:i AS integer[]), "
+                 "CAST(:n AS timestamptz[]), CAST(:p AS text[])) AS t(i, n, p) WHERE actions.id = t.i"),
+            {"i": ids, "n": list(planned.next_check.values()), "p": [problems.get(i) for i in ids]},
         )
         return
     # Many actions share their next check time (09:30 on a given day): one UPDATE per time.
-    by_time: dict[dt.datetime | None, list[int]] = defaultdict(list)
+    by_time: dict[tuple[dt.datetime | None, str | None], list[int]] = defaultdict(list)
     for action_id, moment in planned.next_check.items():
-        by_time[moment].append(action_id)
+        by_time[moment, problems.get(action_id)].append(action_id)
     actions = Action.__table__
-    for moment, action_ids in by_time.items():
+    for (moment, problem), action_ids in by_time.items():
         for chunk in id_chunks(action_ids):
-            connection.execute(actions.update().where(actions.c.id.in_(chunk)).values(next_check_at=moment))
+            connection.execute(actions.update().where(actions.c.id.in_(chunk))
+                               .values(next_check_at=moment, check_problem=problem))
 
 
 def _owner_text(loader: _Loader, nudge: Nudge) -> str | None:

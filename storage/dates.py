@@ -33,7 +33,7 @@ import calendar
 import datetime
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Callable, Literal
 
@@ -92,12 +92,41 @@ def parse_when(value: object, *, number_format: str | None = None) -> ParsedDate
     raw = _raw_text(value)
     try:
         if isinstance(value, datetime.datetime):
-            return _from_excel_date(value.date(), raw, number_format)
-        if isinstance(value, date):
-            return _from_excel_date(value, raw, number_format)
-        return _parse_text(raw)
+            parsed = _from_excel_date(value.date(), raw, number_format)
+        elif isinstance(value, date):
+            parsed = _from_excel_date(value, raw, number_format)
+        else:
+            parsed = _parse_text(raw)
     except Exception:  # noqa: BLE001 - importers rely on this never raising; keep the text
         return _result(raw, warning=f"could not read a date from {_quote(raw)}")
+    return _within_range(parsed)
+
+
+# A plan's deadlines fall within a working life: ``31/12/9999`` is a spreadsheet's "no end
+# date", ``01/01/1900`` an empty Excel date. Outside these bounds a date is not a deadline
+# (and date arithmetic near year 9999 overflows), so it is read as no date, with a warning.
+EARLIEST = date(1990, 1, 1)
+LATEST = date(2100, 12, 31)
+
+
+def _in_range(day: date | None) -> bool:
+    return day is None or EARLIEST <= day <= LATEST
+
+
+def _within_range(parsed: ParsedDate) -> ParsedDate:
+    """``parsed`` with every date outside EARLIEST..LATEST removed and said in the warning."""
+    keys = tuple(k for k in parsed.key_dates if _in_range(k.date))
+    if _in_range(parsed.start) and _in_range(parsed.end) and len(keys) == len(parsed.key_dates):
+        return parsed
+    bounds = f"dates must fall between {EARLIEST.year} and {LATEST.year}"
+    if _in_range(parsed.start) and _in_range(parsed.end):
+        dropped = ", ".join(_quote(k.text) for k in parsed.key_dates if not _in_range(k.date))
+        note = f"{dropped} is not kept as a key date ({bounds})"
+        warning = "; ".join(w for w in (parsed.warning, note) if w)
+        return replace(parsed, key_dates=keys, warning=warning)
+    note = f"{_quote(parsed.raw)} is not a deadline ({bounds}); read as no due date"
+    warning = "; ".join(w for w in (note, parsed.warning) if w)
+    return replace(parsed, start=None, end=None, precision=None, key_dates=keys, warning=warning)
 
 
 # --------------------------------------------------------------------------- cell values

@@ -216,6 +216,9 @@ class Action(Base):
     # Anything that changes what is due sets it to "now"; the sweep sets the next real time.
     # The sweep reads only rows whose time has come, so its cost follows the due items.
     next_check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # Why the last sweep could not plan this action (NULL when it could): ``chaser status``
+    # lists these; the sweep looks again after jobs.planner.PROBLEM_RETRY.
+    check_problem: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -333,3 +336,13 @@ class Sweep(Base):
     actions_checked: Mapped[int] = mapped_column(Integer, default=0)
     nudges_planned: Mapped[int] = mapped_column(Integer, default=0)
     messages_queued: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Setting(Base):
+    """A value every process sharing the database must agree on, e.g. the answer-link key."""
+
+    __tablename__ = "settings"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

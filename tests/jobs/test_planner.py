@@ -202,3 +202,15 @@ def test_a_late_import_says_how_many_working_days_are_really_left() -> None:
     # Added three working days before the deadline: the 10-day reminder goes once, telling the truth.
     result = plan(at("2026-12-15 11:00"), [action()], PEOPLE, set())
     assert [(n.rule, n.reason) for n in result.nudges] == [("before_due", "Due in 3 working days (Fri 18 December 2026).")]
+
+
+def test_an_action_that_cannot_be_planned_stays_a_problem_of_its_own() -> None:
+    # A due date no calendar can reach (an old import, a bug): planning it overflows. Every other
+    # action is still planned; the bad one is looked at again in an hour, and says why.
+    now = at("2026-12-04 09:30")
+    broken = action(id=11, ref="S1", due=dt.date(9999, 12, 31))
+    result = plan(now, [broken, action()], PEOPLE, set())
+    assert [(n.ref, n.rule) for n in result.nudges] == [("HW 3", "before_due")]
+    assert list(result.problems) == [11] and result.problems[11].startswith("OverflowError")
+    assert result.next_check[11] == now + dt.timedelta(hours=1)
+    assert result.unreachable == []

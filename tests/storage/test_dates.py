@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.dates import KeyDate, ParsedDate, parse_when
+from storage.dates import EARLIEST, LATEST, KeyDate, ParsedDate, parse_when
 
 
 def last_day(year: int, month: int) -> date:
@@ -454,8 +454,8 @@ def test_excel_date_with_year_only_format_is_the_year() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-# Four-digit %Y only: below year 1000 strftime does not pad, which is not how anyone writes it.
-four_digit_year_dates = st.dates(min_value=date(1000, 1, 1), max_value=date(9999, 12, 31))
+# Deadlines fall between 1990 and 2100; outside that a date is read as no deadline (below).
+four_digit_year_dates = st.dates(min_value=EARLIEST, max_value=LATEST)
 
 
 @settings(max_examples=150, deadline=None)
@@ -531,3 +531,26 @@ def test_property_two_months_first_is_due_second_is_key_date(a: date, b: date) -
     assert parsed.end == last_day(a.year, a.month)
     assert parsed.key_dates == (KeyDate(date=last_day(b.year, b.month), text=f"{b:%B %Y}"),)
     assert parsed.warning is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(d=st.one_of(st.dates(min_value=date(1000, 1, 1), max_value=date(1989, 12, 31)),
+                   st.dates(min_value=date(2101, 1, 1), max_value=date(9999, 12, 31))),
+       fmt=st.sampled_from(["%d/%m/%Y", "%Y-%m-%d", "%B %Y", "%d %B %Y"]))
+def test_property_a_date_outside_1990_to_2100_is_no_deadline_and_says_why(d: date, fmt: str) -> None:
+    for value in (d.strftime(fmt), d, datetime(d.year, d.month, d.day)):
+        parsed = parse_when(value)
+        assert (parsed.start, parsed.end, parsed.precision) == (None, None, None)
+        assert parsed.warning is not None and "is not a deadline (dates must fall between 1990 and 2100)" in parsed.warning
+
+
+def test_the_spreadsheet_placeholder_for_no_end_date_is_no_deadline() -> None:
+    parsed = parse_when("31/12/9999")
+    assert parsed.end is None and parsed.raw == "31/12/9999"
+    assert parsed.warning == "'31/12/9999' is not a deadline (dates must fall between 1990 and 2100); read as no due date"
+
+
+def test_a_far_key_date_is_dropped_with_a_warning_and_the_deadline_kept() -> None:
+    parsed = parse_when("May 2023 and 31/12/9999")
+    assert (parsed.end, parsed.key_dates) == (date(2023, 5, 31), ())
+    assert parsed.warning == "'31/12/9999' is not kept as a key date (dates must fall between 1990 and 2100)"

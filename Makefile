@@ -34,4 +34,4 @@ bench: $(BIN)/chaser
 	$(BIN)/python bench/import_bench.py
 
 clean:
-	rm -rf $(VENV) chaser.db chaser.db-wal chaser.db-shm outbox chaser-secret.key
+	rm -rf $(VENV) chaser.db chaser.db-wal chaser.db-shm outbox

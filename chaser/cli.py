@@ -105,6 +105,8 @@ pass_ctx = click.make_pass_decorator(Context)
 @handles_errors
 def init(ctx: Context) -> None:
     """Create the database schema, or upgrade it to this version of Chaser."""
+    from chaser.secrets import LEGACY_FILE, ensure_link_key
+
     engine = ctx.engine(require_schema=False)
     before, after = upgrade(engine)
     where = redact_url(ctx.config.database.url)
@@ -114,6 +116,13 @@ def init(ctx: Context) -> None:
         click.echo(f"Upgraded {where} from schema {before} to {after}.")
     else:
         click.echo(f"{where} is up to date (schema {after}).")
+    _, how = ensure_link_key(engine, legacy=LEGACY_FILE)
+    if how == "adopted":
+        click.echo(f"The answer-link key from {LEGACY_FILE} is now kept in the database; links already sent "
+                   "keep working and the file is no longer read.")
+    elif how == "generated":
+        click.echo("Created the key that signs answer links; it is kept in the database "
+                   "(CHASER_SECRET_KEY or CHASER_SECRET_KEY_FILE override it).")
 
 
 @main.command("import")
@@ -563,6 +572,7 @@ def preview(ctx: Context, at_text: str | None, fmt: str) -> None:
         out.print(table)
     for _, why in result.unreachable:
         out.print(f"[red]unreachable[/red]: {escape(why)}")
+    _echo_problems(result.problems)
 
 
 def _run_once(ctx: Context, now: dt.datetime) -> None:
@@ -572,7 +582,7 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
 
     engine = ctx.engine()
     swept = run_sweep(engine, ctx.config, now)
-    dispatcher = Dispatcher(engine, ctx.config, clock=lambda: now, secret=secret_key())
+    dispatcher = Dispatcher(engine, ctx.config, clock=lambda: now, secret=secret_key(engine))
     sent = dispatcher.run_once()
     click.echo(
         f"Swept at {local_text(now, ctx.config.timezone)}: {swept.actions_checked} action(s) checked, "
@@ -586,6 +596,18 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
                    "failed); they are checked again when their lease runs out.", err=True)
     for _, why in swept.unreachable:
         click.echo(f"unreachable: {why}", err=True)
+    _echo_problems(swept.problems)
+    if sent.failed or sent.parked:
+        # For cron: a run in which a send failed is not a success (chaser outbox says why).
+        click.echo(f"{sent.failed + sent.parked} message(s) could not be sent: see 'chaser outbox --state failed' "
+                   "and '--state parked'.", err=True)
+        sys.exit(1)
+
+
+def _echo_problems(problems: list[tuple[str, str, str]]) -> None:
+    for plan_name, ref, why in problems:
+        click.echo(f"problem: could not plan {ref} in plan {plan_name!r} ({why}); every other action was planned, "
+                   "and this one is looked at again in an hour", err=True)
 
 
 @main.command()
@@ -762,51 +784,30 @@ def people_away(ctx: Context, email: str, until: str, cover_email: str | None) -
 @pass_ctx
 @handles_errors
 def status(ctx: Context, at_text: str | None, fmt: str) -> None:
-    """Is the scheduler alive? Exits 1 when the last sweep is too old or a message waits over an hour."""
-    from sqlalchemy import func
-
-    from storage.models import Sweep
+    """Is Chaser delivering? Exits 1 on any problem: no recent sweep, a message waiting over an
+    hour, a parked message, one failing for over an hour, or an action that could not be planned."""
+    from jobs.health import check_health
 
     now = parse_at(at_text, ctx.config.timezone)
     interval = ctx.config.scheduler.sweep_every_seconds
     with ctx.session() as session:
-        last = session.scalars(select(Sweep).order_by(Sweep.at.desc(), Sweep.id.desc()).limit(1)).first()
-        counts = {state: n for state, n in session.execute(select(Outbox.state, func.count(Outbox.id)).group_by(Outbox.state))}
-        oldest = session.scalar(select(func.min(Outbox.created_at)).where(Outbox.state.in_(("queued", "sending", "failed"))))
-    problems = []
-    if last is None:
-        problems.append("no sweep has run yet: is 'chaser run' running?")
-    elif (now - last.at).total_seconds() > 3 * interval:
-        problems.append(f"the last sweep was {int((now - last.at).total_seconds())} s ago (more than 3 × {interval} s)")
-    oldest_age = int((now - oldest).total_seconds()) if oldest else None
-    if oldest_age is not None and oldest_age > 3600:
-        problems.append(f"a message has waited {oldest_age // 60} minutes to be sent")
-    data = {
-        "healthy": not problems,
-        "problems": problems,
-        "now": now.isoformat(),
-        "last_sweep": None if last is None else {
-            "at": last.at.isoformat(), "duration_ms": last.duration_ms, "actions_checked": last.actions_checked,
-            "nudges_planned": last.nudges_planned, "messages_queued": last.messages_queued,
-        },
-        "next_sweep": (last.at + dt.timedelta(seconds=interval)).isoformat() if last else None,
-        "outbox": {state: counts.get(state, 0) for state in ("queued", "sending", "sent", "failed", "parked")},
-        "oldest_waiting_seconds": oldest_age,
-    }
+        health = check_health(session, now, sweep_every=interval)
+    data = health.as_json()
     if fmt == "json":
         emit_json(data)
     else:
         tz = ctx.config.timezone
-        click.echo(f"Status at {local_text(now, tz)}: {'OK' if not problems else 'PROBLEM'}")
+        last = health.last_sweep
+        click.echo(f"Status at {local_text(now, tz)}: {'OK' if health.healthy else 'PROBLEM'}")
         if last:
             click.echo(f"  last sweep {local_text(last.at, tz)} ({last.duration_ms} ms, {last.nudges_planned} nudge(s) planned); "
                        f"next due {local_text(last.at + dt.timedelta(seconds=interval), tz)}")
         box = data["outbox"]
         click.echo(f"  outbox: {box['queued']} queued, {box['sending']} sending, {box['failed']} failed, "
                    f"{box['parked']} parked, {box['sent']} sent")
-        if oldest_age is not None:
-            click.echo(f"  oldest unsent message: {oldest_age // 60} min old")
-        for problem in problems:
+        if health.oldest_waiting_seconds is not None:
+            click.echo(f"  oldest unsent message: {health.oldest_waiting_seconds // 60} min old")
+        for problem in health.problems:
             click.echo(f"  problem: {problem}")
-    if problems:
+    if not health.healthy:
         sys.exit(1)

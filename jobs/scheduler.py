@@ -33,7 +33,7 @@ def utcnow() -> dt.datetime:
 
 def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    dispatcher = Dispatcher(engine, config, clock=utcnow, secret=secret_key())
+    dispatcher = Dispatcher(engine, config, clock=utcnow, secret=secret_key(engine))
 
     def sweep() -> None:
         try:

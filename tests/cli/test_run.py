@@ -83,12 +83,36 @@ def test_status_is_healthy_after_a_sweep_and_exits_1_when_sweeps_stop(run) -> No
 
 def test_a_message_waiting_over_an_hour_makes_status_fail(run) -> None:  # type: ignore[no-untyped-def]
     Path("out").write_text("a file where the folder should be")  # the channel cannot write: it retries
-    result = run("run", "--once", "--at", "2023-04-17T10:00").stdout
-    assert "failed 3" in result
-    run("run", "--once", "--at", "2023-04-17T11:04")
+    result = run("run", "--once", "--at", "2023-04-17T10:00", expect=1)
+    assert "failed 3" in result.stdout
+    assert "3 message(s) could not be sent" in result.stderr  # cron sees a failed run
+    run("run", "--once", "--at", "2023-04-17T11:04", expect=1)
     late = json.loads(run("status", "--at", "2023-04-17T11:05", "--format", "json", expect=1).stdout)
-    assert late["problems"] == ["a message has waited 65 minutes to be sent"]
-    assert late["outbox"]["failed"] == 3
+    assert late["problems"][0] == "a message has waited 65 minutes to be sent"
+    assert late["problems"][1].startswith("message 1 to ") and "has been failing for 65 minutes (2 attempt(s)): " \
+        "[Errno 20] Not a directory" in late["problems"][1]
+    assert len(late["problems"]) == 4 and late["outbox"]["failed"] == 3
+
+
+def test_parked_messages_make_status_fail_and_are_listed(run) -> None:  # type: ignore[no-untyped-def]
+    Path("chaser.toml").write_text(
+        'edi_lead = "lead@lambeth.example"\n[scheduler]\nmax_attempts = 1\n[channels.outbox_folder]\nfolder = "out"\n')
+    Path("out").write_text("a file where the folder should be")
+    assert "parked 3" in run("run", "--once", "--at", "2023-04-17T10:00", expect=1).stdout
+    Path("out").unlink()
+    # A fresh sweep five minutes later: the loop is alive, and yet nothing was delivered.
+    run("run", "--once", "--at", "2023-04-17T10:05")
+    status = run("status", "--at", "2023-04-17T10:06", expect=1).stdout
+    assert status.startswith("Status at 2023-04-17 10:06 BST: PROBLEM")
+    parked = [line for line in status.splitlines() if "is parked" in line]
+    assert len(parked) == 3
+    assert parked[0].startswith("  problem: message 1 to ") and parked[0].endswith(
+        "is parked after 1 attempt(s): [Errno 20] Not a directory: 'out/.tmp' (after fixing the cause: "
+        "chaser outbox retry 1)")
+    for outbox_id in (1, 2, 3):
+        run("outbox", "retry", str(outbox_id))
+    run("run", "--once", "--at", "2023-04-17T10:07")
+    assert "OK" in run("status", "--at", "2023-04-17T10:08").stdout
 
 
 def test_snooze_pause_and_resume_say_what_they_did(run) -> None:  # type: ignore[no-untyped-def]
@@ -122,3 +146,25 @@ def test_a_parked_message_can_be_retried(run) -> None:  # type: ignore[no-untype
 def test_at_without_an_offset_is_local_time(run) -> None:  # type: ignore[no-untyped-def]
     summer = run("run", "--once", "--at", "2023-04-17T10:00").stdout
     assert "2023-04-17 10:00 BST" in summer
+
+
+def test_a_far_placeholder_date_imports_as_open_ended_and_nothing_stops(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = write_csv(tmp_path / "s.csv", [["Ref", "Action", "Owner", "Deadline"],
+                                           ["S1", "Open-ended", "HR Business Partner", "31/12/9999"]])
+    report = json.loads(run("import", str(plan), "--plan", "S", "--format", "json").stdout)
+    assert report["warnings"] == [{"where": "row 2 (Due date)", "message": "'31/12/9999' is not a deadline (dates must "
+                                   "fall between 1990 and 2100); read as no due date"}]
+    (s1,) = [a for a in json.loads(run("actions", "--plan", "S", "--format", "json").stdout)]
+    assert (s1["due"], s1["due_text"], s1["recurring"]) == (None, "31/12/9999", False)
+    assert "Sent" in run("run", "--once", "--at", "2026-12-01T09:30").stdout
+    run("preview", "--at", "2026-12-01T09:30")
+    # Open-ended: with no due date it gets the stale update request once it has been quiet 30 days.
+    later = json.loads(run("preview", "--at", "2031-01-06T09:30", "--format", "json").stdout)
+    assert [i["rule"] for i in later if i["ref"] == "S1"] == ["stale"]
+
+
+def test_an_update_to_a_date_outside_1990_to_2100_is_refused(run) -> None:  # type: ignore[no-untyped-def]
+    refused = run("update", "CP1", "--due", "December 9999", "--by", "priya@lambeth.example", expect=2)
+    assert refused.stderr == ("chaser: due date: 'December 9999' is not a deadline (dates must fall between 1990 "
+                              "and 2100); read as no due date\n")
+    assert json.loads(run("show", "CP1", "--format", "json").stdout)["history"] == []

@@ -20,12 +20,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, selectinload
 
 from chaser.config import Config, load_config, redact_url
 from chaser.errors import ChaserError, InvalidValue, NotFound
 from storage.dates import parse_when
-from storage.db import make_engine, require_current_schema, session_factory, upgrade
+from storage.db import explain, make_engine, require_current_schema, session_factory, upgrade
 from storage.importers.parse import read_status, ref_key
 from storage.models import STATUSES, Action, ActionGroup, ActionOwner, Outbox, Person, Plan, StatusUpdate, Workstream
 from storage.people import find_person, holders, import_directory, owners_of, role_report
@@ -73,6 +74,9 @@ def handles_errors(func: F) -> F:
             return func(*args, **kwargs)
         except ChaserError as exc:
             click.echo(f"chaser: {exc}", err=True)
+            sys.exit(2)
+        except OperationalError as exc:  # locked after the bounded wait, read-only, gone away
+            click.echo(f"chaser: {explain(exc)}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

@@ -25,7 +25,7 @@ from jobs.planner import PROBLEM_RETRY, ActionView, Nudge, PersonView, Plan, Rev
 from storage.db import id_chunks, id_in, session_factory
 from storage.importers.parse import split_owners
 from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, Sweep, Workstream
-from storage.people import holders, role_key
+from storage.people import NameIndex, holders, role_key
 from storage.updates import fold_history
 
 log = logging.getLogger("chaser.sweep")
@@ -59,6 +59,7 @@ class _Loader:
         self.by_email = {p.email: p.id for p in self.people_rows}
         self.held = holders(session)
         self.roles = {r.key: r.id for r in session.scalars(select(Role))}
+        self.names = NameIndex(self.people_rows, self.roles)
         self._sponsors: dict[str, tuple[int, ...]] = {}
         self.history: dict[int, dict[str, Any]] = {}  # folded by views(), reused for the payloads
 
@@ -74,8 +75,8 @@ class _Loader:
             for part in split_owners(text):
                 key = role_key(part)
                 people = self.held.get(self.roles[key], []) if key in self.roles else []
-                if not people:  # a sponsor role nobody owns an action under: match names
-                    people = [p for p in self.people_rows if key == role_key(p.name) or key.startswith(role_key(p.name) + " ")]
+                if not people:  # a sponsor role nobody owns an action under: the person it names
+                    people = self.names.named(key)
                 found += [p.id for p in people if p.id not in found]
             self._sponsors[text] = tuple(found)
         return self._sponsors[text]

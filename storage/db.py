@@ -26,6 +26,28 @@ class DatabaseError(ChaserError):
     """The database cannot be reached or its schema is not the one this Chaser expects."""
 
 
+# How long a statement waits for another process's lock before it gives up: SQLite's
+# busy_timeout, PostgreSQL's lock_timeout. Then the command says the database is busy.
+LOCK_WAIT_SECONDS = 10.0
+
+
+class DatabaseBusy(DatabaseError):
+    """Another process held a lock for longer than LOCK_WAIT_SECONDS; nothing was changed."""
+
+
+def explain(exc: OperationalError) -> DatabaseError:
+    """A sentence for the person at the keyboard about a database that refused to work."""
+    text = str(exc.orig)
+    code = getattr(exc.orig, "sqlstate", None)
+    if "database is locked" in text or code == "55P03":  # 55P03: lock_not_available (lock_timeout)
+        return DatabaseBusy(f"the database is busy: another process has held a lock for over {LOCK_WAIT_SECONDS:g} s; "
+                            "nothing was changed, try again in a minute")
+    if "readonly database" in text or code == "25006":  # 25006: read_only_sql_transaction
+        return DatabaseError(f"the database cannot be written ({text.strip()}): check the permissions of the "
+                             "database file and its folder, or the server's settings; nothing was changed")
+    return DatabaseError(f"the database failed: {text.strip()}")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers work while one writer holds the lock; foreign keys are off by default.
@@ -34,8 +56,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # In WAL mode NORMAL never corrupts the database and survives a crash of the process; it
     # only lets a power cut lose the last commits, and saves an fsync on every one of them.
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT_SECONDS * 1000)}")
     cursor.close()
+
+
+def _postgresql_lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = {int(LOCK_WAIT_SECONDS * 1000)}")
+    dbapi_connection.commit()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -51,6 +79,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name == "postgresql":
+        event.listen(engine, "connect", _postgresql_lock_timeout)
     return engine
 
 

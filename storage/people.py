@@ -47,25 +47,46 @@ def get_or_create_roles(session: Session, names: Iterable[str]) -> dict[str, Rol
     return found
 
 
+class NameIndex:
+    """Who an owner cell names by name: ``Ali Littlewood`` or ``Ali Littlewood Director, HR``.
+
+    A person is found by name only when their directory name looks like a person's full name
+    (two words or more) and is not itself the name of a role: a directory entry named ``HR``
+    must never hold "HR Business Partner" or "HR Employee Relations Lead". Roles are held only
+    through the directory's ``roles`` column; this is for owner cells that name someone.
+    """
+
+    def __init__(self, people: Iterable[Person], role_keys: Iterable[str]) -> None:
+        roles = set(role_keys)
+        self.by_name: dict[str, list[Person]] = {}
+        for person in people:
+            key = role_key(person.name)
+            if len(key.split()) >= 2 and key not in roles:
+                self.by_name.setdefault(key, []).append(person)
+
+    def named(self, key: str) -> list[Person]:
+        """People whose full name the owner text ``key`` (a role_key) is, or starts with."""
+        # Look up each leading run of words (cut at a space or comma) instead of trying every person.
+        found: list[Person] = []
+        for cut in [i for i, char in enumerate(key) if char in " ,"] + [len(key)]:
+            found += [p for p in self.by_name.get(key[:cut], ()) if p not in found]
+        return found
+
+
 def holders(session: Session) -> dict[int, list[Person]]:
-    """role id -> people who hold it, by directory role or because the role text is their name."""
+    """role id -> people who hold it: by the directory's roles, else because the owner text names them."""
     people = list(session.scalars(select(Person).order_by(Person.name)))
     by_id = {p.id: p for p in people}
     result: dict[int, list[Person]] = {}
     for person_id, role_id in session.execute(select(PersonRole.person_id, PersonRole.role_id)):
         result.setdefault(role_id, []).append(by_id[person_id])
-    by_name: dict[str, list[Person]] = {}
-    for person in people:
-        if person.name.strip():
-            by_name.setdefault(role_key(person.name), []).append(person)
-    for role_id, key in session.execute(select(Role.id, Role.key)):
-        # The role is a person's name, or starts with one followed by a job title: look up each
-        # leading run of words (split at a space or comma) instead of trying every person.
-        cuts = [i for i, char in enumerate(key) if char in " ,"] + [len(key)]
-        for cut in cuts:
-            for person in by_name.get(key[:cut], ()):
-                if person not in result.get(role_id, []):
-                    result.setdefault(role_id, []).append(person)
+    roles = list(session.execute(select(Role.id, Role.key)))
+    names = NameIndex(people, (key for _, key in roles))
+    for role_id, key in roles:
+        if role_id not in result:  # a role someone holds is theirs alone
+            named = names.named(key)
+            if named:
+                result[role_id] = named
     return result
 
 

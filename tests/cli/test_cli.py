@@ -152,3 +152,22 @@ def test_the_table_view_lists_actions_for_people(run) -> None:  # type: ignore[n
     assert "HW 12" in out and "2023-04-30" in out
     shown = run("show", "SA1").stdout
     assert "2023-11-30" in shown and "2024-03-31 (March 2024)" in shown
+
+
+def test_a_directory_name_never_grants_a_role(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A directory entry named "HR" holds no role: the name must not make them the HR Business
+    # Partner, let them answer CP1, or bring them CP1's nudges.
+    run("import", str(LAMBETH))
+    people = write_csv(tmp_path / "people.csv", [
+        ["name", "email", "roles"],
+        ["HR", "hr@lambeth.example", ""],
+        ["Priya Shah", "priya@lambeth.example", "HR Business Partner"],
+    ])
+    run("people", "import", str(people))
+    roles = {r["role"]: [p["email"] for p in r["people"]] for r in json.loads(run("people", "--format", "json").stdout)}
+    assert roles["HR Business Partner"] == ["priya@lambeth.example"]
+    assert roles["HR Employee Relations Lead"] == []
+    refused = run("update", "CP1", "--status", "G", "--by", "hr@lambeth.example", expect=2)
+    assert refused.stderr.startswith("chaser: hr@lambeth.example may not update CP1")
+    nudged = {i["person"] for i in json.loads(run("preview", "--at", "2023-04-17T10:00", "--format", "json").stdout)}
+    assert "hr@lambeth.example" not in nudged and "priya@lambeth.example" in nudged

@@ -168,3 +168,46 @@ def test_an_update_to_a_date_outside_1990_to_2100_is_refused(run) -> None:  # ty
     assert refused.stderr == ("chaser: due date: 'December 9999' is not a deadline (dates must fall between 1990 "
                               "and 2100); read as no due date\n")
     assert json.loads(run("show", "CP1", "--format", "json").stdout)["history"] == []
+
+
+@pytest.fixture
+def short_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    import storage.db
+
+    monkeypatch.setattr(storage.db, "LOCK_WAIT_SECONDS", 0.3)  # the bounded wait, shortened for the test
+
+
+def test_a_database_locked_by_another_process_is_one_line_after_a_bounded_wait(
+        run, db_url: str, short_lock_wait: None) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from storage.db import make_engine
+
+    holder = make_engine(db_url)
+    with holder.connect() as other:
+        # Another process in the middle of a long write.
+        if holder.dialect.name == "sqlite":
+            other.exec_driver_sql("BEGIN IMMEDIATE")
+            other.exec_driver_sql("UPDATE plans SET paused = paused")
+        else:
+            other.execute(text("LOCK TABLE status_updates, actions, outbox, nudge_keys IN ACCESS EXCLUSIVE MODE"))
+        for args in (("update", "CP1", "--status", "G", "--by", "priya@lambeth.example"),
+                     ("run", "--once", "--at", "2023-04-17T10:00")):
+            result = run(*args, expect=2)
+            assert result.stderr == ("chaser: the database is busy: another process has held a lock for over 0.3 s; "
+                                     "nothing was changed, try again in a minute\n")
+        other.rollback()
+    holder.dispose()
+    assert json.loads(run("show", "CP1", "--format", "json").stdout)["history"] == []
+
+
+def test_a_read_only_database_is_one_line(run, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    if not db_url.startswith("sqlite"):
+        pytest.skip("a read-only SQLite file; PostgreSQL's read-only transactions give the same line")
+    read_only = "sqlite:///file:" + db_url.removeprefix("sqlite:///") + "?mode=ro&uri=true"
+    result = CliRunner().invoke(main, ["update", "CP1", "--status", "G", "--by", "priya@lambeth.example"],
+                                env={"CHASER_DATABASE_URL": read_only, "CHASER_SECRET_KEY": "k" * 32})
+    assert result.exit_code == 2
+    assert result.stderr == ("chaser: the database cannot be written (attempt to write a readonly database): check the "
+                             "permissions of the database file and its folder, or the server's settings; nothing was "
+                             "changed\n")

@@ -6,6 +6,7 @@ latest note and due date are read back from that history by ``current_states``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,24 @@ from storage.models import CHECK_NOW, STATUSES, Action, Person, StatusUpdate, ut
 from storage.people import holders, owners_of
 
 SYSTEM_CHANNELS = ("import",)
+# A progress note is a few sentences; the answer form states this limit and every channel keeps it.
+NOTE_MAX_CHARS = 5000
+# Control characters (NUL, escape, C1 codes...) are invisible to the person who typed or pasted
+# them and break PostgreSQL (NUL) or terminals; tabs and line breaks are kept.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_note(note: str | None, *, limit: bool = True) -> str | None:
+    """The note as it is stored: control characters removed, line breaks as ``\\n``, trimmed;
+    InvalidValue when ``limit`` and it is longer than NOTE_MAX_CHARS (a plan file's own progress
+    cell is kept whole: the import must not fail on a long cell)."""
+    if not note:
+        return None
+    note = _CONTROL.sub("", note.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    if limit and len(note) > NOTE_MAX_CHARS:
+        raise InvalidValue(f"the note is {len(note):,} characters long; at most {NOTE_MAX_CHARS:,} are kept, "
+                           "so shorten it")
+    return note or None
 
 
 @dataclass(frozen=True)
@@ -116,7 +135,7 @@ def record_update(
         raise InvalidValue(f"status {status!r} is not one of {', '.join(STATUSES)}")
     if due is not None and due.warning is not None and due.end is None and channel not in SYSTEM_CHANNELS:
         raise InvalidValue(f"due date: {due.warning}")
-    note = note.strip() if note else None
+    note = clean_note(note, limit=channel not in SYSTEM_CHANNELS)
     if status is None and not note and due is None:
         raise InvalidValue("nothing to record: give a status, a note or a due date")
     if channel in SYSTEM_CHANNELS:

@@ -1,6 +1,8 @@
 """Signed one-click answer links: round trip, tampering and expiry refused."""
 from __future__ import annotations
 
+import datetime as dt
+
 import time
 from unittest import mock
 
@@ -71,13 +73,24 @@ def test_expired_token_is_refused() -> None:
     signed_at = int(time.time())
     with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at):
         token = token_of(answer_links(BASE, SECRET, action_id=1, person_id=2, outbox_id=3)[2].url)
-    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at + 14 * DAY):
-        assert read_answer_token(SECRET, token, 14 * DAY) == {"a": 1, "p": 2, "o": 3}
-    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at + 14 * DAY + 1):
-        with pytest.raises(BadAnswerLink, match="expired") as caught:
-            read_answer_token(SECRET, token, 14 * DAY)
+    signed = dt.datetime.fromtimestamp(signed_at, dt.timezone.utc)
+    assert read_answer_token(SECRET, token, 14 * DAY, now=signed + dt.timedelta(days=14)) == {"a": 1, "p": 2, "o": 3}
+    with pytest.raises(BadAnswerLink, match="expired") as caught:
+        read_answer_token(SECRET, token, 14 * DAY, now=signed + dt.timedelta(days=14, seconds=1))
     assert caught.value.expired is True
     assert isinstance(caught.value, ChaserError)
+
+
+def test_a_token_dated_in_the_future_is_not_valid_rather_than_expired() -> None:
+    signed_at = int(time.time()) + 3 * DAY
+    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=signed_at):
+        token = token_of(answer_links(BASE, SECRET, action_id=1, person_id=2, outbox_id=3)[0].url)
+    with pytest.raises(BadAnswerLink, match="not valid: it is dated in the future") as caught:
+        read_answer_token(SECRET, token, 14 * DAY)
+    assert caught.value.expired is False
+    # A few minutes ahead is another instance's clock, not a forgery.
+    now = dt.datetime.fromtimestamp(signed_at - 120, dt.timezone.utc)
+    assert read_answer_token(SECRET, token, 14 * DAY, now=now)["a"] == 1
 
 
 def test_empty_secret_is_refused() -> None:

@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import socket
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from bot.links import answer_links
 from bot.web import AnswerForm, start_server
+from storage.db import make_engine
 from storage.importers.load import import_plan_file
 from storage.models import Action, Person, StatusUpdate
 from storage.people import import_directory
@@ -22,7 +25,8 @@ from storage.updates import current_state
 from tests.importers.makers import write_csv
 
 SECRET = "s" * 32
-NOW = dt.datetime(2026, 12, 4, 10, 0, tzinfo=dt.timezone.utc)
+# Tokens are signed on the real clock, so the form's injected clock starts there too.
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
 @pytest.fixture
@@ -105,3 +109,123 @@ def test_someone_who_no_longer_owns_the_action_cannot_answer(server: str, sessio
 
 def test_other_addresses_are_not_found(server: str) -> None:
     assert fetch(server + "/")[0] == 404
+
+
+# --- a hostile but honest tester ------------------------------------------------------------
+
+def raw_request(server: str, data: bytes, *, close_write: bool = False) -> tuple[int, str]:
+    """Send bytes as they are (no client library fixing them up); the status and the page."""
+    parts = urllib.parse.urlsplit(server)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+        conn.sendall(data)
+        if close_write:
+            conn.shutdown(socket.SHUT_WR)
+        response = b""
+        while chunk := conn.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode()
+
+
+def post(url: str, body: bytes, length: str | None) -> bytes:
+    path = urllib.parse.urlsplit(url).path
+    headers = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    if length is not None:
+        headers += f"Content-Length: {length}\r\n"
+    return headers.encode() + b"\r\n" + body
+
+
+def test_a_body_without_a_trustworthy_length_is_refused_and_nothing_is_recorded(server: str, session: Session) -> None:
+    url = links(session, server)["Amber"]
+    form = b"status=amber&note=" + b"x" * 30_000
+    assert raw_request(server, post(url, form, "-1"), close_write=True)[0] == 400      # read(-1) read it all
+    assert raw_request(server, post(url, b"status=amber", None), close_write=True)[0] == 411
+    status, html = raw_request(server, post(url, form, str(len(form))), close_write=True)
+    assert status == 413 and "at most 5,000 characters" in html
+    # Declared whole but cut short: never recorded as far as it got (a status without its date).
+    status, html = raw_request(server, post(url, b"status=amber&due=May", "40"), close_write=True)
+    assert status == 400 and "cut short" in html
+    assert session.scalars(select(StatusUpdate)).all() == []
+
+
+def test_a_note_has_a_stated_limit_and_control_characters_are_removed(server: str, session: Session) -> None:
+    url = links(session, server)["Amber"]
+    assert "up to 5,000 characters" in fetch(url)[1] and 'maxlength="5000"' in fetch(url)[1]
+    status, html = fetch(url, {"status": "amber", "note": "y" * 5001})
+    assert status == 422 and "the note is 5,001 characters long; at most 5,000 are kept" in html
+    assert "y" * 5001 in html  # what they wrote is still there to shorten
+    status, _ = fetch(url, {"status": "amber", "note": "Survey\x00 late\x1b[31m\r\nsee notes"})
+    assert status == 200  # a NUL used to be a bare 500 on PostgreSQL
+    (update,) = session.scalars(select(StatusUpdate)).all()
+    assert update.note == "Survey late[31m\nsee notes"
+
+
+def test_a_half_sent_request_never_blocks_other_clients(engine: Engine, session: Session, server: str) -> None:
+    httpd, _ = start_server(AnswerForm(engine, secret=SECRET, clock=lambda: NOW), "127.0.0.1", 0, timeout=0.5)
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with socket.create_connection(("127.0.0.1", httpd.server_address[1]), timeout=10) as idle:
+            idle.sendall(b"GET /answer/abc HT")  # and then nothing
+            status, _ = fetch(links(session, base)["Green"])
+            assert status == 200  # served while the other client sits there
+            assert idle.recv(100) == b""  # and the idle one is dropped after the request timeout
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_many_owners_answering_at_once_all_get_their_page(server: str, session: Session) -> None:
+    url = links(session, server)["Amber"]
+    with ThreadPoolExecutor(60) as pool:
+        results = list(pool.map(lambda n: fetch(url, {"status": "amber", "note": f"answer {n}"})[0], range(60)))
+    assert results == [200] * 60
+    assert len(session.scalars(select(StatusUpdate)).all()) == 60
+
+
+def test_a_busy_database_says_the_answer_was_not_recorded_and_keeps_it(
+        server: str, session: Session, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storage.db
+
+    url = links(session, server)["Red"]
+    session.rollback()
+    monkeypatch.setattr(storage.db, "LOCK_WAIT_SECONDS", 0.3)
+    holder = make_engine(engine.url.render_as_string(hide_password=False))
+    with holder.connect() as other:
+        if holder.dialect.name == "sqlite":  # another process in the middle of a long write
+            other.exec_driver_sql("BEGIN IMMEDIATE")
+            other.exec_driver_sql("UPDATE plans SET paused = paused")
+        else:
+            other.execute(text("LOCK TABLE status_updates IN ACCESS EXCLUSIVE MODE"))
+        # A fresh form for the new lock wait: the server's connections were opened before it changed.
+        busy = AnswerForm(make_engine(engine.url.render_as_string(hide_password=False)), secret=SECRET,
+                          clock=lambda: NOW)
+        httpd, _ = start_server(busy, "127.0.0.1", 0)
+        try:
+            status, html = fetch(f"http://127.0.0.1:{httpd.server_address[1]}" + urllib.parse.urlsplit(url).path,
+                                 {"status": "red", "note": "Supplier gone"})
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+        other.rollback()
+    holder.dispose()
+    assert status == 503 and "Your update was not recorded: the tracker is busy" in html
+    assert "Supplier gone" in html and 'value="red" checked' in html
+    assert session.scalars(select(StatusUpdate)).all() == []
+    assert fetch(url, {"status": "red", "note": "Supplier gone"})[0] == 200  # pressed again a minute later
+
+
+def test_someone_who_no_longer_owns_the_action_is_told_so_when_opening_the_link(server: str, session: Session) -> None:
+    status, html = fetch(links(session, server, "other@c.example")["Green"])
+    assert status == 403 and "You are no longer an owner of this action" in html
+    assert "<form" not in html
+
+
+def test_a_link_dated_in_the_future_is_not_valid(server: str, session: Session) -> None:
+    from unittest import mock
+
+    from itsdangerous import TimestampSigner
+
+    with mock.patch.object(TimestampSigner, "get_timestamp", return_value=int(NOW.timestamp()) + 86400):
+        url = links(session, server)["Green"]
+    status, html = fetch(url)
+    assert status == 400 and "not valid: it is dated in the future" in html and "expired" not in html

@@ -111,8 +111,8 @@ def mrkdwn_link(url: str, label: str) -> str:
 
 
 def plural(count: int, word: str, many: str | None = None) -> str:
-    """``1 action``, ``3 actions``."""
-    return f"{count} {word if count == 1 else (many or word + 's')}"
+    """``1 action``, ``3 actions``, ``1,200 actions``."""
+    return f"{count:,} {word if count == 1 else (many or word + 's')}"
 
 
 def long_date(day: date) -> str:
@@ -192,7 +192,8 @@ def render(envelope: Envelope, *, chat: bool = True) -> Rendered:
         "kind": envelope.kind,
         "recipient_name": " ".join(envelope.recipient_name.split()),
         "items": items,
-        "count": len(items),
+        "count": len(items) + envelope.more,  # every action the message is about
+        "more": envelope.more,  # of which not listed (jobs.sweep.MESSAGE_ITEMS_MAX)
         "notes": envelope.notes,
         "has_links": any(item.links for item in items),
     }
@@ -303,8 +304,9 @@ def chat_blocks(envelope: Envelope, rendered: Rendered) -> list[dict[str, Any]]:
         budget -= needed
         shown += 1
     hidden = len(envelope.items) - shown
-    if hidden:
-        more = f"…and {plural(hidden, 'more action')}; the email has the full list."
+    if hidden or envelope.more:
+        where = "the email has the full list" if not envelope.more else "not listed here to keep this message short"
+        more = f"…and {plural(hidden + envelope.more, 'more action')}; {where}."
         blocks.append(_section(more, "more"))
     if rendered.chat_outro:
         blocks.append(_section(rendered.chat_outro, "outro"))

@@ -661,6 +661,7 @@ def outbox(click_ctx: click.Context, state: str | None, fmt: str) -> None:
                 "id": r.id, "person": people[r.person_id].email if r.person_id in people else r.recipient,
                 "channel": r.channel, "state": r.state, "kind": r.kind,
                 "keys": [i["key"] for i in r.payload["items"]], "refs": [i["ref"] for i in r.payload["items"]],
+                "more": r.payload.get("more", 0),
                 "attempts": r.attempts, "created_at": r.created_at.isoformat(),
                 "next_attempt_at": r.next_attempt_at.isoformat(),
                 "sent_at": r.sent_at.isoformat() if r.sent_at else None, "receipt": r.receipt,

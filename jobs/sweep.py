@@ -29,6 +29,8 @@ from storage.people import NameIndex, holders, role_key
 from storage.updates import fold_history
 
 log = logging.getLogger("chaser.sweep")
+# Actions listed in one message; the others it is about are counted ("and N more").
+MESSAGE_ITEMS_MAX = 25
 
 
 @dataclass
@@ -263,14 +265,17 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
             for waiting_id, back in sorted(planned.waiting.items()):
                 notes.append(f"{loader.people[waiting_id].name} is away; their nudges wait until {back:%a} {back.day} {back:%B}.")
         kind = "lead_list" if all(n.rule == "review_missing" for n in items) else "nudge"
+        listed = _most_urgent(items, info)
         payload = {
             "items": [
                 {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "reason": n.reason, "key": n.key,
                  "owner": _owner_text(loader, n)}
-                for n in items
+                for n in listed
             ],
             "notes": notes,
         }
+        if len(listed) < len(items):
+            payload["more"] = len(items) - len(listed)
         outbox_rows.append({
             "kind": kind, "person_id": person_id, "recipient": person.email or person.name,
             "channel": config.channels.default, "payload": payload, "state": "queued", "attempts": 0,
@@ -312,6 +317,17 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
         for chunk in id_chunks(action_ids):
             connection.execute(actions.update().where(actions.c.id.in_(chunk))
                                .values(next_check_at=moment, check_problem=problem))
+
+
+def _most_urgent(items: list[Nudge], info: dict[int, dict[str, Any]]) -> list[Nudge]:
+    """The nudges one message lists: all of them, or the MESSAGE_ITEMS_MAX most urgent (the
+    soonest due first among equals), in their usual order. The rest are counted ("and N more"):
+    one manager of a 280,000-action plan once got a single 434 MB email."""
+    if len(items) <= MESSAGE_ITEMS_MAX:
+        return items
+    ranked = sorted(items, key=lambda n: (-n.urgency, info[n.action_id]["due"] or "9999", n.action_id))
+    chosen = {id(n) for n in ranked[:MESSAGE_ITEMS_MAX]}
+    return [n for n in items if id(n) in chosen]
 
 
 def _owner_text(loader: _Loader, nudge: Nudge) -> str | None:

@@ -51,6 +51,7 @@ class Envelope:
     items: tuple[Item, ...]
     sent_at: datetime        # aware; the (possibly simulated) time of sending
     notes: tuple[str, ...] = ()  # extra lines for lead lists
+    more: int = 0  # further actions the message is about but does not list (jobs.sweep.MESSAGE_ITEMS_MAX)
     # An earlier send of this outbox row may have gone out (its claim's lease ran out, its
     # process died): a channel that can look for that send should look afresh, not in a cache.
     resend: bool = False

@@ -244,3 +244,30 @@ def test_one_action_that_cannot_be_planned_never_stops_the_others(plan: Engine, 
     assert tick(plan, config, "2026-12-04 10:30") == [("priya@c.example", ["before_due"], ["P2"])]
     session.expire_all()
     assert session.scalars(select(Action).where(Action.ref == "P2")).one().check_problem is None
+
+
+def test_a_message_lists_at_most_25_actions_and_counts_the_rest(engine: Engine, session: Session, config: Config,
+                                                                 tmp_path: Path) -> None:
+    from bot.render import render
+
+    rows = [["Ref", "Action", "Owner", "Deadline"]]
+    rows += [[f"A{n}", f"Action {n}", "HR Business Partner", "18/12/2026"] for n in range(1, 31)]
+    rows += [["L1", "Late one", "HR Business Partner", "30/11/2026"]]  # overdue: more urgent than the rest
+    write_csv(tmp_path / "big.csv", rows)
+    import_plan_file(engine, tmp_path / "big.csv", plan_name="Big")
+    write_csv(tmp_path / "people.csv", [["name", "email", "roles"], ["Priya Shah", "priya@c.example", "HR Business Partner"]])
+    with session.begin():
+        import_directory(session, tmp_path / "people.csv")
+    memory = Memory()
+    tick(engine, config, "2026-12-04 09:30", memory)
+    (envelope,) = memory.sent
+    refs = [i.ref for i in envelope.items]
+    assert len(refs) == 25 and envelope.more == 6 and "L1" in refs
+    rendered = render(envelope)
+    assert rendered.subject == "31 actions need your update"
+    assert "…and 6 more actions need your update, not listed here to keep this message short." in rendered.text
+    assert "…and 6 more actions need your update" in rendered.html
+    # Nothing is lost: every action's nudge is recorded against the message, so none is sent twice.
+    assert session.scalar(select(func.count()).select_from(NudgeKey).where(NudgeKey.outbox_id.is_not(None))) == 31
+    session.rollback()
+    assert tick(engine, config, "2026-12-04 09:30") == []

@@ -229,3 +229,9 @@ def test_a_link_dated_in_the_future_is_not_valid(server: str, session: Session) 
         url = links(session, server)["Green"]
     status, html = fetch(url)
     assert status == 400 and "not valid: it is dated in the future" in html and "expired" not in html
+
+
+def test_a_due_date_no_deadline_can_have_is_refused_on_the_form(server: str, session: Session) -> None:
+    status, html = fetch(links(session, server)["Amber"], {"status": "amber", "due": "December 9999"})
+    assert status == 422 and "is not a deadline (dates must fall between 1990 and 2100)" in html
+    assert session.scalars(select(StatusUpdate)).all() == []

@@ -60,6 +60,7 @@ class ChannelsConfig:
     default: str = "outbox_folder"
     outbox_folder: str = "outbox"
     sender: str = "chaser@localhost"
+    outbox_file_mode: int | None = None  # permissions of the files written; None: as the umask allows
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: it is the cache key for cadences
@@ -290,12 +291,30 @@ def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
     if default not in CHANNELS:
         raise ConfigError(f"{path}: 'channels.default' {default!r} is not one of {', '.join(sorted(CHANNELS))}")
     folder_table = _table(table, "outbox_folder", "channels.", path)
-    _check_keys(folder_table, {"folder", "sender"}, "channels.outbox_folder.", path)
+    _check_keys(folder_table, {"folder", "sender", "file_mode"}, "channels.outbox_folder.", path)
     return ChannelsConfig(
         default=default,
         outbox_folder=_string(folder_table, "folder", "channels.outbox_folder.", path) or "outbox",
         sender=_string(folder_table, "sender", "channels.outbox_folder.", path) or "chaser@localhost",
+        outbox_file_mode=_file_mode(folder_table.get("file_mode"), f"{path}: 'channels.outbox_folder.file_mode'"),
     )
+
+
+_FILE_MODE = re.compile(r"^0?[0-7]{3}$")
+
+
+def _file_mode(value: Any, named: str) -> int | None:
+    """``"0640"`` -> 0o640. A string, because a TOML number 640 would be read as decimal."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _FILE_MODE.match(value):
+        raise ConfigError(f"{named} must be an octal mode in quotes such as \"0640\", got {value!r}")
+    mode = int(value, 8)
+    if mode & 0o600 != 0o600 or mode & 0o111:
+        # Chaser reads its own files back (to spot a duplicate send); they are not programs.
+        raise ConfigError(f"{named} {value!r} must give the owner read and write "
+                          "permission and nobody execute permission, such as \"0640\" or \"0644\"")
+    return mode
 
 
 @lru_cache(maxsize=4096)

@@ -1,4 +1,4 @@
-"""The outbox as a pickup service sees it: file permissions."""
+"""The outbox as the EDI lead and a pickup service see it: retrying by id, file permissions."""
 from __future__ import annotations
 
 import os
@@ -34,6 +34,12 @@ def umask() -> Iterator[None]:
     os.umask(before)
     yield
     os.umask(before)
+
+
+@pytest.mark.parametrize("outbox_id", ["99999999999999999999", "2147483648", "9223372036854775808", "0"])
+def test_retrying_an_id_no_message_can_have_says_there_is_none(run, outbox_id: str) -> None:  # type: ignore[no-untyped-def]
+    result = run("outbox", "retry", outbox_id, expect=2)
+    assert result.stderr == f"chaser: no outbox message {outbox_id}\n"
 
 
 def send_to_the_folder(run, tmp_path: Path, extra: str = "") -> list[Path]:  # type: ignore[no-untyped-def]

@@ -685,6 +685,9 @@ def outbox(click_ctx: click.Context, state: str | None, fmt: str) -> None:
     console().print(table)
 
 
+MAX_OUTBOX_ID = 2**31 - 1
+
+
 @outbox.command("retry")
 @click.argument("outbox_id", type=int)
 @pass_ctx
@@ -692,7 +695,9 @@ def outbox(click_ctx: click.Context, state: str | None, fmt: str) -> None:
 def outbox_retry(ctx: Context, outbox_id: int) -> None:
     """Queue a parked (or failed) message again, with a fresh set of attempts."""
     with ctx.session() as session:
-        row = session.get(Outbox, outbox_id)
+        # Ids are 32-bit integers on PostgreSQL; a larger number would overflow the database
+        # driver (SQLite's at 2**63) rather than simply match nothing.
+        row = session.get(Outbox, outbox_id) if 1 <= outbox_id <= MAX_OUTBOX_ID else None
         if row is None:
             raise NotFound(f"no outbox message {outbox_id}")
         if row.state not in ("parked", "failed"):

@@ -7,6 +7,7 @@ Secrets never live here; later channels read them from environment variables.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -15,6 +16,7 @@ from datetime import time as dt_time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from chaser.errors import ConfigError
@@ -22,6 +24,16 @@ from chaser.errors import ConfigError
 DEFAULT_DATABASE_URL = "sqlite:///chaser.db"
 DEFAULT_TIMEZONE = "Europe/London"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+# Ranges every number in the file is checked against at start, so that a slip of the keyboard
+# (before_due = [1000000]) is an error naming the key, not an overflow deep in a sweep.
+WORKING_DAYS_MAX = 260  # about a year of working days: further than any reminder or board cycle
+STALE_DAYS_MAX = 3660  # ten years
+LINK_DAYS_MAX = 3650
+DAY_SECONDS = 86400
+MIN_SEND_WINDOW_MINUTES = 60  # sweeps plan nudges only inside it: a late sweep must not miss the day
+# Database URL schemes Chaser is built and tested for: backend -> drivers ("" = its default).
+DATABASE_SCHEMES = {"sqlite": ("", "pysqlite"), "postgresql": ("", "psycopg")}
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,16 @@ class SchedulerConfig:
 
 
 MAX_SEND_WORKERS = 32
+# Inclusive ranges of the [scheduler] keys. Retries back off from retry_base_seconds up to an
+# hour (jobs/dispatch.py), so a larger base would be silently cut to an hour.
+SCHEDULER_RANGES = {
+    "sweep_every_seconds": (1, DAY_SECONDS),
+    "dispatch_every_seconds": (1, DAY_SECONDS),
+    "lease_seconds": (1, DAY_SECONDS),
+    "max_attempts": (1, 100),
+    "retry_base_seconds": (1, 3600),
+    "send_workers": (1, MAX_SEND_WORKERS),
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,7 @@ class ChannelsConfig:
     default: str = "outbox_folder"
     outbox_folder: str = "outbox"
     sender: str = "chaser@localhost"
+    outbox_file_mode: int | None = None  # permissions of the files written; None: as the umask allows
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: it is the cache key for cadences
@@ -110,6 +133,7 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
         raise ConfigError(f"{path}: 'database' must be a table ([database])")
     _check_keys(database, {"url"}, "database.", path)
     url = _string(database, "url", "database.", path) or DEFAULT_DATABASE_URL
+    check_database_url(url, f"{path}: 'database.url'")
 
     edi_lead = _string(data, "edi_lead", "", path)
     if edi_lead is not None and not _EMAIL.match(edi_lead):
@@ -146,9 +170,8 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
     web_enabled = web.get("enabled", True)
     if not isinstance(web_enabled, bool):
         raise ConfigError(f"{path}: 'web.enabled' must be true or false")
-    link_days = _int(web, "link_days", "web.", path, 60, 1)
-    if not re.match(r"^https?://[^\s/]+", base_url):
-        raise ConfigError(f"{path}: 'web.base_url' must be an http(s) URL, got {base_url!r}")
+    link_days = _int(web, "link_days", "web.", path, 60, 1, LINK_DAYS_MAX, "days")
+    _check_base_url(base_url, f"{path}: 'web.base_url'")
 
     config = Config(
         database=DatabaseConfig(url=url),
@@ -164,8 +187,66 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
         web_enabled=web_enabled,
         web_link_days=link_days,
     )
-    config.cadence_for("", None)  # build once so a bad combination fails at start
+    # Build every cadence once, so that a bad combination (a plan's quiet hours with the
+    # [cadence] send_at) fails at start rather than at the first sweep that meets the plan.
+    config.cadence_for("", None)
+    for plan_name, plan_tables in plans.items():
+        config.cadence_for(plan_name, None)
+        for ws_name in plan_tables["workstreams"]:
+            config.cadence_for(plan_name, ws_name)
     return config
+
+
+def check_database_url(url: str, named: str) -> None:
+    """Refuse, naming ``named`` (the key or variable), a URL no engine of Chaser's can open."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = redact_url(url)
+    known = "sqlite:///FILE or postgresql://HOST/DATABASE"
+    try:
+        parsed = make_url(url)
+        port = parsed.port
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ConfigError(f"{named} {shown!r} is not a database URL such as {known}") from None
+    backend, _, driver = parsed.drivername.partition("+")
+    if driver not in DATABASE_SCHEMES.get(backend, ()):
+        raise ConfigError(
+            f"{named} {shown!r}: unknown scheme '{parsed.drivername}://'; known schemes: "
+            + ", ".join(sorted(DATABASE_SCHEMES)) + f" (such as {known})"
+        )
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{named} {shown!r}: port {port} is not a port number (1 to 65535)")
+
+
+_HOST = re.compile(r"^[\w-]+(\.[\w-]+)*\.?$")
+
+
+def _check_base_url(url: str, named: str) -> None:
+    """http(s), a host name or IP address, a real port; a path (behind a proxy) is fine."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{named} must be an http(s) URL such as http://127.0.0.1:8080, got {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{named} {url!r}: the port must be a number from 1 to 65535")
+    host = parts.hostname or ""
+    if not _valid_host(host) or "@" in parts.netloc:
+        raise ConfigError(f"{named} {url!r}: {host!r} is not a host name or IP address")
+    if parts.query or parts.fragment:
+        # Answer links are built as {base_url}/answer/...: a query would end up in the middle.
+        raise ConfigError(f"{named} {url!r} must not have a query (?...) or fragment (#...)")
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return len(host) <= 253 and bool(_HOST.match(host))
 
 
 def _table(data: dict[str, Any], key: str, where: str, path: str) -> dict[str, Any]:
@@ -175,24 +256,23 @@ def _table(data: dict[str, Any], key: str, where: str, path: str) -> dict[str, A
     return value
 
 
-def _int(table: dict[str, Any], key: str, where: str, path: str, default: int, minimum: int = 0) -> int:
+def _int(table: dict[str, Any], key: str, where: str, path: str, default: int, minimum: int, maximum: int,
+         unit: str = "") -> int:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{path}: '{where}{key}' must be a whole number of at least {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        of = f" of {unit}" if unit else ""
+        raise ConfigError(f"{path}: '{where}{key}' must be a whole number{of} from {minimum} to {maximum}, got {value!r}")
     return value
 
 
 def _scheduler(table: dict[str, Any], path: str) -> SchedulerConfig:
     defaults = SchedulerConfig()
     _check_keys(table, set(SchedulerConfig.__dataclass_fields__), "scheduler.", path)
-    settings = SchedulerConfig(**{
-        name: _int(table, name, "scheduler.", path, getattr(defaults, name), 1)
+    return SchedulerConfig(**{
+        name: _int(table, name, "scheduler.", path, getattr(defaults, name), *SCHEDULER_RANGES[name],
+                   "seconds" if name.endswith("_seconds") else "")
         for name in SchedulerConfig.__dataclass_fields__
     })
-    if settings.send_workers > MAX_SEND_WORKERS:
-        raise ConfigError(f"{path}: 'scheduler.send_workers' must be at most {MAX_SEND_WORKERS}, "
-                          f"got {settings.send_workers}")
-    return settings
 
 
 CADENCE_KEYS = {
@@ -209,22 +289,33 @@ def _clock(value: Any, name: str, path: str) -> dt_time:
     return dt_time(int(hours), int(minutes))
 
 
+# Day names as written in working_days, any case: the short and the full English names, nothing else.
+_DAY_NAMES = {name: i for i, name in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))} | {
+    name: i for i, name in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
+}
+
+
 def parse_cadence(table: dict[str, Any], where: str, path: str) -> dict[str, Any]:
     """Validate cadence overrides; returns only the keys given, converted to their types."""
     _check_keys(table, CADENCE_KEYS, where, path)
     out: dict[str, Any] = {}
     if "before_due" in table:
         value = table["before_due"]
-        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
-            raise ConfigError(f"{path}: '{where}before_due' must be a list of working days, such as [10, 2], got {value!r}")
+        if not isinstance(value, list) or any(
+            isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= WORKING_DAYS_MAX for v in value
+        ):
+            raise ConfigError(f"{path}: '{where}before_due' must be a list of working days from 1 to "
+                              f"{WORKING_DAYS_MAX}, such as [10, 2], got {value!r}")
         out["before_due"] = tuple(value)
     if "on_due" in table:
         if not isinstance(table["on_due"], bool):
             raise ConfigError(f"{path}: '{where}on_due' must be true or false")
         out["on_due"] = table["on_due"]
-    for name in ("overdue_every", "escalate_after", "stale_after_days"):
+    for name in ("overdue_every", "escalate_after"):
         if name in table:
-            out[name] = _int(table, name, where, path, 0)
+            out[name] = _int(table, name, where, path, 0, 0, WORKING_DAYS_MAX, "working days")
+    if "stale_after_days" in table:
+        out["stale_after_days"] = _int(table, "stale_after_days", where, path, 0, 0, STALE_DAYS_MAX, "days")
     if "send_at" in table:
         out["send_at"] = _clock(table["send_at"], f"{where}send_at", path)
     if "quiet_hours" in table:
@@ -234,10 +325,12 @@ def parse_cadence(table: dict[str, Any], where: str, path: str) -> dict[str, Any
         out["quiet_hours"] = tuple(_clock(v, f"{where}quiet_hours", path) for v in value)
     if "working_days" in table:
         value = table["working_days"]
-        names = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-        if not isinstance(value, list) or not value or any(str(v).lower()[:3] not in names for v in value):
-            raise ConfigError(f"{path}: '{where}working_days' must list days such as [\"mon\", \"tue\"], got {value!r}")
-        out["working_days"] = frozenset(names.index(str(v).lower()[:3]) for v in value)
+        if not isinstance(value, list) or not value or any(
+            not isinstance(v, str) or v.strip().lower() not in _DAY_NAMES for v in value
+        ):
+            raise ConfigError(f"{path}: '{where}working_days' must list days such as [\"mon\", \"tue\"] "
+                              f"or [\"Monday\", \"Tuesday\"], got {value!r}")
+        out["working_days"] = frozenset(_DAY_NAMES[v.strip().lower()] for v in value)
     if "holidays" in table:
         value = table["holidays"]
         regions = ("england-and-wales", "scotland", "northern-ireland", "none")
@@ -272,9 +365,9 @@ def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
             raise ConfigError(f"{path}: '{where}plans' must be a list of plan names")
         board = BoardConfig(
             name=name, schedule=schedule, plans=tuple(plans),
-            request_before=_int(table, "request_before", where, path, 10),
-            chase_before=_int(table, "chase_before", where, path, 5),
-            missing_before=_int(table, "missing_before", where, path, 2),
+            request_before=_int(table, "request_before", where, path, 10, 0, WORKING_DAYS_MAX, "working days"),
+            chase_before=_int(table, "chase_before", where, path, 5, 0, WORKING_DAYS_MAX, "working days"),
+            missing_before=_int(table, "missing_before", where, path, 2, 0, WORKING_DAYS_MAX, "working days"),
         )
         if not board.request_before > board.chase_before > board.missing_before:
             raise ConfigError(f"{path}: '{where}' needs request_before > chase_before > missing_before")
@@ -289,13 +382,54 @@ def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
     default = _string(table, "default", "channels.", path) or "outbox_folder"
     if default not in CHANNELS:
         raise ConfigError(f"{path}: 'channels.default' {default!r} is not one of {', '.join(sorted(CHANNELS))}")
+    where = "channels.outbox_folder."
     folder_table = _table(table, "outbox_folder", "channels.", path)
-    _check_keys(folder_table, {"folder", "sender"}, "channels.outbox_folder.", path)
+    _check_keys(folder_table, {"folder", "sender", "file_mode"}, where, path)
+    sender = _string(folder_table, "sender", where, path) or "chaser@localhost"
+    _check_sender(sender, f"{path}: '{where}sender'")
     return ChannelsConfig(
         default=default,
-        outbox_folder=_string(folder_table, "folder", "channels.outbox_folder.", path) or "outbox",
-        sender=_string(folder_table, "sender", "channels.outbox_folder.", path) or "chaser@localhost",
+        outbox_folder=_string(folder_table, "folder", where, path) or "outbox",
+        sender=sender,
+        outbox_file_mode=_file_mode(folder_table.get("file_mode"), f"{path}: '{where}file_mode'"),
     )
+
+
+def _check_sender(sender: str, named: str) -> None:
+    """One address, as the outbox folder reads it ("Name <a@b>" or "a@b"), that an email can carry."""
+    from email.utils import getaddresses
+
+    from bot.mime import BadAddress, Mailbox
+
+    found = getaddresses([sender])
+    try:
+        # getaddresses drops what it cannot read ("a@b.org junk" -> "a@b.orgjunk"): the address
+        # it found must be written as such in the text, and be the only one.
+        if len(found) != 1 or not found[0][1] or found[0][1] not in sender:
+            raise BadAddress(sender)
+        Mailbox.parse(*found[0])
+    except BadAddress:
+        raise ConfigError(
+            f"{named} must be one email address such as \"chaser@council.example\" or "
+            f"\"Chaser <chaser@council.example>\", got {sender!r}"
+        ) from None
+
+
+_FILE_MODE = re.compile(r"^0?[0-7]{3}$")
+
+
+def _file_mode(value: Any, named: str) -> int | None:
+    """``"0640"`` -> 0o640. A string, because a TOML number 640 would be read as decimal."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _FILE_MODE.match(value):
+        raise ConfigError(f"{named} must be an octal mode in quotes such as \"0640\", got {value!r}")
+    mode = int(value, 8)
+    if mode & 0o600 != 0o600 or mode & 0o111:
+        # Chaser reads its own files back (to spot a duplicate send); they are not programs.
+        raise ConfigError(f"{named} {value!r} must give the owner read and write "
+                          "permission and nobody execute permission, such as \"0640\" or \"0644\"")
+    return mode
 
 
 @lru_cache(maxsize=4096)
@@ -303,11 +437,17 @@ def _cadence_cache(config: Config, plan: str, workstream: str | None, timezone: 
     from jobs.calendar import WorkCalendar
     from jobs.planner import Cadence
 
-    merged: dict[str, Any] = dict(config.cadence)
     plan_table = config.plans.get(plan, {})
-    merged.update(plan_table.get("cadence", {}))
+    levels = [("cadence.", config.cadence), (f"plans.{plan!r}.cadence.", plan_table.get("cadence", {}))]
     if workstream is not None:
-        merged.update(plan_table.get("workstreams", {}).get(workstream, {}))
+        levels.append((f"plans.{plan!r}.workstreams.{workstream!r}.cadence.",
+                       plan_table.get("workstreams", {}).get(workstream, {})))
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # key -> where its value was set, for the error message
+    for where, table in levels:
+        merged.update(table)
+        origin.update(dict.fromkeys(table, where))
+    _check_send_window(merged, origin, config.source)
     calendar_args: dict[str, Any] = {"timezone": timezone or config.timezone}
     for name in ("send_at", "working_days", "holidays"):
         if name in merged:
@@ -320,6 +460,42 @@ def _cadence_cache(config: Config, plan: str, workstream: str | None, timezone: 
         return Cadence(calendar=WorkCalendar(**calendar_args), **merged)
     except ValueError as exc:
         raise ConfigError(f"{config.source}: cadence for plan {plan!r}: {exc}") from None
+
+
+def _check_send_window(merged: dict[str, Any], origin: dict[str, str], path: str) -> None:
+    """send_at outside the quiet hours, and at least an hour a day from send_at to midnight to send in.
+
+    The calendar's send window runs from ``send_at`` until midnight, less the quiet hours
+    (jobs/calendar.py). A send_at inside them would only take effect when they end; and sweeps
+    plan nudges only inside the window, so in a window of minutes a sweep that runs late or a
+    restart would leave the day's nudges waiting for the next working day.
+    """
+    from jobs.calendar import WorkCalendar
+
+    default = WorkCalendar()
+    send_at = merged.get("send_at", default.send_at)
+    quiet = merged.get("quiet_hours", (default.quiet_start, default.quiet_end)) or ()
+    named = " and ".join(f"'{origin[key]}{key}'" for key in ("send_at", "quiet_hours") if key in origin)
+    if not named:
+        return  # the defaults
+    start_min = send_at.hour * 60 + send_at.minute
+    window = 24 * 60 - start_min
+    shown, verb = f"send_at {send_at:%H:%M}", "leaves"
+    if quiet and quiet[0] != quiet[1]:
+        q_start, q_end = (t.hour * 60 + t.minute for t in quiet)
+        intervals = [(q_start, q_end)] if q_start < q_end else [(q_start, 24 * 60), (0, q_end)]
+        if any(a <= start_min < b for a, b in intervals):
+            raise ConfigError(
+                f"{path}: {named}: {shown} falls inside the quiet hours {quiet[0]:%H:%M}-{quiet[1]:%H:%M}, "
+                "when nothing is sent; choose a send_at outside them or shorten the quiet hours"
+            )
+        window -= sum(max(0, min(b, 24 * 60) - max(a, start_min)) for a, b in intervals)
+        shown, verb = f"{shown} and quiet hours {quiet[0]:%H:%M}-{quiet[1]:%H:%M}", "leave"
+    if window < MIN_SEND_WINDOW_MINUTES:
+        raise ConfigError(
+            f"{path}: {named}: {shown} {verb} {window} minute(s) a day to send in (from send_at to "
+            "midnight, outside the quiet hours); allow at least an hour"
+        )
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> Config:
@@ -341,5 +517,6 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: dict[str, s
         config = Config()
     override = env.get("CHASER_DATABASE_URL")
     if override:
+        check_database_url(override, "CHASER_DATABASE_URL")
         config = replace(config, database=DatabaseConfig(url=override))
     return config

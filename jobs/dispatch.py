@@ -120,7 +120,9 @@ class Dispatcher:
             if kind not in self.channels:
                 options: dict[str, Any] = {}
                 if kind == "outbox_folder":
-                    options = {"folder": self.config.channels.outbox_folder, "sender": self.config.channels.sender}
+                    channels = self.config.channels
+                    options = {"folder": channels.outbox_folder, "sender": channels.sender,
+                               "file_mode": channels.outbox_file_mode}
                 self.channels[kind] = load_channel(kind, **options)
             return self.channels[kind]
 

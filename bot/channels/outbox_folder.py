@@ -10,6 +10,9 @@ For trial runs and for councils that collect mail from a pickup folder. Each mes
 
 Files are written atomically: to a temporary file in the folder's ``.tmp`` subfolder, then
 moved in with ``os.replace``, so a program collecting from the folder never sees half a file.
+Their permissions are what the process's umask allows (0644 under the usual umask 022, as any
+program's new files), or ``file_mode`` when it is given, so that a pickup service running as
+another user can read them.
 A file already in the folder for the same outbox id means the message went out before a crash
 or a retry: nothing is written again and the receipt says ``possible_duplicate=True``.
 
@@ -20,8 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
-import tempfile
 import threading
 import unicodedata
 from email import policy
@@ -42,8 +45,9 @@ class OutboxFolder:
     kind = "outbox_folder"
     checks_duplicates = True  # finds its own earlier send of an outbox id
 
-    def __init__(self, *, folder: str | Path, sender: str = "chaser@localhost") -> None:
+    def __init__(self, *, folder: str | Path, sender: str = "chaser@localhost", file_mode: int | None = None) -> None:
         self.folder = Path(folder)
+        self.file_mode = file_mode  # None: 0666 less the umask, as the kernel applies it
         name, addr = parseaddr(sender)
         if "@" not in addr:
             raise ValueError(f"sender {sender!r} is not an email address")
@@ -77,9 +81,9 @@ class OutboxFolder:
             message_id = None
             if envelope.recipient_email:
                 data, message_id = self._email(envelope, rendered)
-                written.append((_write_temporary(self.temporary, data), self.folder / f"{stem}.eml"))
+                written.append((_write_temporary(self.temporary, data, self.file_mode), self.folder / f"{stem}.eml"))
             if chat_shaped:
-                written.append((_write_temporary(self.temporary, self._chat_json(envelope, rendered)),
+                written.append((_write_temporary(self.temporary, self._chat_json(envelope, rendered), self.file_mode),
                                 self.folder / f"{stem}.json"))
             self._publish(written)
         except OSError as exc:
@@ -171,20 +175,44 @@ def file_stem(envelope: Envelope) -> str:
     return f"{envelope.sent_at:%Y%m%dT%H%M%S}-{envelope.outbox_id:06d}-{slug(envelope.recipient_name)}"
 
 
-def _write_temporary(folder: Path, data: bytes) -> str:
-    """Write ``data`` to a new temporary file in ``folder``; its path, to be moved into place.
+# As tempfile.mkstemp opens its files: new, never through a symlink, not inherited by children.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_names = random.Random()  # temporary file names; seeded from os.urandom once, no syscall per name
+if hasattr(os, "register_at_fork"):  # a forked child would otherwise try the parent's names in step
+    os.register_at_fork(after_in_child=_names.seed)
+
+
+def _write_temporary(folder: Path, data: bytes, file_mode: int | None = None) -> str:
+    """Write ``data`` to a new file in ``folder``; its path, to be moved into place.
+
+    Not ``tempfile.mkstemp``, which always creates files 0600: a pickup service running as
+    another user could not read them. Opened with mode 0666, the file gets what the umask (or
+    a default ACL on the folder, which a umask read by hand would miss) allows, as any
+    program's new files do; a configured ``file_mode`` is set with one ``fchmod``. ``O_EXCL``
+    keeps a random name safe against another process writing to the same folder.
 
     Not fsynced, like SQLite's synchronous=NORMAL: the move publishes a whole file even if the
     process crashes (the data is in the page cache), a power cut may lose the last files, and
     an fsync per file halved the sending rate.
     """
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    while True:
+        temporary = f"{folder}/{_names.getrandbits(64):016x}.tmp"
+        try:
+            handle = os.open(temporary, _CREATE, 0o666)
+            break
+        except FileExistsError:  # pragma: no cover - one chance in 2**64 per file
+            continue
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
+        if file_mode is not None:
+            os.fchmod(handle, file_mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(handle, view):]
     except BaseException:
+        os.close(handle)
         _remove(temporary)
         raise
+    os.close(handle)
     return temporary
 
 

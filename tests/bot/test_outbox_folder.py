@@ -4,6 +4,9 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
+import stat
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import format_datetime
 from pathlib import Path
@@ -171,6 +174,49 @@ def test_a_file_someone_else_put_in_the_folder_is_seen(tmp_path: Path) -> None:
     assert files(tmp_path) == sorted(tmp_path / name for name in (
         "20260428T093000-000001-priya-shah.eml", "20260428T093000-000001-priya-shah.json",
         "20260428T093000-000002-priya-shah.eml", "20260428T093000-000002-priya-shah.json"))
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """Tests set the process umask as a service's unit file would; it is put back afterwards."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)
+
+
+def modes(folder: Path) -> dict[str, str]:
+    return {path.suffix: oct(stat.S_IMODE(path.stat().st_mode)) for path in files(folder)}
+
+
+def test_files_are_as_readable_as_the_umask_allows(tmp_path: Path, umask: None) -> None:
+    # A pickup service running as another user must be able to read what Chaser writes.
+    os.umask(0o022)
+    OutboxFolder(folder=tmp_path / "a").send(make_envelope())
+    assert modes(tmp_path / "a") == {".eml": "0o644", ".json": "0o644"}
+    os.umask(0o027)
+    OutboxFolder(folder=tmp_path / "b").send(make_envelope())
+    assert modes(tmp_path / "b") == {".eml": "0o640", ".json": "0o640"}
+
+
+def test_a_file_mode_sets_the_permissions_whatever_the_umask(tmp_path: Path, umask: None) -> None:
+    os.umask(0o077)
+    OutboxFolder(folder=tmp_path / "a", file_mode=0o640).send(make_envelope())
+    assert modes(tmp_path / "a") == {".eml": "0o640", ".json": "0o640"}
+    os.umask(0o022)
+    OutboxFolder(folder=tmp_path / "b", file_mode=0o600).send(make_envelope())
+    assert modes(tmp_path / "b") == {".eml": "0o600", ".json": "0o600"}
+
+
+def test_a_write_that_fails_halfway_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(handle: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("bot.channels.outbox_folder.os.write", disk_full)
+    with pytest.raises(ChannelError, match="No space left") as caught:
+        OutboxFolder(folder=tmp_path).send(make_envelope())
+    assert caught.value.permanent is False
+    assert files(tmp_path) == []
 
 
 # ---- the registry ------------------------------------------------------------------------

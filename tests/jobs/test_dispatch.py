@@ -534,9 +534,9 @@ def test_a_run_that_ends_on_an_error_does_not_stop_the_next(engine: Engine, monk
 
 
 def test_send_workers_is_checked() -> None:
-    with pytest.raises(ChaserError, match="'scheduler.send_workers' must be at most 32, got 33"):
+    with pytest.raises(ChaserError, match="'scheduler.send_workers' must be a whole number from 1 to 32, got 33"):
         make_config(send_workers=33)
-    with pytest.raises(ChaserError, match="'scheduler.send_workers' must be a whole number of at least 1, got 0"):
+    with pytest.raises(ChaserError, match="'scheduler.send_workers' must be a whole number from 1 to 32, got 0"):
         make_config(send_workers=0)
 
 

@@ -242,7 +242,8 @@ def _copy(engine: Engine, table: Any, rows: Iterator[dict[str, Any]]) -> None:
     try:
         with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
             for row in rows:
-                copy.write_row([json.dumps(row[c]) if c in json_columns else row[c] for c in columns])
+                # A column the generator does not fill (added by a later migration) is NULL.
+                copy.write_row([json.dumps(row[c]) if c in json_columns else row.get(c) for c in columns])
         raw.commit()
     finally:
         raw.close()

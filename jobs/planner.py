@@ -155,6 +155,16 @@ def _days(n: int) -> str:
 
 
 @dataclass(frozen=True)
+class _Addressee:
+    """One recipient of an owner-bound nudge: ``whose`` goes into the key (the owner, or LEAD)."""
+
+    whose: int | str
+    recipient: int | None
+    on_behalf_of: int | None  # the owner, when the recipient is their cover
+    note: str = ""  # added to the reason (the EDI lead is told which roles nobody holds)
+
+
+@dataclass(frozen=True)
 class _Candidate:
     rule: str
     occurrence: dt.date
@@ -162,8 +172,16 @@ class _Candidate:
     to: str  # "owners" or "escalation"
 
 
-def _deadline_candidates(action: ActionView, now: dt.datetime) -> tuple[list[_Candidate], dt.datetime | None]:
-    """The current deadline and escalation occurrences, and when the next one falls."""
+def _deadline_candidates(action: ActionView, now: dt.datetime,
+                         last_sent: dt.datetime | None) -> tuple[list[_Candidate], dt.datetime | None]:
+    """The current deadline occurrence for one recipient, and when their next one falls.
+
+    ``before_due`` and ``due`` fall on fixed days. ``overdue`` repeats count from the last nudge
+    that went to this person for this action (``last_sent``): "every 5 working days" means 5
+    working days after the last one they got, so a catch-up after downtime, or a nudge held back
+    by a bank holiday, quiet hours or leave, is never followed by another the next day. With no
+    nudge yet, the latest day of the series since the due date is the catch-up.
+    """
     cad, cal, due = action.cadence, action.cadence.calendar, action.due
     assert due is not None
     today = cal.today(now)
@@ -176,16 +194,23 @@ def _deadline_candidates(action: ActionView, now: dt.datetime) -> tuple[list[_Ca
     if cad.on_due:
         day = cal.working_day_on_or_before(due)
         occurrences.append((cal.send_time(day), "due", day))
-    upcoming: list[dt.datetime] = []
     late = cal.working_days_between(due, today)
     if cad.overdue_every > 0:
-        steps = late // cad.overdue_every
-        for i in (steps, steps + 1):
-            if i >= 1:
-                day = cal.add_working_days(due, cad.overdue_every * i)
-                occurrences.append((cal.send_time(day), "overdue", day))
-    current = [o for o in occurrences if o[0] <= now]
-    upcoming += [o[0] for o in occurrences if o[0] > now]
+        first = cal.add_working_days(due, cad.overdue_every)
+        if last_sent is None:
+            steps = max(1, late // cad.overdue_every)
+            day = cal.add_working_days(due, cad.overdue_every * steps)
+        else:
+            day = max(first, cal.add_working_days(cal.today(last_sent), cad.overdue_every))
+        occurrences.append((cal.send_time(day), "overdue", day))
+        if cal.send_time(day) <= now:
+            # If it goes now, the one after is a full interval from today.
+            after = cal.add_working_days(today, cad.overdue_every)
+            occurrences.append((cal.send_time(after), "overdue", after))
+    # What fell before the person's last nudge for this action is behind them: that nudge (or a
+    # later, more urgent one) already went, whatever the occurrence it was for.
+    current = [o for o in occurrences if o[0] <= now and (last_sent is None or o[0] > last_sent)]
+    upcoming = [o[0] for o in occurrences if o[0] > now]
     found: list[_Candidate] = []
     if current:
         _, rule, day = max(current, key=lambda o: (o[0], URGENCY[o[1]]))
@@ -198,39 +223,44 @@ def _deadline_candidates(action: ActionView, now: dt.datetime) -> tuple[list[_Ca
         else:
             reason = f"Due today ({_fmt(due)})." if late <= 0 else f"Overdue by {_days(late)}: it was due {_fmt(due)}."
         found.append(_Candidate(rule, day, reason, "owners"))
-    if cad.escalate_after > 0:
-        day = cal.add_working_days(due, cad.escalate_after)
-        moment = cal.send_time(day)
-        if moment <= now:
-            reason = f"Escalated: {_days(max(late, cad.escalate_after))} overdue (due {_fmt(due)}) and not complete."
-            found.append(_Candidate("escalation", day, reason, "escalation"))
-        else:
-            upcoming.append(moment)
     return found, min(upcoming) if upcoming else None
 
 
-def _stale_candidate(action: ActionView, now: dt.datetime) -> tuple[_Candidate | None, dt.datetime | None]:
-    """The current staleness period (every ``stale_after_days`` of silence) and when the next begins."""
+def _escalation_candidate(action: ActionView, now: dt.datetime) -> tuple[_Candidate | None, dt.datetime | None]:
+    """The one escalation, ``escalate_after`` working days overdue; or when it will fall."""
+    cad, cal, due = action.cadence, action.cadence.calendar, action.due
+    if cad.escalate_after <= 0 or due is None:
+        return None, None
+    day = cal.add_working_days(due, cad.escalate_after)
+    moment = cal.send_time(day)
+    if moment > now:
+        return None, moment
+    late = cal.working_days_between(due, cal.today(now))
+    reason = f"Escalated: {_days(max(late, cad.escalate_after))} overdue (due {_fmt(due)}) and not complete."
+    return _Candidate("escalation", day, reason, "escalation"), None
+
+
+def _stale_candidate(action: ActionView, now: dt.datetime,
+                     last_sent: dt.datetime | None) -> tuple[_Candidate | None, dt.datetime | None]:
+    """An update request after ``stale_after_days`` of silence, and when the next one is due.
+
+    Silence counts from the last update (or the action's creation), or from the last nudge this
+    person got for the action if that was later: a request is never followed by another sooner
+    than ``stale_after_days`` after it.
+    """
     cad, cal = action.cadence, action.cadence.calendar
     if cad.stale_after_days <= 0:
         return None, None
-    base = action.last_update_at or action.created_at
+    updated = action.last_update_at or action.created_at
+    base = max(updated, last_sent) if last_sent is not None else updated
     period = dt.timedelta(days=cad.stale_after_days)
-
-    def send_at(i: int) -> dt.datetime:
-        return cal.next_send_window(base + period * i)  # the first moment it may go out
-
-    periods = max(0, int((now - base) / period))
-    if periods >= 1 and send_at(periods) > now:
-        periods -= 1  # the period has begun but its send window has not opened yet
-    candidate = None
-    if periods >= 1:
-        day = cal.today(send_at(periods))
-        since = "an update" if action.last_update_at else "it was added"
-        kind = "recurring action" if action.recurring else "no due date"
-        reason = f"No update for {cad.stale_after_days * periods} days since {since} ({kind}): how is it going?"
-        candidate = _Candidate("stale", day, reason, "owners")
-    return candidate, send_at(periods + 1)
+    due_at = cal.next_send_window(base + period)  # the first moment it may go out
+    if due_at > now:
+        return None, due_at
+    since = "an update" if action.last_update_at else "it was added"
+    kind = "recurring action" if action.recurring else "no due date"
+    reason = f"No update for {(now - updated).days} days since {since} ({kind}): how is it going?"
+    return _Candidate("stale", cal.today(due_at), reason, "owners"), cal.next_send_window(now + period)
 
 
 def _key(rule: str, action_id: int, whose: int | str, occurrence: dt.date, board: str = "") -> str:
@@ -239,11 +269,13 @@ def _key(rule: str, action_id: int, whose: int | str, occurrence: dt.date, board
 
 
 class _Planner:
-    def __init__(self, now: dt.datetime, people: Mapping[int, PersonView], sent: Set[str], edi_lead_id: int | None) -> None:
+    def __init__(self, now: dt.datetime, people: Mapping[int, PersonView], sent: Set[str], edi_lead_id: int | None,
+                 last_sent: Mapping[tuple[int, int], dt.datetime]) -> None:
         self.now = now
         self.people = people
         self.sent = sent
         self.edi_lead_id = edi_lead_id
+        self.last_sent = last_sent
         self.result = Plan()
         # (action id, recipient) -> candidate nudges, of which the most urgent is sent.
         self.pending: dict[tuple[int, int], list[Nudge]] = {}
@@ -259,28 +291,34 @@ class _Planner:
         nudge = Nudge(action.id, action.ref, recipient, rule, occurrence, key, reason, owner_id)
         self.pending.setdefault((action.id, recipient), []).append(nudge)
 
-    def to_owners(self, action: ActionView, rule: str, occurrence: dt.date, reason: str, board: str = "") -> dt.date | None:
-        """Address a nudge to every owner (or their cover); returns a date to look again when someone is away."""
+    def addressees(self, action: ActionView) -> tuple[list[_Addressee], dict[int, dt.date]]:
+        """Who an owner-bound nudge of the action goes to (owner, their cover, else the EDI lead
+        naming the roles nobody holds), and the owners away without cover: owner -> day back."""
         today = action.cadence.calendar.today(self.now)
-        later: dt.date | None = None
         if not action.owner_ids:
             roles = ", ".join(action.owner_roles) or "no owner named in the plan"
-            why = f"{reason} Nobody in the people directory holds: {roles}."
-            self.add(action, rule, occurrence, why, LEAD, self.edi_lead_id, None, board)
-            return None
+            return [_Addressee(LEAD, self.edi_lead_id, None, f" Nobody in the people directory holds: {roles}.")], {}
+        found: list[_Addressee] = []
+        away: dict[int, dt.date] = {}
         for owner_id in action.owner_ids:
             person = self.people.get(owner_id)
             if person is not None and person.away_on(today):
                 if person.cover_id is not None and person.cover_id in self.people:
-                    self.add(action, rule, occurrence, reason, owner_id, person.cover_id, owner_id, board)
+                    found.append(_Addressee(owner_id, person.cover_id, owner_id))
                 else:
                     assert person.away_until is not None
-                    back = action.cadence.calendar.working_day_on_or_after(person.away_until + dt.timedelta(days=1))
-                    self.result.waiting[owner_id] = back
-                    later = back if later is None else min(later, back)
+                    away[owner_id] = action.cadence.calendar.working_day_on_or_after(
+                        person.away_until + dt.timedelta(days=1))
                 continue
-            self.add(action, rule, occurrence, reason, owner_id, owner_id, None, board)
-        return later
+            found.append(_Addressee(owner_id, owner_id, None))
+        return found, away
+
+    def to_owners(self, action: ActionView, rule: str, occurrence: dt.date, reason: str, board: str = "") -> None:
+        """Address one nudge to every owner (or their cover); owners away without cover wait."""
+        addressees, away = self.addressees(action)
+        for a in addressees:
+            self.add(action, rule, occurrence, reason + a.note, a.whose, a.recipient, a.on_behalf_of, board)
+        self.result.waiting.update(away)
 
     def escalate(self, action: ActionView, occurrence: dt.date, reason: str) -> None:
         targets: list[tuple[int | None, int | None]] = []  # (recipient, whose action)
@@ -296,6 +334,24 @@ class _Planner:
             self.add(action, "escalation", occurrence, reason, recipient if recipient is not None else LEAD,
                      recipient, owner_id)
 
+    def candidates(self, action: ActionView, recipient: int | None) -> tuple[list[_Candidate], list[dt.datetime]]:
+        """The owner-bound nudges due now for one recipient, and when to look again for them."""
+        last = self.last_sent.get((action.id, recipient)) if recipient is not None else None
+        found: list[_Candidate] = []
+        next_times: list[dt.datetime] = []
+        if action.due is not None:
+            current, upcoming = _deadline_candidates(action, self.now, last)
+            found += current
+            if upcoming is not None:
+                next_times.append(upcoming)
+        if action.due is None or action.recurring:
+            stale, upcoming = _stale_candidate(action, self.now, last)
+            if stale is not None:
+                found.append(stale)
+            if upcoming is not None:
+                next_times.append(upcoming)
+        return found, next_times
+
     def action(self, action: ActionView) -> None:
         cal = action.cadence.calendar
         today = cal.today(self.now)
@@ -307,29 +363,33 @@ class _Planner:
                 cal.working_day_on_or_after(action.snoozed_until + dt.timedelta(days=1))
             )
             return
-        candidates: list[_Candidate] = []
+        in_window = cal.in_send_window(self.now)
         next_times: list[dt.datetime] = []
-        if action.due is not None:
-            found, upcoming = _deadline_candidates(action, self.now)
-            candidates += found
-            if upcoming is not None:
-                next_times.append(upcoming)
-        if action.due is None or action.recurring:
-            stale, upcoming = _stale_candidate(action, self.now)
-            if stale is not None:
-                candidates.append(stale)
-            if upcoming is not None:
-                next_times.append(upcoming)
-        if candidates and not cal.in_send_window(self.now):
-            next_times.append(cal.next_send_window(self.now))
-            candidates = []
-        for candidate in candidates:
-            if candidate.to == "escalation":
-                self.escalate(action, candidate.occurrence, candidate.reason)
-                continue
-            back = self.to_owners(action, candidate.rule, candidate.occurrence, candidate.reason)
-            if back is not None:
+        due_now = False
+        addressees, away = self.addressees(action)
+        for a in addressees:
+            found, later = self.candidates(action, a.recipient)
+            next_times += later
+            due_now = due_now or bool(found)
+            if in_window:
+                for candidate in found:
+                    self.add(action, candidate.rule, candidate.occurrence, candidate.reason + a.note, a.whose,
+                             a.recipient, a.on_behalf_of)
+        for owner_id, back in away.items():
+            found, later = self.candidates(action, owner_id)
+            next_times += later
+            if found:  # it waits for them: look again on their first day back
+                self.result.waiting[owner_id] = back
                 next_times.append(cal.send_time(back))
+        escalation, upcoming = _escalation_candidate(action, self.now)
+        if upcoming is not None:
+            next_times.append(upcoming)
+        if escalation is not None:
+            due_now = True
+            if in_window:
+                self.escalate(action, escalation.occurrence, escalation.reason)
+        if due_now and not in_window:
+            next_times.append(cal.next_send_window(self.now))
         self.result.next_check[action.id] = min(next_times) if next_times else None
 
     def review(self, milestone: ReviewMilestone, action: ActionView) -> None:
@@ -388,16 +448,18 @@ def plan(
     edi_lead_id: int | None = None,
     reviews: Sequence[ReviewMilestone] = (),
     review_actions: Iterable[ActionView] = (),
+    last_sent: Mapping[tuple[int, int], dt.datetime] | None = None,
 ) -> Plan:
     """Nudges due at ``now`` (aware), superseded ones, and each action's next check time.
 
     ``actions`` are the actions whose check time has come; ``review_actions`` the open
     actions in scope of the ``reviews`` milestones being planned. ``sent`` holds every key
-    already planned for these actions.
+    already planned for these actions; ``last_sent`` when the last nudge for an action went to a
+    person, ``(action id, person id) -> moment``: repeats count from it.
     """
     if now.tzinfo is None:
         raise ValueError("plan() needs an aware datetime")
-    planner = _Planner(now, people, sent, edi_lead_id)
+    planner = _Planner(now, people, sent, edi_lead_id, last_sent or {})
     for action in actions:
         planner.isolated(action, partial(planner.action, action))
     review_actions = list(review_actions)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Select, bindparam, select, text
+from sqlalchemy import Engine, Select, bindparam, func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
@@ -24,11 +24,14 @@ from chaser.config import Config
 from jobs.planner import PROBLEM_RETRY, ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
 from storage.db import id_chunks, id_in, session_factory
 from storage.importers.parse import split_owners
-from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, Sweep, Workstream
+from storage.models import (
+    Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, Sweep, UTCDateTime, Workstream,
+)
 from storage.people import NameIndex, holders, role_key
 from storage.updates import fold_history
 
 log = logging.getLogger("chaser.sweep")
+UTC_COLUMN = UTCDateTime()  # reads an aggregate of timestamps as aware UTC, like the columns do
 # Actions listed in one message; the others it is about are counted ("and N more").
 MESSAGE_ITEMS_MAX = 25
 
@@ -147,6 +150,23 @@ def milestones(config: Config, now: dt.datetime, plan_ids: dict[str, int]) -> li
     return found
 
 
+def _last_sent(session: Session, action_ids: Sequence[int]) -> dict[tuple[int, int], dt.datetime]:
+    """(action, person) -> when their last nudge for it went (or was queued, if not sent yet).
+
+    Superseded nudges (no message) and parked messages never reached the person: they do not
+    count. The planner times repeats from this (jobs.planner._deadline_candidates).
+    """
+    rows = session.execute(
+        select(NudgeKey.action_id, NudgeKey.person_id, func.max(func.coalesce(Outbox.sent_at, Outbox.created_at)))
+        .join(Outbox, Outbox.id == NudgeKey.outbox_id)
+        .where(id_in(session, NudgeKey.action_id, action_ids), NudgeKey.person_id.is_not(None),
+               Outbox.state != "parked")
+        .group_by(NudgeKey.action_id, NudgeKey.person_id)
+    )
+    return {(action_id, person_id): UTC_COLUMN.process_result_value(moment, session.get_bind().dialect)
+            for action_id, person_id, moment in rows}
+
+
 def _marker(m: ReviewMilestone) -> str:
     return f"milestone:{m.rule}:{m.board}:{m.meeting.isoformat()}"
 
@@ -207,10 +227,12 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
                 review_views = [v for v in loader.views(query) if v.open]
             ids = sorted({v.id for v in due} | {v.id for v in review_views})
             sent: set[str] = set()
+            last_sent: dict[tuple[int, int], dt.datetime] = {}
             for chunk in id_chunks(ids):
                 sent.update(session.scalars(select(NudgeKey.key).where(id_in(session, NudgeKey.action_id, chunk))))
+                last_sent.update(_last_sent(session, chunk))
             planned = plan(now, due, loader.people, sent, edi_lead_id=loader.edi_lead_id,
-                           reviews=steps, review_actions=review_views)
+                           reviews=steps, review_actions=review_views, last_sent=last_sent)
             result.unreachable, result.waiting = planned.unreachable, planned.waiting
             result.superseded = len(planned.superseded)
             views = {v.id: v for v in (*due, *review_views)}

@@ -39,13 +39,15 @@ def action(**changes: object) -> ActionView:
 
 def simulate(times: Iterable[str], actions: list[ActionView], people: dict[int, PersonView] = PEOPLE,
              **kwargs: object) -> list[tuple[str, str, int, str]]:
-    """Run the planner at each local time, remembering what was sent, like successive sweeps."""
+    """Run the planner at each local time, remembering what was sent and when, like successive sweeps."""
     sent: set[str] = set()
+    last_sent: dict[tuple[int, int], dt.datetime] = {}
     out = []
     for text in times:
-        result = plan(at(text), actions, people, sent, **kwargs)  # type: ignore[arg-type]
+        result = plan(at(text), actions, people, sent, last_sent=last_sent, **kwargs)  # type: ignore[arg-type]
         for n in result.nudges:
             out.append((text, n.rule, n.person_id, n.ref))
+            last_sent[n.action_id, n.person_id] = at(text)
         sent |= {n.key for n in result.nudges} | {n.key for n in result.superseded}
     return out
 
@@ -214,3 +216,30 @@ def test_an_action_that_cannot_be_planned_stays_a_problem_of_its_own() -> None:
     assert list(result.problems) == [11] and result.problems[11].startswith("OverflowError")
     assert result.next_check[11] == now + dt.timedelta(hours=1)
     assert result.unreachable == []
+
+
+def test_after_downtime_the_next_overdue_nudge_is_a_full_interval_after_the_catch_up() -> None:
+    # Due Mon 2 Nov 2026; Chaser was down for all of November. The catch-up goes on Tue 1 Dec;
+    # the fixed series (every 5 working days from the due date) would say Wed 2 Dec next.
+    late = action(due=dt.date(2026, 11, 2), cadence=Cadence(escalate_after=0))
+    days = ["2026-12-01 09:30", "2026-12-02 09:30", "2026-12-03 09:30", "2026-12-07 09:30", "2026-12-08 09:30"]
+    assert simulate(days, [late]) == [("2026-12-01 09:30", "overdue", OWNER, "HW 3"),
+                                      ("2026-12-08 09:30", "overdue", OWNER, "HW 3")]
+
+
+def test_a_nudge_held_back_by_leave_restarts_the_interval() -> None:
+    # Back on Tue 29 Dec after leave: the overdue nudge held back goes then, and the next one is
+    # five working days later (Wed 6 Jan 2027, Christmas and New Year skipped), not the series' next day.
+    people = {**PEOPLE, OWNER: replace(PEOPLE[OWNER], away_until=dt.date(2026, 12, 24))}
+    one = action(due=dt.date(2026, 12, 11), cadence=Cadence(escalate_after=0))
+    days = ["2026-12-18 09:30", "2026-12-29 09:30", "2026-12-30 09:30", "2027-01-05 09:30", "2027-01-06 09:30"]
+    assert simulate(days, [one], people) == [("2026-12-29 09:30", "overdue", OWNER, "HW 3"),
+                                             ("2027-01-06 09:30", "overdue", OWNER, "HW 3")]
+
+
+def test_a_stale_request_is_repeated_a_full_period_after_the_last_one() -> None:
+    ongoing = action(due=None, recurring=True, created_at=at("2026-06-01 12:00"))
+    days = ["2026-12-01 09:30", "2026-12-02 09:30", "2026-12-31 09:30", "2027-01-04 09:30"]
+    # Months of silence: one request on 1 Dec, the next 30 days later (the 31st), not every day.
+    assert simulate(days, [ongoing]) == [("2026-12-01 09:30", "stale", OWNER, "HW 3"),
+                                         ("2026-12-31 09:30", "stale", OWNER, "HW 3")]

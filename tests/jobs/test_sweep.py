@@ -271,3 +271,19 @@ def test_a_message_lists_at_most_25_actions_and_counts_the_rest(engine: Engine, 
     assert session.scalar(select(func.count()).select_from(NudgeKey).where(NudgeKey.outbox_id.is_not(None))) == 31
     session.rollback()
     assert tick(engine, config, "2026-12-04 09:30") == []
+
+
+def test_after_30_days_of_downtime_the_catch_up_goes_and_the_next_overdue_is_5_working_days_later(
+        plan: Engine) -> None:
+    config = parse_config({"edi_lead": "lead@c.example", "channels": {"default": "memory"},
+                           "cadence": {"escalate_after": 0}}, "test")
+
+    def priya(day: str) -> list[tuple[str, list[str], list[str]]]:
+        return [m for m in tick(plan, config, f"{day} 09:30") if m[0] == "priya@c.example"]
+
+    priya("2026-12-18")  # due today: P1 and P2 go to Priya
+    # Down from 19 December to 18 January 2027; the fixed series would have said 12 January, then 19 January.
+    assert priya("2027-01-18") == [("priya@c.example", ["overdue", "overdue"], ["P1", "P2"])]
+    for day in ("2027-01-19", "2027-01-20", "2027-01-21", "2027-01-22"):
+        assert priya(day) == [], day
+    assert priya("2027-01-25") == [("priya@c.example", ["overdue", "overdue"], ["P1", "P2"])]

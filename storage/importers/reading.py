@@ -3,7 +3,7 @@
 Readers know file formats only; what the rows mean is decided in ``storage.importers.parse``.
 Every item carries ``where`` (``table 3 row 2``, ``sheet 'Plan' row 14``, ``row 7`` (CSV)) so a
 warning or error can name the place a person would look. What a reader notices but can still
-read goes into ``Document.warnings``.
+read (a byte that is not UTF-8) goes into ``Document.warnings``.
 
 The limits below keep a small hostile or broken file from exhausting the machine (a 4.9 KB
 workbook declaring ``A1:XFD1048576``, a 4 MB Word file inflating to 4 GB, 3 million empty
@@ -14,6 +14,7 @@ finished paragraphs and rows are dropped as soon as they are read.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -216,6 +217,22 @@ def _xml_limit(exc: etree.XMLSyntaxError) -> str | None:
 
 # --- Sniffing -----------------------------------------------------------------------------
 
+BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
+    (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
+
+
+def _bom(head: bytes) -> tuple[str, str] | None:
+    for mark, codec, label in BOMS:
+        if head.startswith(mark):
+            return codec, label
+    return None
+
+
 def sniff(path: Path, head: bytes) -> str:
     """What the bytes are, whatever the extension says."""
     if head.startswith(b"\xd0\xcf\x11\xe0"):
@@ -239,8 +256,11 @@ def sniff(path: Path, head: bytes) -> str:
         if "xl/workbook.xml" in names:
             return "xlsx"
         return "zip"
+    if _bom(head) is not None:
+        return "text"  # UTF-16/32 text is full of zero bytes
     if b"\x00" in head:
-        return "binary"
+        # Every other byte zero: UTF-16 saved without the byte-order mark that says so.
+        return "utf16-no-bom" if head.count(b"\x00") * 3 >= len(head) else "binary"
     return "text"
 
 
@@ -253,6 +273,7 @@ KIND_NAMES = {
     "zip": "a zip archive that is not a Word or Excel file",
     "broken-zip": "a damaged zip/Office file",
     "binary": "a binary file",
+    "utf16-no-bom": "UTF-16 text without a byte-order mark; save it from Excel as 'CSV UTF-8' or 'Unicode Text'",
 }
 EXTENSIONS = {".docx": "docx", ".xlsx": "xlsx", ".xlsm": "xlsx", ".csv": "text", ".txt": "text", ".tsv": "text"}
 
@@ -549,36 +570,189 @@ def _empty(value: object) -> bool:
 
 # --- CSV ----------------------------------------------------------------------------------
 
+MAX_STRAY_BYTES = 1_000  # bytes that are not UTF-8 in a file still read as UTF-8
+ENCODING_NAMES = {
+    "cp1252": "Windows-1252", "cp1250": "Windows-1250 (Central European)", "cp1251": "Windows-1251 (Cyrillic)",
+    "cp1253": "Windows-1253 (Greek)", "cp1254": "Windows-1254 (Turkish)", "cp1257": "Windows-1257 (Baltic)",
+    "mac_roman": "Mac Roman", "latin_1": "ISO-8859-1", "cp437": "DOS (code page 437)", "cp850": "DOS (code page 850)",
+}
+
+
+@dataclass(frozen=True)
+class _Stray:
+    offset: int  # in the decoded text
+    byte: int
+    char: str
+
+
+def _utf8_with_strays(raw: bytes) -> tuple[str, list[_Stray]] | None:
+    """UTF-8 text with each byte that is not UTF-8 read as Windows-1252, or None.
+
+    None when the file is not UTF-8 but for a few bytes: more stray bytes than bytes of real
+    multi-byte UTF-8 characters (then it is a legacy encoding throughout), or too many.
+    """
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError:
+        pass
+    # Decode in slices: a failed decode costs the length of what it was given.
+    view = memoryview(raw)
+    parts: list[str] = []
+    strays: list[_Stray] = []
+    length = 0  # of the text so far
+    extra = 0  # continuation bytes of real UTF-8 characters
+    pos = 0
+    while pos < len(raw):
+        end = pos + 65536
+        try:
+            text, used = codecs.utf_8_decode(view[pos:end], "strict", end >= len(raw))
+        except UnicodeDecodeError as exc:
+            good = codecs.utf_8_decode(view[pos:pos + exc.start], "strict", True)[0]
+            parts.append(good)
+            extra += exc.start - len(good)
+            length += len(good)
+            bad = raw[pos + exc.start]
+            char = bytes([bad]).decode("cp1252", errors="replace")
+            strays.append(_Stray(length, bad, char))
+            if len(strays) > MAX_STRAY_BYTES:
+                return None
+            parts.append(char)
+            length += 1
+            pos += exc.start + 1
+            continue
+        parts.append(text)
+        extra += used - len(text)
+        length += len(text)
+        pos += used
+    if extra < len(strays):
+        return None
+    return "".join(parts), strays
+
+
+def _legacy_text(raw: bytes, shown: str) -> tuple[str, str]:
+    """Text in the 8-bit encoding charset-normalizer finds, preferring Windows code pages.
+
+    On a few accented words charset-normalizer ranks several code pages alike, and often names
+    a less likely one first (Central European cp1250 turns 'Señor' into 'Seńor'; Mac Cyrillic
+    beats Windows-1251 on Russian). Files reach Chaser from Excel on Windows, so among the
+    encodings that read the bytes with no more mess than the best one, Windows-1252 wins, then
+    another Windows code page, then charset-normalizer's order.
+    """
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(raw))
+    if not matches:
+        raise ImportFileError(shown, "the file is not readable text: it is not UTF-8 and no known encoding fits")
+    fitting = [name for m in matches if m.chaos <= matches[0].chaos for name in m.could_be_from_charset]
+    windows = [name for name in fitting if re.fullmatch(r"cp125\d", name)]
+    candidates = (["cp1252"] if "cp1252" in windows else []) + windows + [m.encoding for m in matches]
+    for encoding in dict.fromkeys(candidates):
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise ImportFileError(shown, "the file is not readable text: it is not UTF-8 and no known encoding fits")
+
+
+def _decode(raw: bytes, shown: str, doc: Document) -> tuple[str, list[_Stray], bool]:
+    """The file's text, its stray bytes, and whether a byte-order mark said UTF-16/32."""
+    bom = _bom(raw)
+    if bom is not None and bom[1] != "UTF-8":
+        codec, label = bom
+        try:
+            return raw.decode(codec), [], True
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                shown, f"the file starts with the {label} byte-order mark but byte {exc.start:,} is not {label}; save it again"
+            ) from None
+    marked = bom is not None  # Excel's "CSV UTF-8" starts with the UTF-8 byte-order mark
+    found = _utf8_with_strays(raw[len(codecs.BOM_UTF8):] if marked else raw)
+    if found is not None:
+        return found[0], found[1], False
+    if marked:
+        raise ImportFileError(shown, "the file starts with the UTF-8 byte-order mark but much of it is not UTF-8; save it again")
+    text, encoding = _legacy_text(raw, shown)
+    if encoding != "cp1252":  # what Windows Excel writes; anything else is worth a look
+        name = ENCODING_NAMES.get(encoding, encoding)
+        doc.warnings.append(ImportWarning(
+            "whole file", f"the file is not UTF-8; read as {name}, the encoding that fits it best: check letters "
+            "beyond A-Z, or save the file as 'CSV UTF-8'",
+        ))
+    return text, [], False
+
 
 def read_csv(path: Path) -> Document:
     shown = str(path)
-    raw = path.read_bytes()
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            text = raw.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:  # pragma: no cover - cp1252 decodes almost anything
-        raise ImportFileError(shown, "the file is not readable text (tried UTF-8 and Windows-1252)")
+    doc = Document(path=shown, kind="csv", grid=True, title=None)
+    text, strays, unicode_text = _decode(path.read_bytes(), shown, doc)
     if not text.strip():
         raise ImportFileError(shown, "the file is empty")
-    sample = text[:20000]
+    end = text.find("\n")
+    first_line = text if end < 0 else text[:end]
+    if unicode_text and "\t" in first_line:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.excel_tab  # Excel's "Unicode Text"
+    else:
+        try:
+            dialect = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel
+
+    consumed = [0]  # characters of the text the csv reader has taken
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            consumed[0] += len(line)
+            yield line
+
+    reader = csv.reader(lines(), dialect)
+    start_line = 1  # where the row being read begins
+    start = 0  # its offset in the text
+    pending = iter(strays)
+    stray = next(pending, None)
+    row_no = 0
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    doc = Document(path=shown, kind="csv", grid=True, title=None)
-    try:
-        for line_no, row in enumerate(csv.reader(io.StringIO(text, newline=""), dialect), start=1):
-            if line_no > MAX_ROWS:
+        for row_no, row in enumerate(reader, start=1):
+            if row_no > MAX_ROWS:
                 raise ImportFileError(shown, f"the file has more than {MAX_ROWS:,} rows (limit); is it a real plan?")
             if len(row) > MAX_COLUMNS:
                 while len(row) > MAX_COLUMNS and not row[-1].strip():
                     row.pop()
                 if len(row) > MAX_COLUMNS:
-                    raise ImportFileError(shown, f"row {line_no} has more than {MAX_COLUMNS} columns (limit); is it a real plan?")
-            doc.items.append(Item(where=f"row {line_no}", cells=tuple(Cell(v) for v in row) or (Cell(None),), table=1))
+                    raise ImportFileError(shown, f"row {row_no} has more than {MAX_COLUMNS} columns (limit); is it a real plan?")
+            where = f"row {row_no}"
+            while stray is not None and stray.offset < consumed[0]:
+                line = start_line + text.count("\n", start, stray.offset)
+                doc.warnings.append(ImportWarning(
+                    where if line == row_no else f"{where} (line {line})",
+                    f"a byte that is not UTF-8 (0x{stray.byte:02X}) was read as Windows-1252 {stray.char!r}",
+                ))
+                stray = next(pending, None)
+            doc.items.append(Item(where=where, cells=tuple(Cell(v) for v in row) or (Cell(None),), table=1))
+            if reader.line_num > start_line and consumed[0] == len(text):
+                _check_last_row(text[start:], dialect, shown, row_no, start_line, reader.line_num)
+            start_line, start = reader.line_num + 1, consumed[0]
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise ImportFileError(
+                shown, f"row {row_no + 1} (line {start_line}): a cell is longer than {csv.field_size_limit():,} "
+                "characters; probably a quote opened here is never closed",
+            ) from None
         raise ImportFileError(shown, f"not a readable CSV file ({exc})") from None
     return doc
+
+
+def _check_last_row(fragment: str, dialect: Any, shown: str, row_no: int, line: int, last_line: int) -> None:
+    """A last row running over several lines: is it a quote that is never closed?
+
+    Python's csv reader, not strict, reads an unclosed quote to the end of the file as one
+    cell, in silence. Read the row again strictly, which stops at the end of the data.
+    """
+    try:
+        for _ in csv.reader(io.StringIO(fragment, newline=""), dialect, strict=True):
+            pass
+    except csv.Error:
+        raise ImportFileError(
+            shown,
+            f"row {row_no} (line {line}): a quote opened here is never closed, so the rest of the file "
+            f"(lines {line:,}–{last_line:,}) would be read as one cell; close or remove the quote",
+        ) from None

@@ -3,7 +3,7 @@
 Readers know file formats only; what the rows mean is decided in ``storage.importers.parse``.
 Every item carries ``where`` (``table 3 row 2``, ``sheet 'Plan' row 14``, ``row 7`` (CSV)) so a
 warning or error can name the place a person would look. What a reader notices but can still
-read (a byte that is not UTF-8) goes into ``Document.warnings``.
+read (a byte that is not UTF-8, a formula with no saved value) goes into ``Document.warnings``.
 
 The limits below keep a small hostile or broken file from exhausting the machine (a 4.9 KB
 workbook declaring ``A1:XFD1048576``, a 4 MB Word file inflating to 4 GB, 3 million empty
@@ -496,6 +496,9 @@ def _row_cells(tr: etree._Element, merged: dict[int, str], shown: str, where: st
 
 # --- Excel --------------------------------------------------------------------------------
 
+_FORMULA = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")  # <f>, <f t="shared" .../>, <x:f>
+
+
 def read_xlsx(path: Path) -> Document:
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
@@ -512,10 +515,13 @@ def read_xlsx(path: Path) -> Document:
     try:
         title = wb.properties.title if wb.properties is not None else None
         doc.title = title.strip() if title else None
-        for sheet_no, ws in enumerate(wb.worksheets, start=1):
-            if getattr(ws, "sheet_state", "visible") != "visible":
-                continue  # hidden sheets hold lookups and old versions, not the plan
-            _read_sheet(ws, sheet_no, doc)
+        with zipfile.ZipFile(path) as zf:
+            for sheet_no, ws in enumerate(wb.worksheets, start=1):
+                if getattr(ws, "sheet_state", "visible") != "visible":
+                    continue  # hidden sheets hold lookups and old versions, not the plan
+                # openpyxl's read-only sheet knows its part (``rel.target``); it has no public name.
+                _formulas_without_values(zf, ws._worksheet_path, ws.title, doc)
+                _read_sheet(ws, sheet_no, doc)
     except etree.XMLSyntaxError as exc:
         limit = _xml_limit(exc)
         problem = f"has {limit} (limit); is it a real plan?" if limit else f"is damaged and cannot be read ({exc})"
@@ -566,6 +572,52 @@ def _read_sheet(ws: Any, sheet_no: int, doc: Document) -> None:
 
 def _empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _has_formula(zf: zipfile.ZipFile, name: str) -> bool:
+    """A fast byte scan: most sheets have no formula and need no second reading."""
+    tail = b""
+    with zf.open(name) as fh:
+        while chunk := fh.read(1 << 20):
+            if _FORMULA.search(tail + chunk):
+                return True
+            tail = chunk[-64:]
+    return False
+
+
+def _formulas_without_values(zf: zipfile.ZipFile, name: str, title: str, doc: Document) -> None:
+    """Warn for each formula cell with no saved value.
+
+    openpyxl reads a formula's value from what Excel saved with it (``data_only``); a file
+    written by a script has the formula alone, and its cell would be read as empty in silence.
+    A formula with no ``<v>`` (or an empty one, except a saved empty text) has no value.
+    """
+    if not _has_formula(zf, name):
+        return
+    from openpyxl.utils.cell import column_index_from_string, get_column_letter
+
+    row_no = 0
+    with _Part(zf, name, doc.path, "Excel workbook", None) as part:
+        for _, row in etree.iterparse(part, events=("end",), tag=f"{S}row", **SAFE_XML):
+            row_no = int(row.get("r") or row_no + 1)
+            if row.find(f"{S}c/{S}f") is not None:
+                column = 0
+                for c in row.iterfind(f"{S}c"):
+                    ref = c.get("r")
+                    letters = ref.rstrip("0123456789") if ref else ""
+                    column = column_index_from_string(letters) if letters else column + 1
+                    formula = c.find(f"{S}f")
+                    if formula is None:
+                        continue
+                    value = c.find(f"{S}v")
+                    if value is None or (not value.text and c.get("t") != "str"):
+                        text = (formula.text or "").strip()
+                        shown = f" (={text[:60]}{'…' if len(text) > 60 else ''})" if text else ""
+                        doc.warnings.append(ImportWarning(
+                            f"sheet '{title}' row {row_no} ({get_column_letter(column)}{row_no})",
+                            f"formula with no saved value{shown}; open and save the file in Excel",
+                        ))
+            _forget(row)
 
 
 # --- CSV ----------------------------------------------------------------------------------

@@ -134,9 +134,11 @@ def _zip_directory(path: Path) -> tuple[int, int] | None:
 def _check_inflated(zf: zipfile.ZipFile, shown: str, what: str) -> None:
     """Refuse a zip bomb from the sizes its directory declares, before inflating anything.
 
-    A declared size cannot be exceeded: zipfile stops inflating a part at its declared size
-    and then fails its CRC check (``ZipExtFile._read1``), so a part that lies about its size
-    is reported as damaged. ``_Part`` counts again while reading, for the parts we parse.
+    A declared size cannot be exceeded: zipfile never returns more of a part than its declared
+    size (``ZipExtFile._read1`` cuts the data there) and then fails its CRC check, so a part
+    that holds more than it declares is reported as damaged. Read in chunks, as the XML streams
+    here and openpyxl's read it, it is inflated a chunk at a time, never whole. ``_Part``
+    counts again while reading, for the parts parsed here.
     """
     total = 0
     for info in zf.infolist():
@@ -171,7 +173,9 @@ class _Part:
         self.inflated += len(data)
         if self.inflated > MAX_PART_BYTES:
             raise ImportFileError(
-                self.shown, f"the {self.what} inflates to more than {_mb(MAX_PART_BYTES)} (limit) in its part {self.name}; is it a real plan?"
+                self.shown,
+                f"the {self.what} inflates to more than {_mb(MAX_PART_BYTES)} (limit) in its part {self.name}; "
+                "is it a real plan?",
             )
         if self.unit is not None and self.inflated - self.marked > MAX_MARKUP_GAP:
             raise ImportFileError(
@@ -206,13 +210,13 @@ def _forget(element: etree._Element) -> None:
 def _xml_limit(exc: etree.XMLSyntaxError) -> str | None:
     """libxml2's own safety limits, in words, when that is what stopped the parse."""
     text = str(exc)
-    if "Resource limit exceeded" not in text and "huge" not in text.lower() and "depth" not in text.lower():
-        return None
-    if "Text node too long" in text or "huge text" in text.lower():
+    if "Text node too long" in text:
         return "a single text longer than 10 MB"
-    if "depth" in text.lower():
+    if "Excessive depth" in text:
         return "markup nested more than 256 deep"
-    return "markup beyond the XML reader's limits"
+    if "XML_PARSE_HUGE" in text or "Resource limit exceeded" in text:
+        return "markup beyond the XML reader's limits"
+    return None
 
 
 # --- Sniffing -----------------------------------------------------------------------------
@@ -497,6 +501,10 @@ def _row_cells(tr: etree._Element, merged: dict[int, str], shown: str, where: st
 # --- Excel --------------------------------------------------------------------------------
 
 _FORMULA = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")  # <f>, <f t="shared" .../>, <x:f>
+# A formula cell with no saved value: no <v>, or an empty one unless the saved value is empty text.
+_UNSAVED_FORMULAS = etree.XPath(
+    "s:c[s:f and (not(s:v) or (string(s:v) = '' and not(@t = 'str')))]", namespaces={"s": S[1:-1]}
+)
 
 
 def read_xlsx(path: Path) -> Document:
@@ -594,29 +602,21 @@ def _formulas_without_values(zf: zipfile.ZipFile, name: str, title: str, doc: Do
     """
     if not _has_formula(zf, name):
         return
-    from openpyxl.utils.cell import column_index_from_string, get_column_letter
+    from openpyxl.utils.cell import get_column_letter
 
     row_no = 0
     with _Part(zf, name, doc.path, "Excel workbook", None) as part:
         for _, row in etree.iterparse(part, events=("end",), tag=f"{S}row", **SAFE_XML):
             row_no = int(row.get("r") or row_no + 1)
-            if row.find(f"{S}c/{S}f") is not None:
-                column = 0
-                for c in row.iterfind(f"{S}c"):
-                    ref = c.get("r")
-                    letters = ref.rstrip("0123456789") if ref else ""
-                    column = column_index_from_string(letters) if letters else column + 1
-                    formula = c.find(f"{S}f")
-                    if formula is None:
-                        continue
-                    value = c.find(f"{S}v")
-                    if value is None or (not value.text and c.get("t") != "str"):
-                        text = (formula.text or "").strip()
-                        shown = f" (={text[:60]}{'…' if len(text) > 60 else ''})" if text else ""
-                        doc.warnings.append(ImportWarning(
-                            f"sheet '{title}' row {row_no} ({get_column_letter(column)}{row_no})",
-                            f"formula with no saved value{shown}; open and save the file in Excel",
-                        ))
+            for c in _UNSAVED_FORMULAS(row):  # in libxml2: cells with a saved value cost nothing here
+                ref = c.get("r")
+                if not ref:  # cells may leave out their reference; count the cells before it
+                    ref = f"{get_column_letter(int(c.xpath('count(preceding-sibling::*)')) + 1)}{row_no}"
+                text = (c.findtext(f"{S}f") or "").strip()
+                shown = f" (={text[:60]}{'…' if len(text) > 60 else ''})" if text else ""
+                doc.warnings.append(ImportWarning(
+                    f"sheet '{title}' row {row_no} ({ref})", f"formula with no saved value{shown}; open and save the file in Excel"
+                ))
             _forget(row)
 
 

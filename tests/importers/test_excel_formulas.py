@@ -65,3 +65,12 @@ def test_formulas_in_hidden_sheets_are_not_read(tmp_path: Path) -> None:
     lookup.sheet_state = "hidden"
     wb.save(tmp_path / "hidden.xlsx")
     assert read_document(tmp_path / "hidden.xlsx").warnings == []
+
+
+def test_a_formula_cell_without_its_reference_is_named_by_its_place(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "bare.xlsx", [HEADER, ["A1", "Review panels", "=A1", "Mar-25", "G"]])
+    # Cells may leave out r="..."; other writers do.
+    rewrite_part(path, "xl/worksheets/sheet1.xml", lambda xml: re.sub(rb' r="[A-Z]+2"', b"", xml))
+    assert [(w.where, w.message) for w in read_document(path).warnings] == [
+        ("sheet 'Sheet' row 2 (C2)", "formula with no saved value (=A1); open and save the file in Excel")
+    ]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from chaser.errors import ImportFileError
 from storage.dates import ParsedDate, parse_when
-from storage.importers.reading import Cell, Document, Item
+from storage.importers.reading import Cell, Document, ImportWarning, Item  # ImportWarning: readers warn too
 
 FIELDS = (
     "ref", "title", "description", "owners", "dependencies", "resources", "success_measures",
@@ -84,12 +84,6 @@ GROUP_RE = re.compile(
 LABEL_RE = re.compile(r"^(?P<label>objective|priority|outcome|aim|goal)\s*(?P<n>\d+)?$")
 METRICS = ("schedule", "scope", "budget", "impact")
 NO_REF = re.compile(r"^[\s\-–—]*$")
-
-
-@dataclass(frozen=True)
-class ImportWarning:
-    where: str
-    message: str
 
 
 @dataclass
@@ -257,7 +251,7 @@ def _kv_label(text: str) -> tuple[str, str | None] | None:
 class _Parser:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
-        self.warnings: list[ImportWarning] = []
+        self.warnings: list[ImportWarning] = list(doc.warnings)  # what the reader noticed comes first
         self.workstreams: list[ParsedWorkstream] = []
         self.groups: list[ParsedGroup] = []
         self.actions: list[ParsedAction] = []

@@ -2,27 +2,63 @@
 
 Readers know file formats only; what the rows mean is decided in ``storage.importers.parse``.
 Every item carries ``where`` (``table 3 row 2``, ``sheet 'Plan' row 14``, ``row 7`` (CSV)) so a
-warning or error can name the place a person would look.
+warning or error can name the place a person would look. What a reader notices but can still
+read (a byte that is not UTF-8, a formula with no saved value) goes into ``Document.warnings``.
+
+The limits below keep a small hostile or broken file from exhausting the machine (a 4.9 KB
+workbook declaring ``A1:XFD1048576``, a 4 MB Word file inflating to 4 GB, 3 million empty
+paragraphs): each is far above what a real plan needs, and a file over one is refused with a
+one-line error naming the limit. Word and Excel files are zip archives: the sizes their zip
+directory declares are checked before anything is inflated, and XML is read as a stream whose
+finished paragraphs and rows are dropped as soon as they are read.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
+import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lxml import etree
 
 from chaser.errors import ImportFileError
 
+MB = 1_000_000
+MAX_FILE_BYTES = 200 * MB  # the file on disk; a 250,000-action CSV is about 40 MB
+MAX_PART_BYTES = 200 * MB  # one part of a .docx/.xlsx inflated; a 250,000-row sheet is about 110 MB
+MAX_INFLATED_BYTES = 300 * MB  # all parts together, inflated
+MAX_PARTS = 10_000  # parts in the zip; a Word or Excel file has tens
+MAX_ROWS = 1_000_000  # rows of a sheet or a CSV file; table rows of a Word document
+MAX_COLUMNS = 200  # cells in one row
+# Paragraphs of a Word document, those in table cells included: a 10,000-action plan has about
+# 75,000. Reading one costs some microseconds, so 3 million empty ones took a minute.
+MAX_PARAGRAPHS = 200_000
+# XML read without a paragraph or row ending in it: lxml holds such markup until one ends, so
+# this bounds its memory (4 MB of the smallest elements is about 150 MB of tree). A real
+# paragraph or row is a few kilobytes; pictures are separate parts.
+MAX_MARKUP_GAP = 4 * MB
+
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+# lxml options for every part: no entity expansion, no network, and libxml2's own safety limits
+# (no text over 10 MB in one piece, no nesting deeper than 256) left on.
+SAFE_XML: dict[str, Any] = {"resolve_entities": False, "no_network": True, "huge_tree": False}
 
 
 @dataclass(frozen=True)
+class ImportWarning:
+    where: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Cell:
     value: object  # str, or a date/datetime/number from an Excel cell
     number_format: str | None = None
@@ -34,7 +70,7 @@ class Cell:
         return str(self.value).strip()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """A paragraph (``cells`` empty) or a table/grid row, in document order."""
 
@@ -56,6 +92,149 @@ class Document:
     title: str | None = None
     items: list[Item] = field(default_factory=list)
     grid: bool = False  # spreadsheet rows: text lines are single-cell rows, blank rows matter
+    warnings: list[ImportWarning] = field(default_factory=list)
+
+
+def _mb(size: int) -> str:
+    return f"{size / MB:,.0f} MB" if size >= 10 * MB else f"{size / MB:,.1f} MB"
+
+
+# --- Zip archives -------------------------------------------------------------------------
+
+_EOCD = struct.Struct("<4s4H2LH")
+_ZIP64_LOCATOR = struct.Struct("<4sLQL")
+_ZIP64_EOCD = struct.Struct("<4sQ2H2L4Q")
+
+
+def _zip_directory(path: Path) -> tuple[int, int] | None:
+    """(parts, bytes) of the zip's central directory, read from its end record.
+
+    ``zipfile.ZipFile`` reads the whole directory into memory and makes an object per part, so
+    a small file listing millions of parts is refused here first. None when there is no end
+    record: zipfile then reports the file as damaged.
+    """
+    with path.open("rb") as fh:
+        size = fh.seek(0, io.SEEK_END)
+        tail_size = min(size, _EOCD.size + 0xFFFF)  # the record ends in a comment of up to 64 KB
+        fh.seek(size - tail_size)
+        tail = fh.read(tail_size)
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _EOCD.size:
+            return None
+        parts, directory = _EOCD.unpack_from(tail, at)[4:6]
+        locator = at - _ZIP64_LOCATOR.size
+        if (parts == 0xFFFF or directory == 0xFFFFFFFF) and locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+            fh.seek(_ZIP64_LOCATOR.unpack_from(tail, locator)[2])
+            record = fh.read(_ZIP64_EOCD.size)
+            if len(record) == _ZIP64_EOCD.size and record[:4] == b"PK\x06\x06":
+                parts, directory = _ZIP64_EOCD.unpack(record)[7:9]
+        return parts, directory
+
+
+def _check_inflated(zf: zipfile.ZipFile, shown: str, what: str) -> None:
+    """Refuse a zip bomb from the sizes its directory declares, before inflating anything.
+
+    A declared size cannot be exceeded: zipfile never returns more of a part than its declared
+    size (``ZipExtFile._read1`` cuts the data there) and then fails its CRC check, so a part
+    that holds more than it declares is reported as damaged. Read in chunks, as the XML streams
+    here and openpyxl's read it, it is inflated a chunk at a time, never whole. ``_Part``
+    counts again while reading, for the parts parsed here.
+    """
+    total = 0
+    for info in zf.infolist():
+        if info.file_size > MAX_PART_BYTES:
+            raise ImportFileError(
+                shown,
+                f"the {what} inflates to more than {_mb(MAX_PART_BYTES)} (limit): its part {info.filename} "
+                f"alone would be {_mb(info.file_size)}; is it a real plan?",
+            )
+        total += info.file_size
+    if total > MAX_INFLATED_BYTES:
+        raise ImportFileError(
+            shown, f"the {what} inflates to {_mb(total)}, more than {_mb(MAX_INFLATED_BYTES)} (limit); is it a real plan?"
+        )
+
+
+class _Part:
+    """One zip part as a stream for lxml, counting the bytes it inflates.
+
+    ``mark()`` is called whenever a paragraph or row has been read; markup piling up with no
+    paragraph or row ending in it is refused after ``MAX_MARKUP_GAP`` (when ``unit`` is given).
+    """
+
+    def __init__(self, zf: zipfile.ZipFile, name: str, shown: str, what: str, unit: str | None) -> None:
+        self.raw = zf.open(name)
+        self.name, self.shown, self.what, self.unit = name, shown, what, unit
+        self.inflated = 0
+        self.marked = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size if size and size > 0 else 64 * 1024)
+        self.inflated += len(data)
+        if self.inflated > MAX_PART_BYTES:
+            raise ImportFileError(
+                self.shown,
+                f"the {self.what} inflates to more than {_mb(MAX_PART_BYTES)} (limit) in its part {self.name}; "
+                "is it a real plan?",
+            )
+        if self.unit is not None and self.inflated - self.marked > MAX_MARKUP_GAP:
+            raise ImportFileError(
+                self.shown,
+                f"the {self.what} has more than {_mb(MAX_MARKUP_GAP)} of markup in {self.name} with no {self.unit} "
+                "ending in it (limit); is it a real plan?",
+            )
+        return data
+
+    def mark(self) -> None:
+        self.marked = self.inflated
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> _Part:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _forget(element: etree._Element) -> None:
+    """Drop a finished element and the finished ones before it, so the tree stays small."""
+    element.clear()
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]
+
+
+def _xml_limit(exc: etree.XMLSyntaxError) -> str | None:
+    """libxml2's own safety limits, in words, when that is what stopped the parse."""
+    text = str(exc)
+    if "Text node too long" in text:
+        return "a single text longer than 10 MB"
+    if "Excessive depth" in text:
+        return "markup nested more than 256 deep"
+    if "XML_PARSE_HUGE" in text or "Resource limit exceeded" in text:
+        return "markup beyond the XML reader's limits"
+    return None
+
+
+# --- Sniffing -----------------------------------------------------------------------------
+
+BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
+    (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF32_BE, "utf-32", "UTF-32"),
+    (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
+
+
+def _bom(head: bytes) -> tuple[str, str] | None:
+    for mark, codec, label in BOMS:
+        if head.startswith(mark):
+            return codec, label
+    return None
 
 
 def sniff(path: Path, head: bytes) -> str:
@@ -65,6 +244,12 @@ def sniff(path: Path, head: bytes) -> str:
     if head.startswith(b"%PDF"):
         return "pdf"
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        directory = _zip_directory(path)
+        if directory is not None and (directory[0] > MAX_PARTS or directory[1] > MAX_PARTS * 1024):
+            raise ImportFileError(
+                str(path), f"the zip directory lists {directory[0]:,} parts in {_mb(directory[1])}, "
+                f"more than {MAX_PARTS:,} parts (limit); is it a real plan?",
+            )
         try:
             with zipfile.ZipFile(path) as zf:
                 names = set(zf.namelist())
@@ -75,8 +260,11 @@ def sniff(path: Path, head: bytes) -> str:
         if "xl/workbook.xml" in names:
             return "xlsx"
         return "zip"
+    if _bom(head) is not None:
+        return "text"  # UTF-16/32 text is full of zero bytes
     if b"\x00" in head:
-        return "binary"
+        # Every other byte zero: UTF-16 saved without the byte-order mark that says so.
+        return "utf16-no-bom" if head.count(b"\x00") * 3 >= len(head) else "binary"
     return "text"
 
 
@@ -89,6 +277,7 @@ KIND_NAMES = {
     "zip": "a zip archive that is not a Word or Excel file",
     "broken-zip": "a damaged zip/Office file",
     "binary": "a binary file",
+    "utf16-no-bom": "UTF-16 text without a byte-order mark; save it from Excel as 'CSV UTF-8' or 'Unicode Text'",
 }
 EXTENSIONS = {".docx": "docx", ".xlsx": "xlsx", ".xlsm": "xlsx", ".csv": "text", ".txt": "text", ".tsv": "text"}
 
@@ -101,8 +290,11 @@ def read_document(path: str | Path) -> Document:
     expected = EXTENSIONS.get(path.suffix.lower())
     if expected is None:
         raise ImportFileError(shown, f"unsupported file type '{path.suffix}': use .docx, .xlsx or .csv")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise ImportFileError(shown, "the file is empty")
+    if size > MAX_FILE_BYTES:
+        raise ImportFileError(shown, f"the file is {_mb(size)}, more than {_mb(MAX_FILE_BYTES)} (limit); is it a real plan?")
     with path.open("rb") as fh:
         head = fh.read(4096)
     actual = sniff(path, head)
@@ -120,108 +312,199 @@ def read_document(path: str | Path) -> Document:
 
 # --- Word ---------------------------------------------------------------------------------
 
-
-def _cell_text(tc: etree._Element) -> str:
-    paragraphs = []
-    for p in tc.iter(f"{W}p"):
-        parts = []
-        for node in p.iter(f"{W}t", f"{W}tab", f"{W}br", f"{W}cr"):
-            if node.tag == f"{W}t":
-                parts.append(node.text or "")
-            elif node.tag == f"{W}tab":
-                parts.append(" ")
-            else:
-                parts.append("\n")
-        paragraphs.append("".join(parts))
-    return "\n".join(paragraphs).strip()
+P, T, TAB, BR, CR = f"{W}p", f"{W}t", f"{W}tab", f"{W}br", f"{W}cr"
+BODY, SDT, SDT_CONTENT = f"{W}body", f"{W}sdt", f"{W}sdtContent"
+TBL, TR, TC = f"{W}tbl", f"{W}tr", f"{W}tc"
+TCPR, GRID_SPAN, V_MERGE = f"{W}tcPr", f"{W}gridSpan", f"{W}vMerge"
+PPR, PSTYLE = f"{W}pPr", f"{W}pStyle"
+VAL = f"{W}val"
 
 
-def _heading_styles(zf: zipfile.ZipFile) -> set[str]:
-    try:
-        root = etree.fromstring(zf.read("word/styles.xml"))
-    except KeyError:
+def _paragraph_text(p: etree._Element) -> str:
+    parts = []
+    for node in p.iter(T, TAB, BR, CR, P):
+        tag = node.tag
+        if tag == T:
+            parts.append(node.text or "")
+        elif tag == TAB:
+            parts.append(" ")
+        elif tag == P:
+            if node is not p and node.text:  # a text box's paragraph, already read (see _read_body)
+                parts.append(f"\n{node.text}\n")
+        else:
+            parts.append("\n")
+    return "".join(parts)
+
+
+def _in_flow(parent: etree._Element | None) -> bool:
+    """Whether children of ``parent`` are the document's own paragraphs and tables.
+
+    They are the body's children, or those of a content control (``w:sdt``) in the body, not
+    paragraphs inside a table cell or a text box.
+    """
+    while parent is not None:
+        if parent.tag == BODY:
+            return True
+        if parent.tag != SDT_CONTENT:
+            return False
+        sdt = parent.getparent()
+        if sdt is None or sdt.tag != SDT:
+            return False
+        parent = sdt.getparent()
+    return False
+
+
+def _heading_styles(zf: zipfile.ZipFile, shown: str, names: set[str]) -> set[str]:
+    if "word/styles.xml" not in names:
         return set()
     found = set()
-    for style in root.iter(f"{W}style"):
-        name = style.find(f"{W}name")
-        label = (name.get(f"{W}val") if name is not None else "") or ""
-        if re.match(r"(?i)^(heading \d|title|subtitle)$", label):
-            found.add(style.get(f"{W}styleId") or "")
+    with _Part(zf, "word/styles.xml", shown, "Word document", "style") as part:
+        for _, style in etree.iterparse(part, events=("end",), tag=f"{W}style", **SAFE_XML):
+            part.mark()
+            name = style.find(f"{W}name")
+            label = (name.get(VAL) if name is not None else "") or ""
+            if re.match(r"(?i)^(heading \d|title|subtitle)$", label):
+                found.add(style.get(f"{W}styleId") or "")
+            _forget(style)
     return found
+
+
+def _core_title(zf: zipfile.ZipFile, shown: str, names: set[str]) -> str | None:
+    if "docProps/core.xml" not in names:
+        return None
+    with _Part(zf, "docProps/core.xml", shown, "Word document", "title") as part:
+        for _, node in etree.iterparse(part, events=("end",), tag=DC_TITLE, **SAFE_XML):
+            return (node.text or "").strip() or None
+    return None
 
 
 def read_docx(path: Path) -> Document:
     shown = str(path)
     try:
         with zipfile.ZipFile(path) as zf:
-            body_xml = zf.read("word/document.xml")
-            headings = _heading_styles(zf)
-            title = None
-            if "docProps/core.xml" in zf.namelist():
-                node = etree.fromstring(zf.read("docProps/core.xml")).find(DC_TITLE)
-                title = (node.text or "").strip() or None if node is not None else None
-            root = etree.fromstring(body_xml, parser=etree.XMLParser(huge_tree=True))
-    except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError, EOFError) as exc:
+            _check_inflated(zf, shown, "Word document")
+            names = set(zf.namelist())
+            doc = Document(path=shown, kind="docx", title=_core_title(zf, shown, names))
+            _read_body(zf, doc, _heading_styles(zf, shown, names))
+    except etree.XMLSyntaxError as exc:
+        limit = _xml_limit(exc)
+        if limit is not None:
+            raise ImportFileError(shown, f"the Word document has {limit} (limit); is it a real plan?") from None
         raise ImportFileError(shown, f"the Word document is damaged and cannot be read ({exc})") from None
-
-    doc = Document(path=shown, kind="docx", title=title)
-    body = root.find(f"{W}body")
-    if body is None:
-        raise ImportFileError(shown, "the Word document has no body")
-    table_no = 0
-    paragraph_no = 0
-
-    def walk(parent: etree._Element) -> Iterator[etree._Element]:
-        for child in parent:
-            if child.tag == f"{W}sdt":  # content controls wrap ordinary paragraphs and tables
-                content = child.find(f"{W}sdtContent")
-                if content is not None:
-                    yield from walk(content)
-            elif child.tag in (f"{W}p", f"{W}tbl"):
-                yield child
-
-    for node in walk(body):
-        if node.tag == f"{W}p":
-            paragraph_no += 1
-            text = _cell_text(node)
-            if not text:
-                continue
-            style = node.find(f"{W}pPr/{W}pStyle")
-            heading = style is not None and style.get(f"{W}val") in headings
-            if heading and doc.title is None and style.get(f"{W}val", "").lower().startswith("title"):
-                doc.title = text
-            doc.items.append(Item(where=f"paragraph {paragraph_no}", text=text, heading=heading))
-            continue
-        table_no += 1
-        merged: dict[int, str] = {}  # column -> text of the cell a vertical merge continues
-        for row_no, tr in enumerate(node.iterfind(f"{W}tr"), start=1):
-            cells: list[Cell] = []
-            for tc in tr.iterfind(f"{W}tc"):
-                props = tc.find(f"{W}tcPr")
-                span, vmerge = 1, None
-                if props is not None:
-                    grid = props.find(f"{W}gridSpan")
-                    if grid is not None:
-                        span = max(1, int(grid.get(f"{W}val", "1") or 1))
-                    vm = props.find(f"{W}vMerge")
-                    if vm is not None:
-                        vmerge = vm.get(f"{W}val", "continue")
-                col = len(cells)
-                text = _cell_text(tc)
-                if vmerge == "restart":
-                    merged[col] = text
-                elif vmerge == "continue":
-                    text = merged.get(col, text)
-                else:
-                    merged.pop(col, None)
-                cells.append(Cell(text))
-                cells.extend(Cell("") for _ in range(span - 1))
-            if cells:
-                doc.items.append(Item(where=f"table {table_no} row {row_no}", cells=tuple(cells), table=table_no))
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
+        raise ImportFileError(shown, f"the Word document is damaged and cannot be read ({exc})") from None
     return doc
 
 
+def _read_body(zf: zipfile.ZipFile, doc: Document, headings: set[str]) -> None:
+    """Paragraphs and table rows of ``word/document.xml``, streamed.
+
+    Each body paragraph and each table row is turned into an ``Item`` when it ends and then
+    dropped from the tree. A paragraph inside a table cell is reduced to its text when it
+    ends, so a row holds only its cells' text until it is read.
+    """
+    shown = doc.path
+    paragraphs = 0  # every paragraph, in cells too: what MAX_PARAGRAPHS counts
+    paragraph_no = 0  # body paragraphs, as ``paragraph N`` names them
+    rows = 0
+    table_no = 0
+    table: etree._Element | None = None
+    merged: dict[int, str] = {}  # column -> text of the cell a vertical merge continues
+    row_no = 0
+    with _Part(zf, "word/document.xml", shown, "Word document", "paragraph or table row") as part:
+        events = etree.iterparse(part, events=("end",), tag=(P, TR, TBL), **SAFE_XML)
+        for _, node in events:
+            part.mark()
+            tag = node.tag
+            if tag == P:
+                paragraphs += 1
+                if paragraphs > MAX_PARAGRAPHS:
+                    raise ImportFileError(
+                        shown, f"the Word document has more than {MAX_PARAGRAPHS:,} paragraphs (limit); is it a real plan?"
+                    )
+                text = _paragraph_text(node)
+                if not _in_flow(node.getparent()):
+                    # In a table cell or a text box: keep only the text, for the row or paragraph around it.
+                    node.clear()
+                    node.text = text
+                    continue
+                paragraph_no += 1
+                text = text.strip()
+                if text:
+                    style = next((s for ppr in node.iterchildren(PPR) for s in ppr.iterchildren(PSTYLE)), None)
+                    heading = style is not None and style.get(VAL) in headings
+                    if heading and doc.title is None and (style.get(VAL) or "").lower().startswith("title"):
+                        doc.title = text
+                    doc.items.append(Item(where=f"paragraph {paragraph_no}", text=text, heading=heading))
+                _forget(node)
+            elif tag == TR:
+                tbl = node.getparent()
+                if tbl is None or tbl.tag != TBL or not _in_flow(tbl.getparent()):
+                    continue  # a table inside a cell: read as part of that cell's text
+                if tbl is not table:
+                    table, merged, row_no = tbl, {}, 0
+                    table_no += 1
+                row_no += 1
+                rows += 1
+                if rows > MAX_ROWS:
+                    raise ImportFileError(
+                        shown, f"the Word document has more than {MAX_ROWS:,} table rows (limit); is it a real plan?"
+                    )
+                where = f"table {table_no} row {row_no}"
+                cells = _row_cells(node, merged, shown, where)
+                if cells:
+                    doc.items.append(Item(where=where, cells=tuple(cells), table=table_no))
+                _forget(node)
+            elif _in_flow(node.getparent()):  # the end of a table
+                if node is not table:
+                    table_no += 1  # a table without rows still takes its number
+                table = None
+                _forget(node)
+        root = events.root
+    if root is None or root.find(BODY) is None:
+        raise ImportFileError(shown, "the Word document has no body")
+
+
+def _row_cells(tr: etree._Element, merged: dict[int, str], shown: str, where: str) -> list[Cell]:
+    cells: list[Cell] = []
+    for tc in tr.iterchildren(TC):
+        span, vmerge = 1, None
+        props = tc[0] if len(tc) else None  # the schema puts w:tcPr first; looking there is twice as fast as find()
+        if props is not None and props.tag != TCPR:
+            props = tc.find(TCPR)
+        if props is not None:
+            for prop in props.iterchildren(GRID_SPAN, V_MERGE):
+                if prop.tag == GRID_SPAN:
+                    try:
+                        span = max(1, int(prop.get(VAL, "1") or 1))
+                    except ValueError:
+                        span = 1
+                else:
+                    vmerge = prop.get(VAL, "continue")
+        if len(cells) + span > MAX_COLUMNS:
+            raise ImportFileError(shown, f"{where} is more than {MAX_COLUMNS} cells wide (limit); is it a real plan?")
+        col = len(cells)
+        # Its paragraphs were reduced to their text as they ended (see _read_body).
+        text = "\n".join([p.text or "" for p in tc.iter(P)]).strip()
+        if vmerge == "restart":
+            merged[col] = text
+        elif vmerge == "continue":
+            text = merged.get(col, text)
+        else:
+            merged.pop(col, None)
+        cells.append(Cell(text))
+        if span > 1:
+            cells.extend(Cell("") for _ in range(span - 1))
+    return cells
+
+
 # --- Excel --------------------------------------------------------------------------------
+
+_FORMULA = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")  # <f>, <f t="shared" .../>, <x:f>
+# A formula cell with no saved value: no <v>, or an empty one unless the saved value is empty text.
+_UNSAVED_FORMULAS = etree.XPath(
+    "s:c[s:f and (not(s:v) or (string(s:v) = '' and not(@t = 'str')))]", namespaces={"s": S[1:-1]}
+)
 
 
 def read_xlsx(path: Path) -> Document:
@@ -229,52 +512,299 @@ def read_xlsx(path: Path) -> Document:
     from openpyxl.utils.exceptions import InvalidFileException
 
     shown = str(path)
+    damaged = (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, TypeError, SyntaxError)
     try:
+        with zipfile.ZipFile(path) as zf:
+            _check_inflated(zf, shown, "Excel workbook")
         wb = load_workbook(path, read_only=True, data_only=True)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
+    except damaged as exc:  # xml.etree's ParseError is a SyntaxError
         raise ImportFileError(shown, f"the Excel workbook is damaged and cannot be read ({exc})") from None
     doc = Document(path=shown, kind="xlsx", grid=True)
     try:
         title = wb.properties.title if wb.properties is not None else None
         doc.title = title.strip() if title else None
-        for sheet_no, ws in enumerate(wb.worksheets, start=1):
-            if getattr(ws, "sheet_state", "visible") != "visible":
-                continue  # hidden sheets hold lookups and old versions, not the plan
-            for row_no, row in enumerate(ws.iter_rows(), start=1):
-                cells = tuple(
-                    Cell(c.value, getattr(c, "number_format", None) if c.value is not None else None) for c in row
-                )
-                doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=cells or (Cell(None),), table=sheet_no))
+        with zipfile.ZipFile(path) as zf:
+            for sheet_no, ws in enumerate(wb.worksheets, start=1):
+                if getattr(ws, "sheet_state", "visible") != "visible":
+                    continue  # hidden sheets hold lookups and old versions, not the plan
+                # openpyxl's read-only sheet knows its part (``rel.target``); it has no public name.
+                _formulas_without_values(zf, ws._worksheet_path, ws.title, doc)
+                _read_sheet(ws, sheet_no, doc)
+    except etree.XMLSyntaxError as exc:
+        limit = _xml_limit(exc)
+        problem = f"has {limit} (limit); is it a real plan?" if limit else f"is damaged and cannot be read ({exc})"
+        raise ImportFileError(shown, f"the Excel workbook {problem}") from None
+    except damaged as exc:
+        raise ImportFileError(shown, f"the Excel workbook is damaged and cannot be read ({exc})") from None
     finally:
         wb.close()
     return doc
 
 
+def _read_sheet(ws: Any, sheet_no: int, doc: Document) -> None:
+    from openpyxl.utils import get_column_letter
+
+    # A read-only sheet pads every row to the size the file declares in <dimension>: a 4.9 KB
+    # file declaring A1:XFD1048576 asked for 17 billion empty cells. Read the real cells only.
+    ws.reset_dimensions()
+    blank = False
+    for row_no, row in enumerate(ws.iter_rows(), start=1):
+        if row_no > MAX_ROWS:
+            raise ImportFileError(
+                doc.path, f"sheet '{ws.title}' goes on past row {MAX_ROWS:,} (limit); delete the rows below the plan"
+            )
+        # Rows end at their last cell with text: openpyxl pads a row only as far as its last
+        # cell in the file, which may be an empty formatted one.
+        width = len(row)
+        while width and _empty(row[width - 1].value):
+            width -= 1
+        if width > MAX_COLUMNS:
+            raise ImportFileError(
+                doc.path,
+                f"sheet '{ws.title}' has a cell at {get_column_letter(width)}{row_no}, past column "
+                f"{get_column_letter(MAX_COLUMNS)} ({MAX_COLUMNS} columns, the limit); delete the cells beyond it",
+            )
+        if width == 0:
+            # One blank row stands for a run of them: blank rows separate sections, their number
+            # means nothing, and a sheet formatted far down would otherwise fill memory.
+            if not blank:
+                blank = True
+                doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=(Cell(None),), table=sheet_no))
+            continue
+        blank = False
+        cells = tuple(
+            Cell(c.value, getattr(c, "number_format", None) if c.value is not None else None) for c in row[:width]
+        )
+        doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=cells, table=sheet_no))
+
+
+def _empty(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _has_formula(zf: zipfile.ZipFile, name: str) -> bool:
+    """A fast byte scan: most sheets have no formula and need no second reading."""
+    tail = b""
+    with zf.open(name) as fh:
+        while chunk := fh.read(1 << 20):
+            if _FORMULA.search(tail + chunk):
+                return True
+            tail = chunk[-64:]
+    return False
+
+
+def _formulas_without_values(zf: zipfile.ZipFile, name: str, title: str, doc: Document) -> None:
+    """Warn for each formula cell with no saved value.
+
+    openpyxl reads a formula's value from what Excel saved with it (``data_only``); a file
+    written by a script has the formula alone, and its cell would be read as empty in silence.
+    A formula with no ``<v>`` (or an empty one, except a saved empty text) has no value.
+    """
+    if not _has_formula(zf, name):
+        return
+    from openpyxl.utils.cell import get_column_letter
+
+    row_no = 0
+    with _Part(zf, name, doc.path, "Excel workbook", None) as part:
+        for _, row in etree.iterparse(part, events=("end",), tag=f"{S}row", **SAFE_XML):
+            row_no = int(row.get("r") or row_no + 1)
+            for c in _UNSAVED_FORMULAS(row):  # in libxml2: cells with a saved value cost nothing here
+                ref = c.get("r")
+                if not ref:  # cells may leave out their reference; count the cells before it
+                    ref = f"{get_column_letter(int(c.xpath('count(preceding-sibling::*)')) + 1)}{row_no}"
+                text = (c.findtext(f"{S}f") or "").strip()
+                shown = f" (={text[:60]}{'…' if len(text) > 60 else ''})" if text else ""
+                doc.warnings.append(ImportWarning(
+                    f"sheet '{title}' row {row_no} ({ref})", f"formula with no saved value{shown}; open and save the file in Excel"
+                ))
+            _forget(row)
+
+
 # --- CSV ----------------------------------------------------------------------------------
+
+MAX_STRAY_BYTES = 1_000  # bytes that are not UTF-8 in a file still read as UTF-8
+ENCODING_NAMES = {
+    "cp1252": "Windows-1252", "cp1250": "Windows-1250 (Central European)", "cp1251": "Windows-1251 (Cyrillic)",
+    "cp1253": "Windows-1253 (Greek)", "cp1254": "Windows-1254 (Turkish)", "cp1257": "Windows-1257 (Baltic)",
+    "mac_roman": "Mac Roman", "latin_1": "ISO-8859-1", "cp437": "DOS (code page 437)", "cp850": "DOS (code page 850)",
+}
+
+
+@dataclass(frozen=True)
+class _Stray:
+    offset: int  # in the decoded text
+    byte: int
+    char: str
+
+
+def _utf8_with_strays(raw: bytes) -> tuple[str, list[_Stray]] | None:
+    """UTF-8 text with each byte that is not UTF-8 read as Windows-1252, or None.
+
+    None when the file is not UTF-8 but for a few bytes: more stray bytes than bytes of real
+    multi-byte UTF-8 characters (then it is a legacy encoding throughout), or too many.
+    """
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError:
+        pass
+    # Decode in slices: a failed decode costs the length of what it was given.
+    view = memoryview(raw)
+    parts: list[str] = []
+    strays: list[_Stray] = []
+    length = 0  # of the text so far
+    extra = 0  # continuation bytes of real UTF-8 characters
+    pos = 0
+    while pos < len(raw):
+        end = pos + 65536
+        try:
+            text, used = codecs.utf_8_decode(view[pos:end], "strict", end >= len(raw))
+        except UnicodeDecodeError as exc:
+            good = codecs.utf_8_decode(view[pos:pos + exc.start], "strict", True)[0]
+            parts.append(good)
+            extra += exc.start - len(good)
+            length += len(good)
+            bad = raw[pos + exc.start]
+            char = bytes([bad]).decode("cp1252", errors="replace")
+            strays.append(_Stray(length, bad, char))
+            if len(strays) > MAX_STRAY_BYTES:
+                return None
+            parts.append(char)
+            length += 1
+            pos += exc.start + 1
+            continue
+        parts.append(text)
+        extra += used - len(text)
+        length += len(text)
+        pos += used
+    if extra < len(strays):
+        return None
+    return "".join(parts), strays
+
+
+def _legacy_text(raw: bytes, shown: str) -> tuple[str, str]:
+    """Text in the 8-bit encoding charset-normalizer finds, preferring Windows code pages.
+
+    On a few accented words charset-normalizer ranks several code pages alike, and often names
+    a less likely one first (Central European cp1250 turns 'Señor' into 'Seńor'; Mac Cyrillic
+    beats Windows-1251 on Russian). Files reach Chaser from Excel on Windows, so among the
+    encodings that read the bytes with no more mess than the best one, Windows-1252 wins, then
+    another Windows code page, then charset-normalizer's order.
+    """
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(raw))
+    if not matches:
+        raise ImportFileError(shown, "the file is not readable text: it is not UTF-8 and no known encoding fits")
+    fitting = [name for m in matches if m.chaos <= matches[0].chaos for name in m.could_be_from_charset]
+    windows = [name for name in fitting if re.fullmatch(r"cp125\d", name)]
+    candidates = (["cp1252"] if "cp1252" in windows else []) + windows + [m.encoding for m in matches]
+    for encoding in dict.fromkeys(candidates):
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise ImportFileError(shown, "the file is not readable text: it is not UTF-8 and no known encoding fits")
+
+
+def _decode(raw: bytes, shown: str, doc: Document) -> tuple[str, list[_Stray], bool]:
+    """The file's text, its stray bytes, and whether a byte-order mark said UTF-16/32."""
+    bom = _bom(raw)
+    if bom is not None and bom[1] != "UTF-8":
+        codec, label = bom
+        try:
+            return raw.decode(codec), [], True
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                shown, f"the file starts with the {label} byte-order mark but byte {exc.start:,} is not {label}; save it again"
+            ) from None
+    marked = bom is not None  # Excel's "CSV UTF-8" starts with the UTF-8 byte-order mark
+    found = _utf8_with_strays(raw[len(codecs.BOM_UTF8):] if marked else raw)
+    if found is not None:
+        return found[0], found[1], False
+    if marked:
+        raise ImportFileError(shown, "the file starts with the UTF-8 byte-order mark but much of it is not UTF-8; save it again")
+    text, encoding = _legacy_text(raw, shown)
+    if encoding != "cp1252":  # what Windows Excel writes; anything else is worth a look
+        name = ENCODING_NAMES.get(encoding, encoding)
+        doc.warnings.append(ImportWarning(
+            "whole file", f"the file is not UTF-8; read as {name}, the encoding that fits it best: check letters "
+            "beyond A-Z, or save the file as 'CSV UTF-8'",
+        ))
+    return text, [], False
 
 
 def read_csv(path: Path) -> Document:
     shown = str(path)
-    raw = path.read_bytes()
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            text = raw.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:  # pragma: no cover - cp1252 decodes almost anything
-        raise ImportFileError(shown, "the file is not readable text (tried UTF-8 and Windows-1252)")
+    doc = Document(path=shown, kind="csv", grid=True, title=None)
+    text, strays, unicode_text = _decode(path.read_bytes(), shown, doc)
     if not text.strip():
         raise ImportFileError(shown, "the file is empty")
-    sample = text[:20000]
+    end = text.find("\n")
+    first_line = text if end < 0 else text[:end]
+    if unicode_text and "\t" in first_line:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.excel_tab  # Excel's "Unicode Text"
+    else:
+        try:
+            dialect = csv.Sniffer().sniff(text[:20000], delimiters=",;\t|")
+        except csv.Error:
+            dialect = csv.excel
+
+    consumed = [0]  # characters of the text the csv reader has taken
+
+    def lines() -> Iterator[str]:
+        for line in io.StringIO(text, newline=""):
+            consumed[0] += len(line)
+            yield line
+
+    reader = csv.reader(lines(), dialect)
+    start_line = 1  # where the row being read begins
+    start = 0  # its offset in the text
+    pending = iter(strays)
+    stray = next(pending, None)
+    row_no = 0
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    doc = Document(path=shown, kind="csv", grid=True, title=None)
-    try:
-        for line_no, row in enumerate(csv.reader(io.StringIO(text, newline=""), dialect), start=1):
-            doc.items.append(Item(where=f"row {line_no}", cells=tuple(Cell(v) for v in row) or (Cell(None),), table=1))
+        for row_no, row in enumerate(reader, start=1):
+            if row_no > MAX_ROWS:
+                raise ImportFileError(shown, f"the file has more than {MAX_ROWS:,} rows (limit); is it a real plan?")
+            if len(row) > MAX_COLUMNS:
+                while len(row) > MAX_COLUMNS and not row[-1].strip():
+                    row.pop()
+                if len(row) > MAX_COLUMNS:
+                    raise ImportFileError(shown, f"row {row_no} has more than {MAX_COLUMNS} columns (limit); is it a real plan?")
+            where = f"row {row_no}"
+            while stray is not None and stray.offset < consumed[0]:
+                line = start_line + text.count("\n", start, stray.offset)
+                doc.warnings.append(ImportWarning(
+                    where if line == row_no else f"{where} (line {line})",
+                    f"a byte that is not UTF-8 (0x{stray.byte:02X}) was read as Windows-1252 {stray.char!r}",
+                ))
+                stray = next(pending, None)
+            doc.items.append(Item(where=where, cells=tuple(Cell(v) for v in row) or (Cell(None),), table=1))
+            if reader.line_num > start_line and consumed[0] == len(text):
+                _check_last_row(text[start:], dialect, shown, row_no, start_line, reader.line_num)
+            start_line, start = reader.line_num + 1, consumed[0]
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise ImportFileError(
+                shown, f"row {row_no + 1} (line {start_line}): a cell is longer than {csv.field_size_limit():,} "
+                "characters; probably a quote opened here is never closed",
+            ) from None
         raise ImportFileError(shown, f"not a readable CSV file ({exc})") from None
     return doc
+
+
+def _check_last_row(fragment: str, dialect: Any, shown: str, row_no: int, line: int, last_line: int) -> None:
+    """A last row running over several lines: is it a quote that is never closed?
+
+    Python's csv reader, not strict, reads an unclosed quote to the end of the file as one
+    cell, in silence. Read the row again strictly, which stops at the end of the data.
+    """
+    try:
+        for _ in csv.reader(io.StringIO(fragment, newline=""), dialect, strict=True):
+            pass
+    except csv.Error:
+        raise ImportFileError(
+            shown,
+            f"row {row_no} (line {line}): a quote opened here is never closed, so the rest of the file "
+            f"(lines {line:,}–{last_line:,}) would be read as one cell; close or remove the quote",
+        ) from None

@@ -150,7 +150,7 @@ class ParsedAction:
     match_key: str = ""
 
     def text(self, name: str) -> str | None:
-        parts = [c.text for c in self.fields.get(name, []) if c.text]
+        parts = [text for c in self.fields.get(name, []) if (text := c.text)]
         return "\n".join(parts) if parts else None
 
 
@@ -197,7 +197,7 @@ def header_field(text: str) -> str | None:
 def map_header(cells: tuple[Cell, ...]) -> dict[int, str] | None:
     """Column -> field when the row is a header row, else None."""
     mapping: dict[int, str] = {}
-    texts = [(i, c.text) for i, c in enumerate(cells) if c.text and isinstance(c.value, str)]
+    texts = [(i, text) for i, c in enumerate(cells) if isinstance(c.value, str) and (text := c.text)]
     if len(texts) < 2 or any(len(t) > 60 for _, t in texts):
         return None
     for i, text in texts:
@@ -357,7 +357,8 @@ class _Parser:
 
     def row(self, item: Item) -> None:
         cells = item.cells
-        filled = [(i, c) for i, c in enumerate(cells) if c.text]
+        texts = tuple(c.text for c in cells)  # ``Cell.text`` strips anew on each call: once per row
+        filled = [(i, c) for i, c in enumerate(cells) if texts[i]]
         if not filled:
             if self.doc.grid:
                 self.preamble.append(("", False, item.where))
@@ -383,16 +384,16 @@ class _Parser:
             # Before any header: a spreadsheet's title rows, or stray text in a Word table.
             self.text_line(" ".join(c.text for _, c in filled), False, item.where)
             return
-        self.table_row(item, filled)
+        self.table_row(item, filled, texts)
 
-    def table_row(self, item: Item, filled: list[tuple[int, Cell]]) -> None:
+    def table_row(self, item: Item, filled: list[tuple[int, Cell]], texts: tuple[str, ...]) -> None:
         assert self.header is not None
         values: dict[str, list[Cell]] = {}
         unmapped: list[str] = []
         for i, cell in filled:
             name = self.header.get(i)
             if name is None:
-                unmapped.append(cell.text)
+                unmapped.append(texts[i])
                 continue
             values.setdefault(name, []).append(cell)
         has_ref_col = "ref" in self.header.values()
@@ -431,7 +432,7 @@ class _Parser:
                 self.warn(item.where, f"row has no action text or ref and no action above it; not imported: {shown!r}")
             return
 
-        signature = tuple(c.text for c in item.cells)
+        signature = texts
         if signature in self.seen_rows:
             self.warn(item.where, f"skipped: exact duplicate of {self.seen_rows[signature]}")
             self.last = "dup"
@@ -644,15 +645,15 @@ def finish_action(action: ParsedAction, warnings: list[ImportWarning], shared: S
 
 def _date_field(action: ParsedAction, name: str, warnings: list[ImportWarning], shared: Shared) -> ParsedDate:
     cells = action.fields.get(name, [])
-    real = [c for c in cells if c.value is not None and c.text]
-    if len(real) == 1 and isinstance(real[0].value, (dt.date, dt.datetime)):
-        value, number_format = real[0].value, real[0].number_format
+    real = [(c, text) for c in cells if c.value is not None and (text := c.text)]
+    if len(real) == 1 and isinstance(real[0][0].value, (dt.date, dt.datetime)):
+        value, number_format = real[0][0].value, real[0][0].number_format
         key: tuple[object, ...] = ("cell", type(value), value, number_format)
         parsed = shared.dates.get(key)
         if parsed is None:
             parsed = shared.dates[key] = parse_when(value, number_format=number_format)
     else:
-        text = " ".join(c.text for c in real) if real else None
+        text = " ".join(t for _, t in real) if real else None
         parsed = shared.dates.get(("text", text))
         if parsed is None:
             parsed = shared.dates[("text", text)] = parse_when(text)

@@ -2,10 +2,12 @@
 
 The shapes copy the samples' habits: Word theme tables before each objective's action table,
 header rows repeated at page breaks, `/`-separated role owners and month deadlines; an Excel
-sheet with sections, recommendation group rows and month-formatted date cells.
+sheet with sections, recommendation group rows and month-formatted date cells; a flat CSV
+export of a tracker with status and progress columns.
 """
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import random
 from pathlib import Path
@@ -107,4 +109,66 @@ def write_xlsx(path: Path, actions: int, per_group: int = 5, per_section: int = 
                 ws.append([_title(rng, n), "Existing Resources", month_cell(start), due, rng.choice(ROLES)])
         ws.append([])
     wb.save(path)
+    return path
+
+
+# A big council tracker's owners: a few hundred job titles in services and directorates.
+SERVICES = ["Adult Social Care", "Children's Services", "Public Health", "Housing", "Corporate HR", "Finance",
+            "Legal", "Communications", "Libraries", "Planning", "Highways", "Waste", "Procurement", "ICT",
+            "Revenues and Benefits", "Education", "Leisure", "Regeneration", "Community Safety", "Customer Services"]
+POSTS = ["Director", "Head of Service", "Service Manager", "Team Manager", "EDI Lead", "Business Partner",
+         "Policy Officer", "Programme Manager", "Project Officer", "Data Analyst", "Workforce Lead",
+         "Commissioning Manager", "Quality Lead", "Engagement Officer", "Improvement Lead"]
+CSV_ROLES = [f"{service} {post}" for service in SERVICES for post in POSTS]  # 300 roles
+PREFIXES = ["HW", "CP", "WF", "ED", "CS", "HS", "PH", "LD"]
+DONE = ["implemented", "developed", "reviewed", "delivered", "published", "audited", "promoted", "embedded"]
+STATUSES = ["G", "Green", "A", "Amber", "R", "Red", "Complete", "Not started", "On track", ""]
+FILLER = ("so that residents and staff from every background see fair outcomes, with the evidence "
+          "reviewed by the EDI Board each quarter and shared with partners across the borough and "
+          "the wider voluntary sector network")
+
+
+def _csv_deadline(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.10:
+        return "On-going"
+    if roll < 0.15:
+        return "TBC"
+    if roll < 0.35:
+        year = rng.randint(23, 27)
+        return f"Q{rng.randint(1, 4)} {year}/{year + 1}"
+    if roll < 0.55:
+        return f"{rng.randint(1, 28):02d}/{rng.randint(1, 12):02d}/{rng.randint(2023, 2027)}"
+    return f"{rng.choice(MONTHS)} {rng.randint(2023, 2027)}"
+
+
+def _sized(text: str, length: int) -> str:
+    """The text padded with plan-like words to about ``length`` characters, cut at a word."""
+    text = f"{text} {FILLER}"
+    while len(text) < length:
+        text = f"{text} {FILLER}"
+    return text[:length].rsplit(" ", 1)[0]
+
+
+def write_csv(path: Path, actions: int, seed: int = 1) -> Path:
+    """A tracker exported as CSV: one header row, then one row per action, no sections.
+
+    Ref, a ~200-character action, one to three `/`-separated owners out of 300 roles, a deadline
+    in the forms councils write (month, quarter, day, `On-going`, `TBC`), a RAG status and, on
+    two thirds of the rows, a ~150-character progress note.
+    """
+    rng = random.Random(seed)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["Ref", "Action", "Owner", "Deadline", "Status", "Progress"])
+        for n in range(1, actions + 1):
+            ref = f"{PREFIXES[n % len(PREFIXES)]} {n}"
+            progress = ""
+            if rng.random() < 0.67:
+                progress = _sized(f"Update {n}: {rng.choice(DONE)} the {rng.choice(THINGS)} with "
+                                  f"{rng.randint(2, 40)} teams;", rng.randint(120, 180))
+            out.writerow([
+                ref, _sized(_title(rng, n), rng.randint(180, 220)), "/ ".join(rng.sample(CSV_ROLES, rng.randint(1, 3))),
+                _csv_deadline(rng), rng.choice(STATUSES), progress,
+            ])
     return path

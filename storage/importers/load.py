@@ -2,9 +2,14 @@
 
 One file is one transaction: any error rolls everything back. Actions are found again by ref
 (``HW 3`` and ``HW3`` are the same), or by group and title when the plan has no refs. A status,
-progress note or due date that changed in the file since the last import is recorded through
-``record_update`` (channel ``import``), so the history keeps both what the file said and what
-owners replied; a re-import of an unchanged file records nothing and cannot undo a reply.
+progress note or due date that changed in the file since the last import is appended to the
+action's history (channel ``import``, the row ``record_update`` would write), so the history
+keeps both what the file said and what owners replied; a re-import of an unchanged file
+records nothing and cannot undo a reply.
+
+Actions are stored a chunk at a time with Core statements, compared against plain rows
+selected by match key, never as ORM objects: a 250,000-action file is matched, compared and
+written in bounded memory (``bench/csv_import_bench.py``).
 """
 from __future__ import annotations
 
@@ -14,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ARRAY, Engine, String, Table, any_, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy.orm import Session
 
-from storage.db import session_factory
+from storage.dates import ParsedDate
+from storage.db import id_in, session_factory
 from storage.importers.parse import (
     ImportWarning,
     ParsedAction,
@@ -28,9 +34,11 @@ from storage.importers.parse import (
 from storage.importers.reading import read_document
 from storage.models import CHECK_NOW, Action, ActionGroup, ActionOwner, Plan, StatusUpdate, Workstream, utcnow
 from storage.people import get_or_create_roles, role_key
-from storage.updates import current_states, record_update
+from storage.updates import fold_history
 
 Progress = Callable[[int, int], None]
+
+CHUNK = 5000  # actions matched, compared and written per round of statements
 
 
 @dataclass
@@ -85,6 +93,13 @@ def import_plan_file(
     return result
 
 
+_FIELD_NAMES = (
+    "workstream_id", "group_id", "title", "description", "owners_text", "dependencies", "resources",
+    "success_measures", "next_steps", "start_date", "start_text", "due_date", "due_precision", "due_text",
+    "recurring", "recurrence", "key_dates",
+)
+
+
 def _fields(action: ParsedAction, workstream_id: int | None, group_id: int | None) -> dict[str, Any]:
     assert action.due is not None and action.start is not None
     return {
@@ -110,6 +125,12 @@ def _fields(action: ParsedAction, workstream_id: int | None, group_id: int | Non
 
 # Bookkeeping that moves when rows are inserted above; refreshed but not counted as a change.
 QUIET_FIELDS = ("position", "source")
+
+ACTIONS = Action.__table__
+OWNERS = ActionOwner.__table__
+UPDATES = StatusUpdate.__table__
+# What a re-import compares: the columns ``_fields`` fills, and the file's last status and note.
+COMPARED = ("id", "match_key", "ref", *_FIELD_NAMES, "file_status", "file_progress", *QUIET_FIELDS)
 
 
 def apply_plan(
@@ -170,145 +191,258 @@ def apply_plan(
     for pg in parsed.groups:
         group_ids[id(pg)] = existing_groups[pg.ref_key].id
 
-    roles = get_or_create_roles(session, [o for a in parsed.actions for o in a.owners])
-    existing = {
-        a.match_key: a
-        for a in session.scalars(
-            select(Action).where(Action.plan_id == plan.id).options(selectinload(Action.owners).selectinload(ActionOwner.role))
-        )
-    }
-    states = current_states(session, existing.values())
-    used_refs = {a.ref_key for a in existing.values()}
+    role_ids = _role_ids(session, parsed)
     result = ImportResult(
         plan=plan.name, file=str(parsed.path), workstreams=len(parsed.workstreams),
         groups=len(parsed.groups), actions=len(parsed.actions), warnings=list(parsed.warnings),
     )
+    store = _Store(session, plan.id, by_text, now, result)
     total = len(parsed.actions)
-    new_actions: list[tuple[dict[str, Any], ParsedAction, list[int]]] = []
-    for n, pa in enumerate(parsed.actions, start=1):
-        wanted = _fields(
-            pa,
-            ws_ids.get(id(pa.workstream)) if pa.workstream else None,
-            group_ids.get(id(pa.group)) if pa.group else None,
-        )
-        owner_roles = [roles[role_key(o)] for o in pa.owners]
-        action = existing.pop(pa.match_key, None)
-        if action is None:
-            ref = pa.ref or _generated_ref(pa, used_refs)
-            if ref_key(ref) in used_refs:
-                # A ref the file now gives to a new action was generated for another one earlier.
-                ref = _generated_ref(pa, used_refs)
-            used_refs.add(ref_key(ref))
-            row = dict(
-                plan_id=plan.id, ref=ref, ref_key=ref_key(ref), ref_generated=pa.ref is None,
-                match_key=pa.match_key, position=pa.position, source=pa.where,
-                created_at=now, updated_at=now, file_status=pa.status, file_progress=pa.progress,
-                next_check_at=CHECK_NOW, **wanted,
+    for start in range(0, total, CHUNK):
+        chunk = parsed.actions[start:start + CHUNK]
+        found = store.existing(chunk)
+        for n, pa in enumerate(chunk, start=start + 1):
+            wanted = _fields(
+                pa,
+                ws_ids.get(id(pa.workstream)) if pa.workstream else None,
+                group_ids.get(id(pa.group)) if pa.group else None,
             )
-            new_actions.append((row, pa, [r.id for r in owner_roles]))
-            result.created += 1
-            result.created_refs.append(ref)
-        else:
-            changed = _update_action(session, action, pa, wanted, owner_roles, states[action.id].status, by_text, now)
-            if changed:
-                result.updated += 1
-                result.updated_refs.append(action.ref)
+            owner_ids = [role_ids[o] for o in pa.owners]
+            row = found.get(pa.match_key)
+            if row is None:
+                store.new(pa, wanted, owner_ids)
             else:
-                result.unchanged += 1
-        if progress is not None and (n % 250 == 0 or n == total):
-            progress(n, total)
+                store.compare(row, pa, wanted, owner_ids)
+            if progress is not None and (n % 250 == 0 or n == total):
+                progress(n, total)
+        store.write()
 
-    _insert_new(session, new_actions, by_text, now)
-    for action in sorted(existing.values(), key=lambda a: a.position):
-        result.warnings.append(
-            ImportWarning("tracker", f"{action.ref} is in the tracker but not in this file; left as it is")
+    matched = result.updated + result.unchanged
+    in_tracker = session.scalar(select(func.count()).select_from(ACTIONS).where(ACTIONS.c.plan_id == plan.id)) or 0
+    if in_tracker > matched + result.created:
+        # Only when some are missing: read every key once, and name the ones the file lacks.
+        in_file = {pa.match_key for pa in parsed.actions}
+        missing = session.execute(
+            select(ACTIONS.c.ref, ACTIONS.c.match_key).where(ACTIONS.c.plan_id == plan.id).order_by(ACTIONS.c.position)
         )
-    session.flush()
+        for ref, match_key in missing:
+            if match_key not in in_file:
+                result.warnings.append(ImportWarning("tracker", f"{ref} is in the tracker but not in this file; left as it is"))
     return result
 
 
-def _insert_new(
-    session: Session, new_actions: list[tuple[dict[str, Any], ParsedAction, list[int]]], by_text: str, now: dt.datetime
-) -> None:
-    """Bulk-insert new actions, their owners and the statuses the file gives them.
+def _role_ids(session: Session, parsed: ParsedPlan) -> dict[str, int]:
+    """Owner name as the file writes it -> role id (each distinct name keyed once, not per action)."""
+    # In file order: the first spelling of a new role is the name it is created with.
+    names = list(dict.fromkeys(o for a in parsed.actions for o in a.owners))
+    roles = get_or_create_roles(session, names)
+    return {name: roles[role_key(name)].id for name in names}
 
-    Core inserts rather than ORM objects: a 10,000-action plan is stored in a fraction of the
-    time. A new action has no history to fold, so its first update's old status is unknown.
+
+class _Store:
+    """One chunk of actions at a time: look up the stored ones, compare, then write in bulk.
+
+    Everything held is for the current chunk, except the refs already used (only read when
+    the file has new actions, to give the ones without a ref a free one).
     """
-    if not new_actions:
-        return
-    session.execute(insert(Action), [row for row, _, _ in new_actions])
-    # Read the new ids back by match key instead of INSERT ... RETURNING: SQLAlchemy splices
-    # batched RETURNING results together in quadratic time, which dominated big imports.
-    plan_id = new_actions[0][0]["plan_id"]
-    found = session.execute(select(Action.match_key, Action.id).where(Action.plan_id == plan_id))
-    id_by_key = {key: action_id for key, action_id in found}
-    ids = [id_by_key[row["match_key"]] for row, _, _ in new_actions]
-    owners = [
-        {"action_id": action_id, "role_id": role_id, "position": i}
-        for action_id, (_, _, role_ids) in zip(ids, new_actions)
-        for i, role_id in enumerate(role_ids)
-    ]
-    if owners:
-        session.execute(insert(ActionOwner), owners)
-    updates = [
-        {
-            "action_id": action_id, "created_at": now, "channel": "import", "by_person_id": None, "by_text": by_text,
-            "old_status": None, "new_status": pa.status, "note": pa.progress, "revised_due": None,
-            "revised_due_precision": None, "revised_due_text": None,
-        }
-        for action_id, (_, pa, _) in zip(ids, new_actions)
-        if pa.status is not None or pa.progress
-    ]
-    if updates:
-        session.execute(insert(StatusUpdate), updates)
 
+    def __init__(self, session: Session, plan_id: int, by_text: str, now: dt.datetime, result: ImportResult) -> None:
+        self.session = session
+        self.plan_id = plan_id
+        self.by_text = by_text
+        self.now = now
+        self.result = result
+        self.used_refs: set[str] | None = None
+        self.next_n: dict[str, int] = {}  # per generated-ref base: no free number below it
+        self._clear()
 
-def _generated_ref(pa: ParsedAction, used: set[str]) -> str:
-    """``R1.A-1``, ``R1.A-2`` under a recommendation; ``A1``, ``A2`` in a plan with no refs."""
-    base = f"{pa.group.ref}-" if pa.group else "A"
-    n = 1
-    while ref_key(f"{base}{n}") in used:
-        n += 1
-    return f"{base}{n}"
+    def _clear(self) -> None:
+        self.new_rows: list[dict[str, Any]] = []
+        self.new_owners: list[list[int]] = []
+        self.new_history: list[ParsedAction] = []
+        self.changed_rows: list[dict[str, Any]] = []
+        self.moved_rows: list[dict[str, Any]] = []
+        self.owner_changes: dict[int, list[int]] = {}
+        self.history: list[tuple[int, str | None, str | None, ParsedAction | None]] = []  # id, status, note, due
 
+    def existing(self, chunk: list[ParsedAction]) -> dict[str, Any]:
+        """match key -> the stored row (the compared columns and ``owner_ids``) for this chunk."""
+        keys = [pa.match_key for pa in chunk]
+        rows = self.session.execute(
+            select(*(ACTIONS.c[name] for name in COMPARED))
+            .where(ACTIONS.c.plan_id == self.plan_id, self._key_in(keys))
+        ).all()
+        found = {row.match_key: dict(zip(COMPARED, row)) for row in rows}
+        if found:
+            owners: dict[int, list[int]] = {}
+            by_id = [row["id"] for row in found.values()]
+            for action_id, role_id in self.session.execute(
+                select(OWNERS.c.action_id, OWNERS.c.role_id)
+                .where(id_in(self.session, OWNERS.c.action_id, by_id)).order_by(OWNERS.c.action_id, OWNERS.c.position)
+            ):
+                owners.setdefault(action_id, []).append(role_id)
+            for row in found.values():
+                row["owner_ids"] = owners.get(row["id"], [])
+        return found
 
-def _update_action(
-    session: Session,
-    action: Action,
-    pa: ParsedAction,
-    wanted: dict[str, Any],
-    owner_roles: list[Any],
-    status_now: str | None,
-    by_text: str,
-    now: dt.datetime,
-) -> bool:
-    changed = False
-    due_changed = (action.due_date, action.due_text) != (wanted["due_date"], wanted["due_text"])
-    for attr, value in wanted.items():
-        if getattr(action, attr) != value:
-            setattr(action, attr, value)
+    def _key_in(self, keys: list[str]) -> Any:
+        # One array parameter on PostgreSQL instead of thousands (see ``storage.db.id_in``).
+        if self.session.get_bind().dialect.name == "postgresql":
+            return ACTIONS.c.match_key == any_(literal(keys, ARRAY(String)))
+        return ACTIONS.c.match_key.in_(keys)
+
+    def new(self, pa: ParsedAction, wanted: dict[str, Any], owner_ids: list[int]) -> None:
+        used = self._used_refs()
+        ref = pa.ref or self._generated_ref(pa)
+        key = ref_key(ref)
+        if key in used:
+            # A ref the file now gives to a new action was generated for another one earlier.
+            ref = self._generated_ref(pa)
+            key = ref_key(ref)
+        used.add(key)
+        self.new_rows.append(dict(
+            plan_id=self.plan_id, ref=ref, ref_key=key, ref_generated=pa.ref is None,
+            match_key=pa.match_key, position=pa.position, source=pa.where,
+            created_at=self.now, updated_at=self.now, file_status=pa.status, file_progress=pa.progress,
+            next_check_at=CHECK_NOW, snoozed_until=None, **wanted,
+        ))
+        self.new_owners.append(owner_ids)
+        self.new_history.append(pa)
+        self.result.created += 1
+        self.result.created_refs.append(ref)
+
+    def _used_refs(self) -> set[str]:
+        if self.used_refs is None:
+            self.used_refs = set(self.session.scalars(select(ACTIONS.c.ref_key).where(ACTIONS.c.plan_id == self.plan_id)))
+        return self.used_refs
+
+    def _generated_ref(self, pa: ParsedAction) -> str:
+        """``R1.A-1``, ``R1.A-2`` under a recommendation; ``A1``, ``A2`` in a plan with no refs."""
+        used = self._used_refs()
+        base = f"{pa.group.ref}-" if pa.group else "A"
+        # Refs are only ever added, so the first free number never goes down: start from the
+        # last one found rather than from 1 (a plan of 250,000 actions without refs is linear).
+        n = self.next_n.get(base, 1)
+        while ref_key(f"{base}{n}") in used:
+            n += 1
+        self.next_n[base] = n
+        return f"{base}{n}"
+
+    def compare(self, row: dict[str, Any], pa: ParsedAction, wanted: dict[str, Any], owner_ids: list[int]) -> None:
+        changed = any(row[name] != value for name, value in wanted.items())
+        due_changed = (row["due_date"], row["due_text"]) != (wanted["due_date"], wanted["due_text"])
+        if row["owner_ids"] != owner_ids:
+            self.owner_changes[row["id"]] = owner_ids
             changed = True
-    if (action.position, action.source) != (pa.position, pa.where):
-        action.position, action.source = pa.position, pa.where
-    if [o.role_id for o in action.owners] != [r.id for r in owner_roles]:
-        action.owners = [ActionOwner(role=r, position=i) for i, r in enumerate(owner_roles)]
-        session.flush()
-        changed = True
-    assert pa.due is not None
-    status = pa.status if pa.status is not None and pa.status != action.file_status else None
-    note = pa.progress if pa.progress and pa.progress != action.file_progress else None
-    if status is not None or note or due_changed:
-        record_update(
-            session, action, channel="import", by_text=by_text, status=status, note=note,
-            due=pa.due if due_changed else None, at=now, previous_status=status_now,
+        assert pa.due is not None
+        status = pa.status if pa.status is not None and pa.status != row["file_status"] else None
+        note = pa.progress if pa.progress and pa.progress != row["file_progress"] else None
+        if status is not None or note or due_changed:
+            self.history.append((row["id"], status, note, pa if due_changed else None))
+            changed = True
+        if changed:
+            self.changed_rows.append({
+                "b_id": row["id"], **wanted, "position": pa.position, "source": pa.where,
+                "file_status": pa.status if pa.status is not None else row["file_status"],
+                "file_progress": pa.progress if pa.progress else row["file_progress"],
+                "updated_at": self.now,
+                "next_check_at": CHECK_NOW,  # what is due may have changed: the sweep looks again
+            })
+            self.result.updated += 1
+            self.result.updated_refs.append(row["ref"])
+        else:
+            if (row["position"], row["source"]) != (pa.position, pa.where):
+                self.moved_rows.append({"b_id": row["id"], "position": pa.position, "source": pa.where})
+            self.result.unchanged += 1
+
+    def write(self) -> None:
+        """This chunk's statements, in the transaction of the whole file."""
+        session = self.session
+        if self.changed_rows:
+            session.execute(update(ACTIONS).where(ACTIONS.c.id == bindparam("b_id")), self.changed_rows)
+        if self.moved_rows:
+            session.execute(update(ACTIONS).where(ACTIONS.c.id == bindparam("b_id")), self.moved_rows)
+        if self.owner_changes:
+            session.execute(delete(OWNERS).where(id_in(session, OWNERS.c.action_id, list(self.owner_changes))))
+            owners = [
+                {"action_id": action_id, "role_id": role_id, "position": i}
+                for action_id, role_ids in self.owner_changes.items()
+                for i, role_id in enumerate(role_ids)
+            ]
+            if owners:
+                self._insert(OWNERS, owners)
+        history = []
+        if self.history:
+            # The status each change moves away from, as ``record_update`` would record it.
+            folded = fold_history(session, [action_id for action_id, _, _, _ in self.history])
+            for action_id, status, note, due_from in self.history:
+                due = due_from.due if due_from is not None else None
+                history.append(self._update_row(action_id, folded.get(action_id, {}).get("status"), status, note, due))
+        if self.new_rows:
+            history.extend(self._insert_new())
+        if history:
+            self._insert(UPDATES, history)
+        self._clear()
+
+    def _insert_new(self) -> list[dict[str, Any]]:
+        """Insert the chunk's new actions and their owners; their first history rows, returned.
+
+        A new action has no history to fold, so its first update's old status is unknown.
+        """
+        session = self.session
+        self._insert(ACTIONS, self.new_rows)
+        # Read the new ids back by match key instead of INSERT ... RETURNING: SQLAlchemy splices
+        # batched RETURNING results together in quadratic time, which dominated big imports.
+        keys = [row["match_key"] for row in self.new_rows]
+        found = session.execute(
+            select(ACTIONS.c.match_key, ACTIONS.c.id).where(ACTIONS.c.plan_id == self.plan_id, self._key_in(keys))
         )
-        changed = True
-    if pa.status is not None:
-        action.file_status = pa.status
-    if pa.progress:
-        action.file_progress = pa.progress
-    if changed:
-        action.updated_at = now
-        action.next_check_at = CHECK_NOW  # what is due may have changed: the sweep looks again
-    return changed
+        id_by_key = {key: action_id for key, action_id in found}
+        ids = [id_by_key[key] for key in keys]
+        owners = [
+            {"action_id": action_id, "role_id": role_id, "position": i}
+            for action_id, role_ids in zip(ids, self.new_owners)
+            for i, role_id in enumerate(role_ids)
+        ]
+        if owners:
+            self._insert(OWNERS, owners)
+        return [
+            self._update_row(action_id, None, pa.status, pa.progress, None)
+            for action_id, pa in zip(ids, self.new_history)
+            if pa.status is not None or pa.progress
+        ]
+
+    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Core executemany; on PostgreSQL ``COPY``, in the same transaction.
+
+        psycopg's executemany is still one INSERT per row on the server: 27 s of a
+        250,000-action import went there, against a few seconds for ``COPY``. The values are
+        what SQLAlchemy would bind (each column type's bind processor), which psycopg adapts.
+        """
+        dialect = self.session.get_bind().dialect
+        if dialect.name != "postgresql":
+            self.session.execute(insert(table), rows)
+            return
+        names = list(rows[0])
+        processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+        quote = dialect.identifier_preparer
+        sql = f"COPY {quote.format_table(table)} ({', '.join(quote.quote(name) for name in names)}) FROM STDIN"
+        driver = self.session.connection().connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row([
+                    row[name] if process is None else process(row[name]) for name, process in zip(names, processors)
+                ])
+
+    def _update_row(
+        self, action_id: int, old: str | None, status: str | None, note: str | None, due: ParsedDate | None
+    ) -> dict[str, Any]:
+        return {
+            "action_id": action_id, "created_at": self.now, "channel": "import", "by_person_id": None,
+            "by_text": self.by_text, "old_status": old, "new_status": status,
+            "note": note.strip() if note else None,
+            "revised_due": due.end if due is not None else None,
+            "revised_due_precision": due.precision if due is not None else None,
+            "revised_due_text": due.raw if due is not None else None,
+        }

@@ -84,6 +84,10 @@ GROUP_RE = re.compile(
 LABEL_RE = re.compile(r"^(?P<label>objective|priority|outcome|aim|goal)\s*(?P<n>\d+)?$")
 METRICS = ("schedule", "scope", "budget", "impact")
 NO_REF = re.compile(r"^[\s\-–—]*$")
+SPACES = re.compile(r"\s+")
+NOT_STATUS_CHARS = re.compile(r"[^a-z ]+")
+NOT_HEADER_CHARS = re.compile(r"[^a-z0-9. ]+")
+OWNER_SEPARATORS = re.compile(r"[/;\n]")
 
 
 @dataclass
@@ -116,10 +120,10 @@ class ParsedGroup:
         return ref_key(self.ref)
 
 
-@dataclass
+@dataclass(slots=True)  # a plan can have hundreds of thousands
 class ParsedAction:
     where: str
-    fields: dict[str, list[Cell]]
+    fields: dict[str, list[Cell]]  # the cells read; emptied once the action is finished
     workstream: ParsedWorkstream | None
     group: ParsedGroup | None
     position: int = 0
@@ -140,7 +144,7 @@ class ParsedAction:
     match_key: str = ""
 
     def text(self, name: str) -> str | None:
-        parts = [c.text for c in self.fields.get(name, []) if c.text]
+        parts = [text for c in self.fields.get(name, []) if (text := c.text)]
         return "\n".join(parts) if parts else None
 
 
@@ -157,17 +161,17 @@ class ParsedPlan:
 
 def norm_key(text: str) -> str:
     """Case- and spacing-insensitive key used to match roles, titles and workstreams."""
-    return re.sub(r"\s+", " ", text).strip().lower()[:300]
+    return SPACES.sub(" ", text).strip().lower()[:300]
 
 
 def ref_key(ref: str) -> str:
-    return re.sub(r"\s+", "", ref).upper()
+    return SPACES.sub("", ref).upper()
 
 
 def normalise_header(text: str) -> str:
     text = text.lower().replace("&", " and ").replace("(s)", "s")
-    text = re.sub(r"[^a-z0-9. ]+", " ", text)
-    return re.sub(r"\s+", " ", text).strip(" .") or text.strip()
+    text = NOT_HEADER_CHARS.sub(" ", text)
+    return SPACES.sub(" ", text).strip(" .") or text.strip()
 
 
 def header_field(text: str) -> str | None:
@@ -187,7 +191,7 @@ def header_field(text: str) -> str | None:
 def map_header(cells: tuple[Cell, ...]) -> dict[int, str] | None:
     """Column -> field when the row is a header row, else None."""
     mapping: dict[int, str] = {}
-    texts = [(i, c.text) for i, c in enumerate(cells) if c.text and isinstance(c.value, str)]
+    texts = [(i, text) for i, c in enumerate(cells) if isinstance(c.value, str) and (text := c.text)]
     if len(texts) < 2 or any(len(t) > 60 for _, t in texts):
         return None
     for i, text in texts:
@@ -208,8 +212,8 @@ def map_header(cells: tuple[Cell, ...]) -> dict[int, str] | None:
 
 
 def read_status(text: str) -> str | None:
-    norm = re.sub(r"[^a-z ]+", " ", text.lower()).strip()
-    norm = re.sub(r"\s+", " ", norm)
+    norm = NOT_STATUS_CHARS.sub(" ", text.lower()).strip()
+    norm = SPACES.sub(" ", norm)
     if norm in STATUS_WORDS:
         return STATUS_WORDS[norm]
     first = norm.split(" ")[0] if norm else ""
@@ -222,10 +226,12 @@ def split_owners(text: str | None) -> list[str]:
     if not text:
         return []
     owners = []
-    for part in re.split(r"[/;\n]", text):
-        name = re.sub(r"\s+", " ", part).strip(" ,.-–")
-        if name and norm_key(name) not in (norm_key(o) for o in owners):
+    keys = set()
+    for part in OWNER_SEPARATORS.split(text):
+        name = SPACES.sub(" ", part).strip(" ,.-–")
+        if name and norm_key(name) not in keys:
             owners.append(name)
+            keys.add(norm_key(name))
     return owners
 
 
@@ -268,6 +274,12 @@ class _Parser:
         self.kv_table: int | None = None
         self.ws_by_key: dict[str, ParsedWorkstream] = {}
         self.group_by_ref: dict[str, ParsedGroup] = {}
+        # Each action is finished as soon as the next one starts (nothing can continue it then),
+        # so its cells are let go of while the rest is read; its warnings keep their place after
+        # the row warnings, in action order, as if all were finished at the end.
+        self.finished = 0
+        self.finish_warnings: list[ImportWarning] = []
+        self.shared = Shared()
 
     # -- workstreams ----------------------------------------------------------------------
     def new_workstream(self, name: str, where: str) -> ParsedWorkstream:
@@ -339,7 +351,8 @@ class _Parser:
 
     def row(self, item: Item) -> None:
         cells = item.cells
-        filled = [(i, c) for i, c in enumerate(cells) if c.text]
+        texts = tuple(c.text for c in cells)  # ``Cell.text`` strips anew on each call: once per row
+        filled = [(i, c) for i, c in enumerate(cells) if texts[i]]
         if not filled:
             if self.doc.grid:
                 self.preamble.append(("", False, item.where))
@@ -365,16 +378,16 @@ class _Parser:
             # Before any header: a spreadsheet's title rows, or stray text in a Word table.
             self.text_line(" ".join(c.text for _, c in filled), False, item.where)
             return
-        self.table_row(item, filled)
+        self.table_row(item, filled, texts)
 
-    def table_row(self, item: Item, filled: list[tuple[int, Cell]]) -> None:
+    def table_row(self, item: Item, filled: list[tuple[int, Cell]], texts: tuple[str, ...]) -> None:
         assert self.header is not None
         values: dict[str, list[Cell]] = {}
         unmapped: list[str] = []
         for i, cell in filled:
             name = self.header.get(i)
             if name is None:
-                unmapped.append(cell.text)
+                unmapped.append(texts[i])
                 continue
             values.setdefault(name, []).append(cell)
         has_ref_col = "ref" in self.header.values()
@@ -413,7 +426,7 @@ class _Parser:
                 self.warn(item.where, f"row has no action text or ref and no action above it; not imported: {shown!r}")
             return
 
-        signature = tuple(c.text for c in item.cells)
+        signature = texts
         if signature in self.seen_rows:
             self.warn(item.where, f"skipped: exact duplicate of {self.seen_rows[signature]}")
             self.last = "dup"
@@ -429,6 +442,7 @@ class _Parser:
         action = ParsedAction(where=item.where, fields=values, workstream=ws, group=group, position=len(self.actions))
         if unmapped:
             action.fields.setdefault("description", []).extend(Cell(t) for t in unmapped)
+        self.finish_actions()
         self.actions.append(action)
         self.preamble = []
         self.last = action
@@ -442,9 +456,9 @@ class _Parser:
             action.fields.setdefault("description", []).extend(Cell(t) for t in unmapped)
 
     def start_group(self, ref: str, rest: str, where: str) -> None:
-        ref = re.sub(r"\s+", "", ref) if ref.upper().startswith("R") and len(ref) < 12 else ref.strip()
+        ref = SPACES.sub("", ref) if ref.upper().startswith("R") and len(ref) < 12 else ref.strip()
         key = ref_key(ref)
-        rest = re.sub(r"\s+", " ", rest).strip()
+        rest = SPACES.sub(" ", rest).strip()
         if key in self.group_by_ref:  # the same recommendation pasted again
             self.group = self.group_by_ref[key]
             self.last = self.group
@@ -460,16 +474,22 @@ class _Parser:
 
     def group_for_cell(self, text: str, ws: ParsedWorkstream | None, where: str) -> ParsedGroup:
         m = GROUP_RE.match(text)
-        ref = re.sub(r"\s+", "", m.group("ref")) if m else text.strip()[:50]
+        ref = SPACES.sub("", m.group("ref")) if m else text.strip()[:50]
         key = ref_key(ref)
         if key not in self.group_by_ref:
             rest = m.group("rest") if m else ""
-            title, description = split_group_text(re.sub(r"\s+", " ", rest).strip())
+            title, description = split_group_text(SPACES.sub(" ", rest).strip())
             group = ParsedGroup(ref=ref, title=title or ref, where=where, workstream=ws,
                                 description=description, position=len(self.groups))
             self.groups.append(group)
             self.group_by_ref[key] = group
         return self.group_by_ref[key]
+
+    def finish_actions(self) -> None:
+        """Finish every action read so far: none of them can be continued by a later row."""
+        for action in self.actions[self.finished:]:
+            finish_action(action, self.finish_warnings, self.shared)
+        self.finished = len(self.actions)
 
     def warn(self, where: str, message: str) -> None:
         self.warnings.append(ImportWarning(where, message))
@@ -498,8 +518,8 @@ class _Parser:
             ws.position = n
             if not ws.name:
                 ws.name = ws.label or ws.objective or f"Workstream {n + 1}"
-        for action in self.actions:
-            finish_action(action, self.warnings)
+        self.finish_actions()
+        self.warnings.extend(self.finish_warnings)
         assign_match_keys(self.actions, self.doc.path)
         title = self.doc.title or (self.plan_lines[0] if self.plan_lines else None)
         description = None
@@ -555,11 +575,30 @@ def split_group_text(text: str) -> tuple[str, str | None]:
     return " ".join(words[:cut]), " ".join(words[cut:])
 
 
-def finish_action(action: ParsedAction, warnings: list[ImportWarning]) -> None:
+@dataclass(slots=True)
+class Shared:
+    """What finished actions share instead of each holding a copy: dates read from the same
+    text (``ParsedDate`` is frozen), and owners split from the same owner text."""
+
+    dates: dict[tuple[object, ...], ParsedDate] = field(default_factory=dict)
+    owners: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def split_owners(self, text: str | None) -> list[str]:
+        if not text:
+            return []
+        found = self.owners.get(text)
+        if found is None:
+            found = self.owners[text] = tuple(split_owners(text))
+        return list(found)
+
+
+def finish_action(action: ParsedAction, warnings: list[ImportWarning], shared: Shared | None = None) -> None:
+    """Fill the action's values from its cells, then let go of the cells."""
+    shared = shared or Shared()
     where = action.where
     ref = action.text("ref")
     if ref is not None:
-        ref = re.sub(r"\s+", " ", ref).strip()
+        ref = SPACES.sub(" ", ref).strip()
         if NO_REF.match(ref):
             ref = None
     action.ref = ref
@@ -572,7 +611,7 @@ def finish_action(action: ParsedAction, warnings: list[ImportWarning]) -> None:
         description = "\n".join(description.split("\n")[1:]) if description else None
     action.description = "\n".join(x for x in (rest, description) if x) or None
     action.owners_text = action.text("owners")
-    action.owners = split_owners(action.owners_text)
+    action.owners = shared.split_owners(action.owners_text)
     action.dependencies = action.text("dependencies")
     action.resources = action.text("resources")
     action.success_measures = action.text("success_measures")
@@ -583,9 +622,9 @@ def finish_action(action: ParsedAction, warnings: list[ImportWarning]) -> None:
         action.status = read_status(status_text)
         if action.status is None:
             warnings.append(ImportWarning(f"{where} (Status)", f"could not read status {status_text!r}; left unknown"))
-    action.start = _date_field(action, "start", warnings)
-    due = _date_field(action, "due", warnings)
-    extra = _date_field(action, "key_dates", warnings) if action.fields.get("key_dates") else None
+    action.start = _date_field(action, "start", warnings, shared)
+    due = _date_field(action, "due", warnings, shared)
+    extra = _date_field(action, "key_dates", warnings, shared) if action.fields.get("key_dates") else None
     if extra is not None and extra.end is not None:
         from storage.dates import KeyDate
 
@@ -595,15 +634,23 @@ def finish_action(action: ParsedAction, warnings: list[ImportWarning]) -> None:
             recurrence=due.recurrence, key_dates=due.key_dates + more, warning=due.warning,
         )
     action.due = due
+    action.fields.clear()
 
 
-def _date_field(action: ParsedAction, name: str, warnings: list[ImportWarning]) -> ParsedDate:
+def _date_field(action: ParsedAction, name: str, warnings: list[ImportWarning], shared: Shared) -> ParsedDate:
     cells = action.fields.get(name, [])
-    real = [c for c in cells if c.value is not None and c.text]
-    if len(real) == 1 and isinstance(real[0].value, (dt.date, dt.datetime)):
-        parsed = parse_when(real[0].value, number_format=real[0].number_format)
+    real = [(c, text) for c in cells if c.value is not None and (text := c.text)]
+    if len(real) == 1 and isinstance(real[0][0].value, (dt.date, dt.datetime)):
+        value, number_format = real[0][0].value, real[0][0].number_format
+        key: tuple[object, ...] = ("cell", type(value), value, number_format)
+        parsed = shared.dates.get(key)
+        if parsed is None:
+            parsed = shared.dates[key] = parse_when(value, number_format=number_format)
     else:
-        parsed = parse_when(" ".join(c.text for c in real) if real else None)
+        text = " ".join(t for _, t in real) if real else None
+        parsed = shared.dates.get(("text", text))
+        if parsed is None:
+            parsed = shared.dates[("text", text)] = parse_when(text)
     if parsed.warning:
         column = {"start": "Start Date", "due": "Due date", "key_dates": "Key dates"}[name]
         warnings.append(ImportWarning(f"{action.where} ({column})", parsed.warning))

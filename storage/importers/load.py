@@ -34,7 +34,7 @@ from storage.importers.parse import (
 from storage.importers.reading import read_document
 from storage.models import CHECK_NOW, Action, ActionGroup, ActionOwner, Plan, StatusUpdate, Workstream, utcnow
 from storage.people import get_or_create_roles, role_key
-from storage.updates import fold_history
+from storage.updates import clean_note, fold_history
 
 Progress = Callable[[int, int], None]
 
@@ -441,7 +441,7 @@ class _Store:
         return {
             "action_id": action_id, "created_at": self.now, "channel": "import", "by_person_id": None,
             "by_text": self.by_text, "old_status": old, "new_status": status,
-            "note": note.strip() if note else None,
+            "note": clean_note(note, limit=False),  # as record_update stores every note
             "revised_due": due.end if due is not None else None,
             "revised_due_precision": due.precision if due is not None else None,
             "revised_due_text": due.raw if due is not None else None,

@@ -737,6 +737,7 @@ def read_csv(path: Path) -> Document:
     shown = str(path)
     doc = Document(path=shown, kind="csv", grid=True, title=None)
     text, strays, unicode_text = _decode(path.read_bytes(), shown, doc)
+    nul = "\x00" in text  # never meant, and PostgreSQL cannot store one (the first 4 KB had none)
     if not text.strip():
         raise ImportFileError(shown, "the file is empty")
     end = text.find("\n")
@@ -790,6 +791,9 @@ def read_csv(path: Path) -> Document:
                     f"a byte that is not UTF-8 (0x{stray.byte:02X}) was read as Windows-1252 {stray.char!r}",
                 ))
                 stray = next(pending, None)
+            if nul and any("\x00" in v for v in row):
+                doc.warnings.append(ImportWarning(where, "NUL characters removed from this row"))
+                row = [v.replace("\x00", "") for v in row]
             doc.items.append(Item(where=where, cells=tuple(Cell(v) for v in row) or (Cell(None),), table=1))
             if reader.line_num > start_line and consumed[0] == len(text):
                 _check_last_row(text[start:], dialect, shown, row_no, start_line, reader.line_num)

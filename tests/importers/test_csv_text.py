@@ -110,3 +110,19 @@ def test_a_closed_quote_over_several_lines_at_the_end_still_imports(tmp_path: Pa
     path = tmp_path / "plan.csv"
     path.write_text('Ref,Action,Owner\nA1,One,HR\nA2,"Two\nlines, with a comma",Ann')
     assert cells(path)[2] == ["A2", "Two\nlines, with a comma", "Ann"]
+
+
+def test_a_nul_deep_in_a_csv_is_removed_with_a_warning_and_the_row_stored(engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from storage.importers.load import import_plan_file
+    from storage.models import Action
+
+    rows = "".join(f"P{n},Action {n},HR Business Partner,May 2027\r\n" for n in range(1, 200))
+    path = tmp_path / "nul.csv"
+    path.write_bytes(b"Ref,Action,Owner,Deadline\r\n" + rows.encode() + b"P200,Sur\x00vey,HR Business Partner,May 2027\r\n")
+    result = import_plan_file(engine, path, plan_name="N")
+    assert [(w.where, w.message) for w in result.warnings] == [("row 201", "NUL characters removed from this row")]
+    with Session(engine) as session:
+        assert session.scalar(select(Action.title).where(Action.ref == "P200")) == "Survey"

@@ -153,9 +153,18 @@ def apply_plan(
         plan.description = parsed.description
     session.flush()
 
+    # Only what holds an action from this file is stored and counted: a heading with nothing
+    # under it (a title, a section left empty) creates no workstream and no group.
+    used = {id(a.workstream) for a in parsed.actions if a.workstream is not None}
+    used |= {id(a.group.workstream) for a in parsed.actions if a.group is not None and a.group.workstream is not None}
+    workstreams = [w for w in parsed.workstreams if id(w) in used]
+    holding = {id(a.group) for a in parsed.actions if a.group is not None}
+    groups = [g for g in parsed.groups if id(g) in holding]
+    empty_groups = [g for g in parsed.groups if id(g) not in holding]
+
     ws_ids: dict[int, int] = {}
     existing_ws = {w.key: w for w in session.scalars(select(Workstream).where(Workstream.plan_id == plan.id))}
-    for pws in parsed.workstreams:
+    for pws in workstreams:
         ws = existing_ws.get(pws.key)
         if ws is None:
             ws = Workstream(plan_id=plan.id, key=pws.key)
@@ -169,12 +178,12 @@ def apply_plan(
             if getattr(ws, attr) != value:
                 setattr(ws, attr, value)
     session.flush()
-    for pws in parsed.workstreams:
+    for pws in workstreams:
         ws_ids[id(pws)] = existing_ws[pws.key].id
 
     group_ids: dict[int, int] = {}
     existing_groups = {g.ref_key: g for g in session.scalars(select(ActionGroup).where(ActionGroup.plan_id == plan.id))}
-    for pg in parsed.groups:
+    for pg in groups:
         group = existing_groups.get(pg.ref_key)
         if group is None:
             group = ActionGroup(plan_id=plan.id, ref_key=pg.ref_key)
@@ -188,14 +197,16 @@ def apply_plan(
             if getattr(group, attr) != value:
                 setattr(group, attr, value)
     session.flush()
-    for pg in parsed.groups:
+    for pg in groups:
         group_ids[id(pg)] = existing_groups[pg.ref_key].id
 
     role_ids = _role_ids(session, parsed)
     result = ImportResult(
-        plan=plan.name, file=str(parsed.path), workstreams=len(parsed.workstreams),
-        groups=len(parsed.groups), actions=len(parsed.actions), warnings=list(parsed.warnings),
+        plan=plan.name, file=str(parsed.path), workstreams=len(workstreams),
+        groups=len(groups), actions=len(parsed.actions), warnings=list(parsed.warnings),
     )
+    result.warnings += [ImportWarning(g.where, f"{g.ref} {g.title!r} has no actions under it; not stored")
+                        for g in empty_groups]
     store = _Store(session, plan.id, by_text, now, result)
     total = len(parsed.actions)
     for start in range(0, total, CHUNK):

@@ -171,3 +171,75 @@ def test_a_directory_name_never_grants_a_role(run, tmp_path: Path) -> None:  # t
     assert refused.stderr.startswith("chaser: hr@lambeth.example may not update CP1")
     nudged = {i["person"] for i in json.loads(run("preview", "--at", "2023-04-17T10:00", "--format", "json").stdout)}
     assert "hr@lambeth.example" not in nudged and "priya@lambeth.example" in nudged
+
+
+@pytest.mark.parametrize("sample", [LAMBETH, TOWER_HAMLETS], ids=["lambeth", "tower-hamlets"])
+def test_the_import_report_counts_what_actions_then_lists(run, db_url: str, sample: Path) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    from storage.db import make_engine
+    from storage.models import Action, ActionGroup, Workstream
+
+    report = json.loads(run("import", str(sample), "--format", "json").stdout)
+    listed = json.loads(run("actions", "--format", "json").stdout)
+    assert report["actions"] == len(listed)
+    assert report["groups"] == len({a["group"] for a in listed if a["group"]})
+    engine = make_engine(db_url)
+    with engine.connect() as conn:  # two objectives may share a name: count the stored rows
+        stored = conn.scalar(select(func.count(Workstream.id)))
+        holding = conn.scalar(select(func.count(func.distinct(Action.workstream_id))))
+        groups = conn.scalar(select(func.count(ActionGroup.id)))
+    engine.dispose()
+    assert report["workstreams"] == stored == holding and report["groups"] == groups
+
+
+def test_reimporting_an_edited_word_plan_updates_exactly_the_edited_actions(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import docx
+
+    plan = tmp_path / "lambeth.docx"
+    plan.write_bytes(LAMBETH.read_bytes())
+    run("import", str(plan))
+    before = {a["ref"]: a for a in json.loads(run("actions", "--format", "json").stdout)}
+    document = docx.Document(str(plan))
+
+    def set_cell(ref: str, old: str, new: str) -> None:
+        for table in document.tables:
+            for row in table.rows:
+                if row.cells[0].text.strip() == ref:
+                    cell = next(c for c in row.cells if c.text.strip() == old)
+                    cell.paragraphs[0].runs[0].text = new
+                    for extra in cell.paragraphs[0].runs[1:]:
+                        extra.text = ""
+                    return
+        raise AssertionError(f"{ref} {old!r} not found")
+
+    set_cell("CP1", "HR Business Partner", "HR Business Partner/ CS EDI Lead")  # an owner added
+    set_cell("CP2", "December 2022", "March 2023")  # a new date
+    document.save(str(plan))
+    report = json.loads(run("import", str(plan), "--format", "json").stdout)
+    assert (report["created"], report["updated"]) == (0, 2)
+    after = {a["ref"]: a for a in json.loads(run("actions", "--format", "json").stdout)}
+    assert after["CP1"]["owners"] == ["HR Business Partner", "CS EDI Lead"]
+    assert (after["CP2"]["due"], after["CP2"]["due_text"]) == ("2023-03-31", "March 2023")
+    assert {ref for ref in before if before[ref] != after[ref]} == {"CP1", "CP2"}
+
+
+def test_reimporting_an_edited_excel_plan_updates_exactly_the_edited_actions(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import openpyxl
+
+    plan = tmp_path / "th.xlsx"
+    plan.write_bytes(TOWER_HAMLETS.read_bytes())
+    run("import", str(plan))
+    before = json.loads(run("actions", "--format", "json").stdout)
+    book = openpyxl.load_workbook(plan)
+    sheet = book["Action Plan"]
+    sheet["E14"] = "Sharon Godman Director Strategy, Improvement and Transformation/ HR Business Partner"
+    sheet["D15"] = sheet["D15"].value.replace(year=2023)  # a date cell moved a year on
+    book.save(plan)
+    report = json.loads(run("import", str(plan), "--format", "json").stdout)
+    assert (report["created"], report["updated"]) == (0, 2)
+    after = json.loads(run("actions", "--format", "json").stdout)
+    changed = [i for i, (b, a) in enumerate(zip(before, after)) if b != a]
+    assert changed == [0, 1] and len(after) == len(before)
+    assert after[0]["owners"][-1] == "HR Business Partner"
+    assert (before[1]["due"], after[1]["due"]) == ("2022-07-31", "2023-07-31")

@@ -202,11 +202,14 @@ class AnswerForm:
 def read_form(environ: dict[str, Any]) -> dict[str, str]:
     """The fields of a form POST, read whole or not at all (BadRequest)."""
     if environ.get("HTTP_TRANSFER_ENCODING"):
+        _drain(environ["wsgi.input"], DRAIN_BYTES)
         raise BadRequest("411 Length Required", "The form must be sent with its length; please use the form's button.")
     declared = (environ.get("CONTENT_LENGTH") or "").strip()
     if not declared:
+        _drain(environ["wsgi.input"], DRAIN_BYTES)
         raise BadRequest("411 Length Required", "The form arrived without its length; please use the form's button.")
     if not declared.isdigit():  # "-1", "1e9", " 12 34"...
+        _drain(environ["wsgi.input"], DRAIN_BYTES)  # so the client reads our page, not a reset
         raise BadRequest("400 Bad Request", f"The form's length {declared[:20]!r} is not a number of bytes.")
     length = int(declared)
     if length > MAX_FORM_BYTES:
@@ -231,7 +234,9 @@ def read_form(environ: dict[str, Any]) -> dict[str, str]:
 
 
 def _drain(stream: Any, limit: int) -> None:
-    """Read and drop up to ``limit`` bytes: closing on unread data makes TCP reset the connection."""
+    """Read and drop up to ``limit`` bytes of a body we will not use, until the client stops
+    sending (end of data, or the connection's timeout): closing on unread data makes TCP reset
+    the connection, and the client would see a reset instead of our page."""
     try:
         while limit > 0:
             chunk = stream.read(min(limit, 65536))

@@ -119,7 +119,10 @@ def raw_request(server: str, data: bytes, *, close_write: bool = False) -> tuple
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
         conn.sendall(data)
         if close_write:
-            conn.shutdown(socket.SHUT_WR)
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:  # the server has answered and closed already
+                pass
         response = b""
         while chunk := conn.recv(65536):
             response += chunk

@@ -222,6 +222,33 @@ def read_status(text: str) -> str | None:
     return None
 
 
+# A status as keys write it: a letter or a word, alone in its cell or before its meaning.
+_KEY_STATUS = r"(?:[GARBC]|green|amber|red|blue|black|grey|gray|complete[d]?|not started|on track|off track|at risk)"
+_KEY_PATTERNS = [re.compile(p, re.IGNORECASE) for p in (
+    r"^(?:(?:b?rag|colour|color|status)\s+)?key\s*:?(?:\s|$)",  # "Key:", "BRAG key", "RAG Key: ..."
+    rf"^{_KEY_STATUS}\s*(?:[-–—=:]|\bis\b|\bmeans\b)\s*\S",  # "G – On track", "Amber = some slippage"
+    r"^(?:grand\s+)?totals?\s*(?::|$|\d)",  # "Total", "Totals: 42"
+    r"^(?:last\s+)?updated\s*(?:on|:|\d)|^as at\b|^last reviewed\b",  # "Last updated 3 May"
+    r"^\*+\s*\S|^notes?\s*:",  # "* denotes a statutory duty", "Note: ..."
+)]
+_KEY_WORD_ONLY = re.compile(rf"^{_KEY_STATUS}$", re.IGNORECASE)
+FRAGMENT_MAX = 15  # characters: less action text than this, with no owner or date, is not an action
+
+
+def is_key_row(texts: list[str]) -> bool:
+    """A colour key, totals, "last updated" or footnote row, recognised by its shape.
+
+    One cell matching a key pattern, or a status letter/word alone in the first cell next to a
+    short meaning ("G" | "On track"). The caller has checked there is no owner and no date.
+    """
+    if not texts:
+        return False
+    first = texts[0].strip()
+    if len(texts) <= 2 and any(p.match(first) for p in _KEY_PATTERNS):
+        return True
+    return len(texts) == 2 and bool(_KEY_WORD_ONLY.match(first)) and len(texts[1]) <= 80
+
+
 def split_owners(text: str | None) -> list[str]:
     if not text:
         return []
@@ -280,6 +307,7 @@ class _Parser:
         self.finished = 0
         self.finish_warnings: list[ImportWarning] = []
         self.shared = Shared()
+        self.key_rows: tuple[int | None, int, list[str]] | None = None  # (table, warning index, rows)
 
     # -- workstreams ----------------------------------------------------------------------
     def new_workstream(self, name: str, where: str) -> ParsedWorkstream:
@@ -392,6 +420,13 @@ class _Parser:
             values.setdefault(name, []).append(cell)
         has_ref_col = "ref" in self.header.values()
 
+        if not values.get("owners") and not values.get("due") and is_key_row([texts[i] for i, _ in filled]):
+            # A colour key, a totals row, a "last updated" line or a footnote under the table.
+            self.skip_key_row(item, [texts[i] for i, _ in filled])
+            return
+        if self.table_fragment(item, values, filled, texts):
+            return
+
         if len(filled) == 1 and not values.get("ref"):
             text = filled[0][1].text
             if filled[0][0] == min(self.header) or "title" in values or "description" in values:
@@ -446,6 +481,38 @@ class _Parser:
         self.actions.append(action)
         self.preamble = []
         self.last = action
+
+    def skip_key_row(self, item: Item, texts: list[str]) -> None:
+        """Skip a key/legend row; a run of them is reported once, at its first row."""
+        shown = " | ".join(t.replace("\n", " ") for t in texts)[:60]
+        if self.key_rows is not None and self.key_rows[0] == item.table:
+            self.key_rows[2].append(shown)
+            index, rows = self.key_rows[1], self.key_rows[2]
+            first = self.warnings[index]
+            self.warnings[index] = ImportWarning(first.where, f"skipped a key or note, not actions ({len(rows)} rows): "
+                                                 + "; ".join(repr(r) for r in rows[:6]) + ("; …" if len(rows) > 6 else ""))
+        else:
+            self.warn(item.where, f"skipped a key or note, not an action: {shown!r}")
+            self.key_rows = (item.table, len(self.warnings) - 1, [shown])
+        self.last = "key"
+
+    def table_fragment(self, item: Item, values: dict[str, list[Cell]], filled: list[tuple[int, Cell]],
+                       texts: tuple[str, ...]) -> bool:
+        """A row of a Word table with no header of its own that does not read as an action (no
+        action text of a sensible length, no owner, no date): a fragment, reported and skipped.
+        Such tables are often words cut off a page (``sues /``, ``risks /``, ``amend``)."""
+        if self.doc.grid or item.table == self.header_table or values.get("due"):
+            return False
+        action_text = " ".join(c.text for c in values.get("title", []))
+        owner_text = " ".join(c.text for c in values.get("owners", []))
+        # A cut-off word may land in the owner column ("amend"): a real owner is a role or a name.
+        if len(action_text) >= FRAGMENT_MAX or len(owner_text) >= FRAGMENT_MAX:
+            return False
+        shown = " | ".join(texts[i].replace("\n", " ") for i, _ in filled)[:80]
+        self.warn(item.where, f"skipped: table {item.table} has no header and this row does not read as an action "
+                              f"(no owner or date, {len(action_text)} characters of action text): {shown!r}")
+        self.last = "key"
+        return True
 
     def continue_action(self, values: dict[str, list[Cell]], unmapped: list[str], item: Item) -> None:
         action = self.last

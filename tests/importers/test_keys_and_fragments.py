@@ -1,0 +1,63 @@
+"""Rows that are not actions: colour keys, totals, notes, and fragments of a table cut off a page."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from storage.importers.load import import_plan_file
+from storage.importers.parse import is_key_row
+from storage.models import Action
+from tests.importers.makers import write_docx, write_xlsx
+
+
+def test_a_rag_key_a_totals_row_and_notes_under_the_table_are_skipped_once(
+        engine: Engine, session: Session, tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "plan.xlsx", [
+        ["Ref", "Action", "Lead Officer", "Deadline", "RAG"],
+        ["P1", "Publish the pay gap report", "HR Business Partner", "March 2027", "G"],
+        ["P2", "Audit interview panels", "HR Business Partner", "June 2027", "A"],
+        [],
+        ["Key:"],
+        ["G – On track"],
+        ["Amber = some slippage"],
+        ["R", "Off track, needs the board's help"],
+        ["Total", "2 actions"],
+        ["* denotes a statutory duty"],
+        ["Last updated 3 May 2026"],
+    ])
+    result = import_plan_file(engine, path, plan_name="Plan")
+    assert result.actions == 2
+    assert session.scalars(select(Action.ref).order_by(Action.position)).all() == ["P1", "P2"]
+    skipped = [w for w in result.warnings if "key or note" in w.message]
+    assert len(skipped) == 1 and skipped[0].where == "sheet 'Sheet' row 5"
+    assert skipped[0].message.startswith("skipped a key or note, not actions (7 rows): 'Key:'; 'G – On track'")
+    p2 = session.scalars(select(Action).where(Action.ref == "P2")).one()
+    assert p2.description is None  # the key is not glued onto the action above
+
+
+def test_what_a_key_row_looks_like() -> None:
+    for texts in (["Key:"], ["BRAG key"], ["G – On track"], ["Amber = some slippage"], ["Blue: complete"],
+                  ["G", "On track"], ["Totals: 14"], ["As at 31 March 2026"], ["Note: figures are provisional"]):
+        assert is_key_row(texts), texts
+    for texts in (["Green spaces audit"], ["Review keyworker roles"], ["Total reward strategy review"],
+                  ["Amber alert protocol for schools"], ["A", "Publish a plan for every school in the borough"
+                                                              " with targets and an annual review of progress"]):
+        assert not is_key_row(texts), texts
+
+
+def test_a_table_of_cut_off_words_is_a_warning_not_an_action(engine: Engine, session: Session, tmp_path: Path) -> None:
+    path = write_docx(tmp_path / "report.docx", [
+        ("heading", "Training"),
+        ("table", [["Ref", "Action", "Owner", "Deadline"],
+                   ["T1", "Mandatory EDI training for every manager", "L&D Lead", "March 2027"]]),
+        ("table", [["sues /", "risks /", "amend"]]),  # the end of a cell that ran onto the next page
+    ])
+    result = import_plan_file(engine, path, plan_name="Plan")
+    assert result.actions == 1
+    (fragment,) = [w for w in result.warnings if "has no header" in w.message]
+    assert fragment.where == "table 2 row 1"
+    assert fragment.message == ("skipped: table 2 has no header and this row does not read as an action (no owner or "
+                                "date, 7 characters of action text): 'sues / | risks / | amend'")
+    assert session.scalars(select(Action.ref)).all() == ["T1"]

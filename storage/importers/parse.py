@@ -308,6 +308,14 @@ class _Parser:
         self.finish_warnings: list[ImportWarning] = []
         self.shared = Shared()
         self.key_rows: tuple[int | None, int, list[str]] | None = None  # (table, warning index, rows)
+        # A workbook of several sheets: each sheet finds its own title rows and header, and one
+        # with no section heading of its own is a workstream (named by its title row, or the sheet).
+        many = doc.grid and len(doc.sheets) > 1
+        self.header_sheets = {i.table for i in doc.items if many and i.is_row and map_header(i.cells) is not None}
+        self.sheet: int | None = None
+        self.sheet_has_ws = False
+        self.sheet_title: str | None = None
+        self.awaiting_header = False
 
     # -- workstreams ----------------------------------------------------------------------
     def new_workstream(self, name: str, where: str) -> ParsedWorkstream:
@@ -315,6 +323,7 @@ class _Parser:
         self.workstreams.append(ws)
         self.ws = ws
         self.group = None
+        self.sheet_has_ws = True
         return ws
 
     def workstream_named(self, name: str, where: str) -> ParsedWorkstream:
@@ -338,7 +347,7 @@ class _Parser:
             for i, (text, _, _) in enumerate(lines):
                 if text == "":
                     start = i + 1
-        block = [(t, w) for t, _, w in lines[start:] if t]
+        block = [(t, w) for t, _, w in lines[start:] if t and not is_key_row([t])]  # no "As at ..." lines
         if block and self.plan_lines and block[0][0] == self.plan_lines[0] and not headings:
             block = block[1:]  # the document title is the plan, not a workstream
         if not block:
@@ -377,7 +386,21 @@ class _Parser:
         if text:
             self.last = None
 
+    def start_sheet(self, sheet: int | None) -> None:
+        self.sheet, self.sheet_has_ws, self.sheet_title = sheet, False, None
+        self.awaiting_header = sheet in self.header_sheets  # rows above it are titles, never actions
+        self.last, self.group, self.preamble = None, None, []  # the sheet before has ended
+
+    def sheet_workstream(self, where: str) -> None:
+        """The workstream of a sheet with no section heading of its own."""
+        title = self.sheet_title
+        if not title or (self.plan_lines and title == self.plan_lines[0]):
+            title = self.doc.sheets.get(self.sheet or 0) or title or f"Sheet {self.sheet}"
+        self.new_workstream(title.rstrip(":"), where)
+
     def row(self, item: Item) -> None:
+        if self.header_sheets and item.table != self.sheet:
+            self.start_sheet(item.table)
         cells = item.cells
         texts = tuple(c.text for c in cells)  # ``Cell.text`` strips anew on each call: once per row
         filled = [(i, c) for i, c in enumerate(cells) if texts[i]]
@@ -393,7 +416,18 @@ class _Parser:
             if self.preamble or self.header is None:
                 self.workstream_from_preamble()
                 self.last = None
+            if self.awaiting_header:
+                self.awaiting_header = False
+                if not self.sheet_has_ws:
+                    self.sheet_workstream(item.where)
             self.header, self.header_table, self.header_where = header, item.table, item.where
+            return
+        if self.awaiting_header:
+            # Above this sheet's header: its title, subtitle and "as at" rows.
+            text = " ".join(texts[i] for i, _ in filled)
+            if self.sheet_title is None and not is_key_row([text]):
+                self.sheet_title = text
+            self.text_line(text, False, item.where)
             return
 
         if len(filled) == 2 and filled[0][0] == 0 and filled[1][0] == 1:
@@ -468,6 +502,8 @@ class _Parser:
             return
         self.seen_rows[signature] = item.where
 
+        if self.header_sheets and not self.sheet_has_ws and not values.get("workstream"):
+            self.sheet_workstream(item.where)  # a sheet continuing the one before, under its header
         ws = self.ws
         group = self.group
         if values.get("workstream"):

@@ -93,6 +93,7 @@ class Document:
     items: list[Item] = field(default_factory=list)
     grid: bool = False  # spreadsheet rows: text lines are single-cell rows, blank rows matter
     warnings: list[ImportWarning] = field(default_factory=list)
+    sheets: dict[int, str] = field(default_factory=dict)  # workbook sheet number -> its name
 
 
 def _mb(size: int) -> str:
@@ -529,6 +530,7 @@ def read_xlsx(path: Path) -> Document:
                     continue  # hidden sheets hold lookups and old versions, not the plan
                 # openpyxl's read-only sheet knows its part (``rel.target``); it has no public name.
                 _formulas_without_values(zf, ws._worksheet_path, ws.title, doc)
+                doc.sheets[sheet_no] = ws.title
                 _read_sheet(ws, sheet_no, doc)
     except etree.XMLSyntaxError as exc:
         limit = _xml_limit(exc)

@@ -61,3 +61,41 @@ def test_a_table_of_cut_off_words_is_a_warning_not_an_action(engine: Engine, ses
     assert fragment.message == ("skipped: table 2 has no header and this row does not read as an action (no owner or "
                                 "date, 7 characters of action text): 'sues / | risks / | amend'")
     assert session.scalars(select(Action.ref)).all() == ["T1"]
+
+
+def test_each_sheet_finds_its_own_titles_and_header_and_is_a_workstream(
+        engine: Engine, session: Session, tmp_path: Path) -> None:
+    import openpyxl
+
+    from storage.models import Workstream
+
+    book = openpyxl.Workbook()
+    sheets = [("Workforce", "Workforce Equality Action Plan", ["Ref", "Action", "Lead Officer", "Deadline", "RAG"]),
+              ("Services", "Fair Services", ["No.", "Task", "Owner", "Due Date", "Status"]),
+              ("More", None, None)]  # continues the sheet before: no title, no header
+    for n, (name, title, header) in enumerate(sheets):
+        ws = book.active if n == 0 else book.create_sheet()
+        ws.title = name
+        if title:
+            ws.append([title])
+            ws.append(["As at 31 March 2026"])
+            ws.append([])
+        if header:
+            ws.append(header)
+        ws.append([f"{name[0]}1", f"First {name.lower()} action for the board", "HR Business Partner", "May 2027", "G"])
+        ws.append([f"{name[0]}2", f"Second {name.lower()} action for the board", "Policy Lead", "June 2027", "A"])
+        ws.append([])
+        ws.append(["Key:"])
+        ws.append(["G", "On track"])
+        ws.append(["A", "Some slippage"])
+    book.save(tmp_path / "three.xlsx")
+    result = import_plan_file(engine, tmp_path / "three.xlsx", plan_name="Plan")
+    refs = session.scalars(select(Action.ref).order_by(Action.position)).all()
+    assert refs == ["W1", "W2", "S1", "S2", "M1", "M2"]
+    names = session.scalars(select(Workstream.name).order_by(Workstream.position)).all()
+    # The first sheet's title names the plan, so that sheet is named after itself.
+    assert names == ["Workforce", "Fair Services", "More"] and result.workstreams == 3
+    by_ref = {a.ref: a for a in session.scalars(select(Action))}
+    assert by_ref["S1"].workstream.name == "Fair Services" and by_ref["M2"].workstream.name == "More"
+    assert all(a.description is None for a in by_ref.values())  # no title, subtitle or key glued on
+    assert len([w for w in result.warnings if "key or note" in w.message]) == 3

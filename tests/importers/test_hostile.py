@@ -21,13 +21,16 @@ from storage.importers.reading import read_document
 from storage.models import Action
 from tests.importers.conftest import Chaser, assert_refused
 from tests.importers.makers import (
+    add_shared_strings,
     docx_body,
+    rewrite_part,
     set_declared_size,
     write_csv,
     write_docx,
     write_docx_paragraphs,
     write_docx_stream,
     write_docx_text_bomb,
+    write_xlsx,
     write_xlsx_far_cells,
 )
 
@@ -199,3 +202,34 @@ def test_refusals_write_nothing(engine: Engine, session: Session, tmp_path: Path
     with pytest.raises(ImportFileError):
         import_plan_file(engine, path)
     assert session.scalar(select(func.count(Action.id))) == 0
+
+
+def test_a_workbook_with_endless_shared_texts_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = add_shared_strings(write_xlsx(tmp_path / "texts.xlsx", [["Action", "Owner"], ["x", "y"]]), 1_001)
+    monkeypatch.setattr(reading, "MAX_SHARED_STRINGS", 1_000)
+    assert "the Excel workbook has more than 1,000 shared texts (limit)" in refused(path)
+    monkeypatch.setattr(reading, "MAX_SHARED_STRINGS", 1_001)
+    assert len(read_document(path).items) == 2
+
+
+def test_a_workbook_part_read_whole_is_limited_more(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "styles.xlsx", [["Action", "Owner"], ["x", "y"]])
+    rewrite_part(path, "xl/styles.xml", lambda xml: xml.replace(b"</styleSheet>", b"<x/>" * 300_000 + b"</styleSheet>"))
+    assert len(read_document(path).items) == 2
+    monkeypatch.setattr(reading, "MAX_WHOLE_PART_BYTES", 1_000_000)
+    assert "the Excel workbook's part xl/styles.xml inflates to 1.2 MB, more than 1.0 MB (limit for a part read whole)" in refused(path)
+
+
+def test_a_sheet_full_of_unknown_elements_is_refused(tmp_path: Path) -> None:
+    # openpyxl would keep each of them until the sheet ends.
+    for where in (b"<row ", b"</sheetData>", b"<pageMargins"):  # between rows, after the last one, after the rows
+        path = write_xlsx(tmp_path / "junk.xlsx", [["Action", "Owner"], ["x", "y"]])
+        rewrite_part(path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(where, b"<x/>" * 100_001 + where))
+        assert "sheet 'Sheet' has more than 100,000 XML elements that are neither cells nor sheet settings (limit)" in refused(path)
+
+
+def test_a_sheet_with_markup_and_no_row_ending_is_refused(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "tail.xlsx", [["Action", "Owner"], ["x", "y"]])
+    rewrite_part(path, "xl/worksheets/sheet1.xml",
+                 lambda xml: xml.replace(b"</sheetData>", b"</sheetData>" + b"<x/>" * 1_100_000))
+    assert "more than 4.0 MB of markup in xl/worksheets/sheet1.xml with no row ending in it (limit)" in refused(path)

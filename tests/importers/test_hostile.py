@@ -80,6 +80,13 @@ def test_a_sheet_declaring_a_huge_dimension_is_read_by_its_real_cells(engine: En
     assert session.scalar(select(Action.title)) == "Publish the pay gap report"
 
 
+def test_rows_past_a_declared_dimension_that_is_too_small_are_read_too(tmp_path: Path) -> None:
+    path = write_xlsx_far_cells(
+        tmp_path / "small.xlsx", {"A1": "Action", "B1": "Owner", "A2": "Review panels", "B2": "HR Lead"}, dimension="A1:B1"
+    )
+    assert [[c.text for c in item.cells] for item in read_document(path).items] == [["Action", "Owner"], ["Review panels", "HR Lead"]]
+
+
 def test_a_cell_past_column_200_is_refused_naming_the_cell(tmp_path: Path) -> None:
     path = write_xlsx_far_cells(tmp_path / "wide.xlsx", {"A1": "Action", "B1": "Owner", "XFD3": "stray"})
     assert "sheet 'Sheet' has a cell at XFD3, past column GR (200 columns, the limit)" in refused(path)

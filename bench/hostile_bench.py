@@ -69,8 +69,8 @@ def _span(path: Path) -> Path:
     return write_docx_stream(path, head, b"", 0, tail)
 
 
-def _sheet_junk(path: Path) -> Path:
-    """190 MB of unknown elements in a sheet after its rows, streamed through the compressor."""
+def _sheet_junk(path: Path, before: bytes) -> Path:
+    """190 MB of unknown elements in a sheet just before ``before``, streamed through the compressor."""
     import zipfile
 
     plain = write_xlsx(path.with_suffix(".tmp.xlsx"), [["Action", "Owner"], ["x", "y"]])
@@ -82,9 +82,10 @@ def _sheet_junk(path: Path) -> Path:
             if name != "xl/worksheets/sheet1.xml":
                 zf.writestr(name, data)
                 continue
-            head, tail = data.split(b"</sheetData>")
+            at = data.index(before)
+            head, tail = data[:at], data[at:]
             with zf.open(name, "w", force_zip64=True) as fh:
-                fh.write(head + b"</sheetData>")
+                fh.write(head)
                 block = b"<x/>" * 500_000
                 for _ in range(95):
                     fh.write(block)
@@ -105,7 +106,10 @@ CASES: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "liar.docx": ("declares 100 KB, inflates to 150 MB", _liar),
     "junk.docx": ("190 MB of bookmarks, no paragraph", _junk),
     "span.docx": ("one cell spanning 2 billion columns", _span),
-    "sheet-junk.xlsx": ("190 MB of unknown elements after the rows of a sheet", _sheet_junk),
+    "sheet-junk.xlsx": ("190 MB of unknown elements after the rows of a sheet",
+                        lambda p: _sheet_junk(p, b"<pageMargins")),
+    "sheet-prelude.xlsx": ("190 MB of unknown elements before the rows (read as the workbook opens)",
+                           lambda p: _sheet_junk(p, b"<sheetPr")),
     "shared-texts.xlsx": ("11 million one-letter shared texts (190 MB)",
                           lambda p: add_shared_strings(write_xlsx(p, [["Action", "Owner"], ["x", "y"]]), 11_000_000)),
     "paragraphs-at-limit.docx": ("200,000 paragraphs: the most accepted", lambda p: write_docx_paragraphs(p, 200_000)),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import posixpath
 import re
 import struct
 import zipfile
@@ -63,6 +64,8 @@ DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
 CONTENT_TYPES = "{http://schemas.openxmlformats.org/package/2006/content-types}"
 SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
 SHARED_STRINGS_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+PACKAGE_RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+OFFICE_RELS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 # lxml options for every part: no entity expansion, no network, and libxml2's own safety limits
 # (no text over 10 MB in one piece, no nesting deeper than 256) left on.
 SAFE_XML: dict[str, Any] = {"resolve_entities": False, "no_network": True, "huge_tree": False}
@@ -554,7 +557,7 @@ def read_xlsx(path: Path) -> Document:
     try:
         with zipfile.ZipFile(path) as zf:
             _check_inflated(zf, shown, "Excel workbook")
-            _check_workbook_parts(zf, shown)
+            unsaved = _check_workbook_parts(zf, shown)
         wb = load_workbook(path, read_only=True, data_only=True)
     except etree.XMLSyntaxError as exc:
         raise _xml_failure(shown, "Excel workbook", exc) from None
@@ -564,13 +567,17 @@ def read_xlsx(path: Path) -> Document:
     try:
         title = wb.properties.title if wb.properties is not None else None
         doc.title = title.strip() if title else None
-        with zipfile.ZipFile(path) as zf:
-            for sheet_no, ws in enumerate(wb.worksheets, start=1):
-                if getattr(ws, "sheet_state", "visible") != "visible":
-                    continue  # hidden sheets hold lookups and old versions, not the plan
-                # openpyxl's read-only sheet knows its part (``rel.target``); it has no public name.
-                _survey_sheet(zf, ws._worksheet_path, ws.title, doc)
-                _read_sheet(ws, sheet_no, doc)
+        for sheet_no, ws in enumerate(wb.worksheets, start=1):
+            if getattr(ws, "sheet_state", "visible") != "visible":
+                continue  # hidden sheets hold lookups and old versions, not the plan
+            # openpyxl's read-only sheet knows its part (``rel.target``); it has no public name.
+            for row_no, ref, formula in unsaved.get(ws._worksheet_path, []):
+                shown_formula = f" (={formula[:60]}{'…' if len(formula) > 60 else ''})" if formula else ""
+                doc.warnings.append(ImportWarning(
+                    f"sheet '{ws.title}' row {row_no} ({ref})",
+                    f"formula with no saved value{shown_formula}; open and save the file in Excel",
+                ))
+            _read_sheet(ws, sheet_no, doc)
     except etree.XMLSyntaxError as exc:
         raise _xml_failure(shown, "Excel workbook", exc) from None
     except damaged as exc:
@@ -580,11 +587,16 @@ def read_xlsx(path: Path) -> Document:
     return doc
 
 
-def _check_workbook_parts(zf: zipfile.ZipFile, shown: str) -> None:
-    """Refuse what openpyxl would hold whole: big XML parts it reads into a tree, endless shared texts.
+Unsaved = list[tuple[int, str, str]]  # formula cells with no saved value: row, cell, formula
 
-    Part types come from ``[Content_Types].xml``, as openpyxl finds them: sheets and the
-    shared-strings table are read as streams, any other XML part whole.
+
+def _check_workbook_parts(zf: zipfile.ZipFile, shown: str) -> dict[str, Unsaved]:
+    """Bound what openpyxl would hold, before it opens the workbook; the unsaved formulas per sheet part.
+
+    openpyxl reads most XML parts whole into a tree, keeps the shared texts in a list, and
+    starts reading every sheet (for its size) as soon as it opens the workbook. So: parts read
+    whole are limited in size, the shared texts are counted, and every sheet is surveyed here
+    (``_survey_sheet``). Part types come from ``[Content_Types].xml``, as openpyxl finds them.
     """
     what = "Excel workbook"
     types: dict[str, str] = {}
@@ -614,6 +626,35 @@ def _check_workbook_parts(zf: zipfile.ZipFile, shown: str) -> None:
                             shown, f"the {what} has more than {MAX_SHARED_STRINGS:,} shared texts (limit); is it a real plan?"
                         )
                     _forget(si)
+    titles = _sheet_titles(zf, shown)
+    present = set(zf.namelist())
+    sheets = [name for name, kind in types.items() if kind == SHEET_TYPE and name in present]
+    sheets += [name for name in titles if name in present and name not in sheets]
+    return {name: _survey_sheet(zf, name, titles.get(name, name), shown) for name in sheets}
+
+
+def _sheet_titles(zf: zipfile.ZipFile, shown: str) -> dict[str, str]:
+    """Sheet part -> sheet name, from xl/workbook.xml and its relationships (both small parts)."""
+    rels_name, workbook_name = "xl/_rels/workbook.xml.rels", "xl/workbook.xml"
+    present = set(zf.namelist())
+    if rels_name not in present or workbook_name not in present:
+        return {}
+    targets: dict[str, str] = {}
+    with _Part(zf, rels_name, shown, "Excel workbook", "relationship") as part:
+        for _, rel in etree.iterparse(part, events=("end",), tag=f"{PACKAGE_RELS}Relationship", **SAFE_XML):
+            part.mark()
+            target = rel.get("Target") or ""
+            targets[rel.get("Id") or ""] = target.lstrip("/") if target.startswith("/") else posixpath.normpath(f"xl/{target}")
+            _forget(rel)
+    titles: dict[str, str] = {}
+    with _Part(zf, workbook_name, shown, "Excel workbook", "sheet") as part:
+        for _, sheet in etree.iterparse(part, events=("end",), tag=f"{S}sheet", **SAFE_XML):
+            part.mark()
+            target = targets.get(sheet.get(f"{OFFICE_RELS}id") or "")
+            if target:
+                titles[target] = sheet.get("name") or target
+            _forget(sheet)
+    return titles
 
 
 def _read_sheet(ws: Any, sheet_no: int, doc: Document) -> None:
@@ -657,23 +698,24 @@ def _empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, doc: Document) -> None:
-    """Read a sheet's XML once with lxml before openpyxl does: bound it, and find unsaved formulas.
+def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, shown: str) -> Unsaved:
+    """Read a sheet's XML once with lxml, before openpyxl does: bound it, and find unsaved formulas.
 
     openpyxl keeps every element of a sheet it does not know until the sheet ends, so a sheet
     with more than ``MAX_SHEET_OTHER_ELEMENTS`` of them, or ``MAX_MARKUP_GAP`` of markup with no
     row ending in it, is refused here. Here each row is dropped once read.
 
-    A formula cell with no saved value warns: openpyxl reads a formula's value from what Excel
-    saved with it (``data_only``), and a file written by a script has the formula alone, so its
-    cell would be read as empty in silence.
+    A formula cell with no saved value is returned (and becomes a warning): openpyxl reads a
+    formula's value from what Excel saved with it (``data_only``), and a file written by a
+    script has the formula alone, so its cell would be read as empty in silence.
     """
     from openpyxl.utils.cell import get_column_letter
 
+    unsaved: Unsaved = []
     row_tag = f"{S}row"
     row_no = 0
     other = 0
-    with _Part(zf, name, doc.path, "Excel workbook", "row") as part:
+    with _Part(zf, name, shown, "Excel workbook", "row") as part:
         events = etree.iterparse(part, events=("end",), tag=_SHEET_UNITS, **SAFE_XML)
         for _, node in events:
             part.mark()
@@ -683,19 +725,15 @@ def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, doc: Document) -> 
                     ref = c.get("r")
                     if not ref:  # cells may leave out their reference; count the cells before it
                         ref = f"{get_column_letter(int(c.xpath('count(preceding-sibling::*)')) + 1)}{row_no}"
-                    text = (c.findtext(f"{S}f") or "").strip()
-                    shown = f" (={text[:60]}{'…' if len(text) > 60 else ''})" if text else ""
-                    doc.warnings.append(ImportWarning(
-                        f"sheet '{title}' row {row_no} ({ref})",
-                        f"formula with no saved value{shown}; open and save the file in Excel",
-                    ))
+                    unsaved.append((row_no, ref, (c.findtext(f"{S}f") or "").strip()))
             elif node.tag in _SHEET_LISTS:
                 other += max(0, len(node) - 1)  # what follows the last unit it holds
             # What is dropped before it, but the unit before it, is something openpyxl would keep.
             other += max(0, _forget(node) - 1)
-            _check_other(other, title, doc.path)
+            _check_other(other, title, shown)
         if events.root is not None:
-            _check_other(other + len(events.root), title, doc.path)  # what follows the last list of units
+            _check_other(other + len(events.root), title, shown)  # what follows the last list of units
+    return unsaved
 
 
 def _check_other(other: int, title: str, shown: str) -> None:

@@ -229,7 +229,8 @@ def test_a_workbook_part_read_whole_is_limited_more(monkeypatch: pytest.MonkeyPa
 
 def test_a_sheet_full_of_unknown_elements_is_refused(tmp_path: Path) -> None:
     # openpyxl would keep each of them until the sheet ends.
-    for where in (b"<row ", b"</sheetData>", b"<pageMargins"):  # between rows, after the last one, after the rows
+    # Between rows, after the last one, after the rows, before them all (which openpyxl reads on opening).
+    for where in (b"<row ", b"</sheetData>", b"<pageMargins", b"<sheetPr"):
         path = write_xlsx(tmp_path / "junk.xlsx", [["Action", "Owner"], ["x", "y"]])
         rewrite_part(path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(where, b"<x/>" * 100_001 + where))
         assert "sheet 'Sheet' has more than 100,000 XML elements that are neither cells nor sheet settings (limit)" in refused(path)
@@ -240,3 +241,16 @@ def test_a_sheet_with_markup_and_no_row_ending_is_refused(tmp_path: Path) -> Non
     rewrite_part(path, "xl/worksheets/sheet1.xml",
                  lambda xml: xml.replace(b"</sheetData>", b"</sheetData>" + b"<x/>" * 1_100_000))
     assert "more than 4.0 MB of markup in xl/worksheets/sheet1.xml with no row ending in it (limit)" in refused(path)
+
+
+def test_hidden_sheets_are_bounded_too_and_named(tmp_path: Path) -> None:
+    # openpyxl starts reading every sheet when it opens the workbook, hidden ones included.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.append(["Action", "Owner"])
+    wb.create_sheet("Old lookups").sheet_state = "hidden"
+    wb.save(tmp_path / "hidden.xlsx")
+    rewrite_part(tmp_path / "hidden.xlsx", "xl/worksheets/sheet2.xml",
+                 lambda xml: xml.replace(b"<sheetPr", b"<x/>" * 100_001 + b"<sheetPr"))
+    assert "sheet 'Old lookups' has more than 100,000 XML elements" in refused(tmp_path / "hidden.xlsx")

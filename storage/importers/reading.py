@@ -10,13 +10,16 @@ workbook declaring ``A1:XFD1048576``, a 4 MB Word file inflating to 4 GB, 3 mill
 paragraphs): each is far above what a real plan needs, and a file over one is refused with a
 one-line error naming the limit. Word and Excel files are zip archives: the sizes their zip
 directory declares are checked before anything is inflated, and XML is read as a stream whose
-finished paragraphs and rows are dropped as soon as they are read.
+finished paragraphs and rows are dropped as soon as they are read. openpyxl holds more than a
+stream (parts it reads whole, the shared texts, elements of a sheet it does not know), so a
+workbook is surveyed with lxml first (``_check_workbook_parts``, ``_survey_sheet``).
 """
 from __future__ import annotations
 
 import codecs
 import csv
 import io
+import posixpath
 import re
 import struct
 import zipfile
@@ -34,6 +37,17 @@ MAX_FILE_BYTES = 200 * MB  # the file on disk; a 250,000-action CSV is about 40 
 MAX_PART_BYTES = 200 * MB  # one part of a .docx/.xlsx inflated; a 250,000-row sheet is about 110 MB
 MAX_INFLATED_BYTES = 300 * MB  # all parts together, inflated
 MAX_PARTS = 10_000  # parts in the zip; a Word or Excel file has tens
+# An XML part of a workbook that openpyxl reads whole into a tree (styles, the workbook, its
+# relationships): 20 MB of the smallest elements is about 500 MB of tree. Sheets and shared
+# strings are streamed and have the part limit; a bloated styles.xml is a few megabytes.
+MAX_WHOLE_PART_BYTES = 20 * MB
+# Texts of a workbook's shared-strings table, which openpyxl keeps in a list (7 µs each to
+# read): a 190 MB table of one-letter texts took 74 s and 1.1 GB from a 465 KB file.
+MAX_SHARED_STRINGS = 1_000_000
+# Elements of a sheet that are neither rows, cells nor repeated sheet settings (merged cells,
+# hyperlinks, formatting rules...): openpyxl keeps each one until the sheet ends, so 190 MB of
+# them in a 190 KB file took 50 s and 4 GB. A real sheet has a few dozen.
+MAX_SHEET_OTHER_ELEMENTS = 100_000
 MAX_ROWS = 1_000_000  # rows of a sheet or a CSV file; table rows of a Word document
 MAX_COLUMNS = 200  # cells in one row
 # Paragraphs of a Word document, those in table cells included: a 10,000-action plan has about
@@ -47,6 +61,11 @@ MAX_MARKUP_GAP = 4 * MB
 W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+CONTENT_TYPES = "{http://schemas.openxmlformats.org/package/2006/content-types}"
+SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
+SHARED_STRINGS_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
+PACKAGE_RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+OFFICE_RELS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 # lxml options for every part: no entity expansion, no network, and libxml2's own safety limits
 # (no text over 10 MB in one piece, no nesting deeper than 256) left on.
 SAFE_XML: dict[str, Any] = {"resolve_entities": False, "no_network": True, "huge_tree": False}
@@ -199,13 +218,30 @@ class _Part:
         self.close()
 
 
-def _forget(element: etree._Element) -> None:
-    """Drop a finished element and the finished ones before it, so the tree stays small."""
+def _forget(element: etree._Element) -> int:
+    """Drop a finished element and whatever is before it, so the tree stays small.
+
+    Returns how many elements were dropped before it (one slice deletion, not a loop: a flood
+    of millions of elements between two paragraphs is dropped in one step).
+    """
     element.clear()
+    previous = element.getprevious()
+    if previous is None:
+        return 0
     parent = element.getparent()
-    if parent is not None:
-        while element.getprevious() is not None:
-            del parent[0]
+    if previous.getprevious() is None:  # the usual case: only the unit read before it
+        del parent[0]
+        return 1
+    before = parent.index(element)  # slow (four times the rest), so only when there is more
+    del parent[:before]
+    return before
+
+
+def _xml_failure(shown: str, what: str, exc: etree.XMLSyntaxError) -> ImportFileError:
+    limit = _xml_limit(exc)
+    if limit is not None:
+        return ImportFileError(shown, f"the {what} has {limit} (limit); is it a real plan?")
+    return ImportFileError(shown, f"the {what} is damaged and cannot be read ({exc})")
 
 
 def _xml_limit(exc: etree.XMLSyntaxError) -> str | None:
@@ -388,10 +424,7 @@ def read_docx(path: Path) -> Document:
             doc = Document(path=shown, kind="docx", title=_core_title(zf, shown, names))
             _read_body(zf, doc, _heading_styles(zf, shown, names))
     except etree.XMLSyntaxError as exc:
-        limit = _xml_limit(exc)
-        if limit is not None:
-            raise ImportFileError(shown, f"the Word document has {limit} (limit); is it a real plan?") from None
-        raise ImportFileError(shown, f"the Word document is damaged and cannot be read ({exc})") from None
+        raise _xml_failure(shown, "Word document", exc) from None
     except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
         raise ImportFileError(shown, f"the Word document is damaged and cannot be read ({exc})") from None
     return doc
@@ -501,7 +534,15 @@ def _row_cells(tr: etree._Element, merged: dict[int, str], shown: str, where: st
 
 # --- Excel --------------------------------------------------------------------------------
 
-_FORMULA = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")  # <f>, <f t="shared" .../>, <x:f>
+# What a sheet repeats, and the elements holding them: the survey marks progress at each and
+# drops each with what is before it. Not cells: an event per cell cost a quarter more, and a
+# row over 4 MB is no plan's.
+_SHEET_LISTS = frozenset(f"{S}{tag}" for tag in (
+    "sheetData", "cols", "mergeCells", "hyperlinks", "conditionalFormatting", "dataValidations", "rowBreaks", "colBreaks",
+))
+_SHEET_UNITS = tuple(_SHEET_LISTS) + tuple(
+    f"{S}{tag}" for tag in ("row", "col", "mergeCell", "hyperlink", "cfRule", "dataValidation", "brk")
+)
 # A formula cell with no saved value: no <v>, or an empty one unless the saved value is empty text.
 _UNSAVED_FORMULAS = etree.XPath(
     "s:c[s:f and (not(s:v) or (string(s:v) = '' and not(@t = 'str')))]", namespaces={"s": S[1:-1]}
@@ -517,30 +558,105 @@ def read_xlsx(path: Path) -> Document:
     try:
         with zipfile.ZipFile(path) as zf:
             _check_inflated(zf, shown, "Excel workbook")
+            unsaved = _check_workbook_parts(zf, shown)
         wb = load_workbook(path, read_only=True, data_only=True)
+    except etree.XMLSyntaxError as exc:
+        raise _xml_failure(shown, "Excel workbook", exc) from None
     except damaged as exc:  # xml.etree's ParseError is a SyntaxError
         raise ImportFileError(shown, f"the Excel workbook is damaged and cannot be read ({exc})") from None
     doc = Document(path=shown, kind="xlsx", grid=True)
     try:
         title = wb.properties.title if wb.properties is not None else None
         doc.title = title.strip() if title else None
-        with zipfile.ZipFile(path) as zf:
-            for sheet_no, ws in enumerate(wb.worksheets, start=1):
-                if getattr(ws, "sheet_state", "visible") != "visible":
-                    continue  # hidden sheets hold lookups and old versions, not the plan
-                # openpyxl's read-only sheet knows its part (``rel.target``); it has no public name.
-                _formulas_without_values(zf, ws._worksheet_path, ws.title, doc)
-                doc.sheets[sheet_no] = ws.title
-                _read_sheet(ws, sheet_no, doc)
+        for sheet_no, ws in enumerate(wb.worksheets, start=1):
+            if getattr(ws, "sheet_state", "visible") != "visible":
+                continue  # hidden sheets hold lookups and old versions, not the plan
+            # openpyxl's read-only sheet knows its part (``rel.target``); it has no public name.
+            for row_no, ref, formula in unsaved.get(ws._worksheet_path, []):
+                shown_formula = f" (={formula[:60]}{'…' if len(formula) > 60 else ''})" if formula else ""
+                doc.warnings.append(ImportWarning(
+                    f"sheet '{ws.title}' row {row_no} ({ref})",
+                    f"formula with no saved value{shown_formula}; open and save the file in Excel",
+                ))
+            doc.sheets[sheet_no] = ws.title
+            _read_sheet(ws, sheet_no, doc)
     except etree.XMLSyntaxError as exc:
-        limit = _xml_limit(exc)
-        problem = f"has {limit} (limit); is it a real plan?" if limit else f"is damaged and cannot be read ({exc})"
-        raise ImportFileError(shown, f"the Excel workbook {problem}") from None
+        raise _xml_failure(shown, "Excel workbook", exc) from None
     except damaged as exc:
         raise ImportFileError(shown, f"the Excel workbook is damaged and cannot be read ({exc})") from None
     finally:
         wb.close()
     return doc
+
+
+Unsaved = list[tuple[int, str, str]]  # formula cells with no saved value: row, cell, formula
+
+
+def _check_workbook_parts(zf: zipfile.ZipFile, shown: str) -> dict[str, Unsaved]:
+    """Bound what openpyxl would hold, before it opens the workbook; the unsaved formulas per sheet part.
+
+    openpyxl reads most XML parts whole into a tree, keeps the shared texts in a list, and
+    starts reading every sheet (for its size) as soon as it opens the workbook. So: parts read
+    whole are limited in size, the shared texts are counted, and every sheet is surveyed here
+    (``_survey_sheet``). Part types come from ``[Content_Types].xml``, as openpyxl finds them.
+    """
+    what = "Excel workbook"
+    types: dict[str, str] = {}
+    listing = "[Content_Types].xml"
+    if listing in zf.namelist() and zf.getinfo(listing).file_size <= MAX_WHOLE_PART_BYTES:
+        with _Part(zf, listing, shown, what, "part") as part:
+            for _, node in etree.iterparse(part, events=("end",), tag=f"{CONTENT_TYPES}Override", **SAFE_XML):
+                part.mark()
+                types[(node.get("PartName") or "").lstrip("/")] = node.get("ContentType") or ""
+                _forget(node)
+    for info in zf.infolist():
+        kind = types.get(info.filename)
+        whole = kind not in (SHEET_TYPE, SHARED_STRINGS_TYPE) and info.filename.lower().endswith((".xml", ".rels"))
+        if whole and info.file_size > MAX_WHOLE_PART_BYTES:
+            raise ImportFileError(
+                shown, f"the {what}'s part {info.filename} inflates to {_mb(info.file_size)}, more than "
+                f"{_mb(MAX_WHOLE_PART_BYTES)} (limit for a part read whole); is it a real plan?",
+            )
+        if kind == SHARED_STRINGS_TYPE:
+            texts = 0
+            with _Part(zf, info.filename, shown, what, "shared text") as part:
+                for _, si in etree.iterparse(part, events=("end",), tag=f"{S}si", **SAFE_XML):
+                    part.mark()
+                    texts += 1
+                    if texts > MAX_SHARED_STRINGS:
+                        raise ImportFileError(
+                            shown, f"the {what} has more than {MAX_SHARED_STRINGS:,} shared texts (limit); is it a real plan?"
+                        )
+                    _forget(si)
+    titles = _sheet_titles(zf, shown)
+    present = set(zf.namelist())
+    sheets = [name for name, kind in types.items() if kind == SHEET_TYPE and name in present]
+    sheets += [name for name in titles if name in present and name not in sheets]
+    return {name: _survey_sheet(zf, name, titles.get(name, name), shown) for name in sheets}
+
+
+def _sheet_titles(zf: zipfile.ZipFile, shown: str) -> dict[str, str]:
+    """Sheet part -> sheet name, from xl/workbook.xml and its relationships (both small parts)."""
+    rels_name, workbook_name = "xl/_rels/workbook.xml.rels", "xl/workbook.xml"
+    present = set(zf.namelist())
+    if rels_name not in present or workbook_name not in present:
+        return {}
+    targets: dict[str, str] = {}
+    with _Part(zf, rels_name, shown, "Excel workbook", "relationship") as part:
+        for _, rel in etree.iterparse(part, events=("end",), tag=f"{PACKAGE_RELS}Relationship", **SAFE_XML):
+            part.mark()
+            target = rel.get("Target") or ""
+            targets[rel.get("Id") or ""] = target.lstrip("/") if target.startswith("/") else posixpath.normpath(f"xl/{target}")
+            _forget(rel)
+    titles: dict[str, str] = {}
+    with _Part(zf, workbook_name, shown, "Excel workbook", "sheet") as part:
+        for _, sheet in etree.iterparse(part, events=("end",), tag=f"{S}sheet", **SAFE_XML):
+            part.mark()
+            target = targets.get(sheet.get(f"{OFFICE_RELS}id") or "")
+            if target:
+                titles[target] = sheet.get("name") or target
+            _forget(sheet)
+    return titles
 
 
 def _read_sheet(ws: Any, sheet_no: int, doc: Document) -> None:
@@ -584,42 +700,50 @@ def _empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _has_formula(zf: zipfile.ZipFile, name: str) -> bool:
-    """A fast byte scan: most sheets have no formula and need no second reading."""
-    tail = b""
-    with zf.open(name) as fh:
-        while chunk := fh.read(1 << 20):
-            if _FORMULA.search(tail + chunk):
-                return True
-            tail = chunk[-64:]
-    return False
+def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, shown: str) -> Unsaved:
+    """Read a sheet's XML once with lxml, before openpyxl does: bound it, and find unsaved formulas.
 
+    openpyxl keeps every element of a sheet it does not know until the sheet ends, so a sheet
+    with more than ``MAX_SHEET_OTHER_ELEMENTS`` of them, or ``MAX_MARKUP_GAP`` of markup with no
+    row ending in it, is refused here. Here each row is dropped once read.
 
-def _formulas_without_values(zf: zipfile.ZipFile, name: str, title: str, doc: Document) -> None:
-    """Warn for each formula cell with no saved value.
-
-    openpyxl reads a formula's value from what Excel saved with it (``data_only``); a file
-    written by a script has the formula alone, and its cell would be read as empty in silence.
-    A formula with no ``<v>`` (or an empty one, except a saved empty text) has no value.
+    A formula cell with no saved value is returned (and becomes a warning): openpyxl reads a
+    formula's value from what Excel saved with it (``data_only``), and a file written by a
+    script has the formula alone, so its cell would be read as empty in silence.
     """
-    if not _has_formula(zf, name):
-        return
     from openpyxl.utils.cell import get_column_letter
 
+    unsaved: Unsaved = []
+    row_tag = f"{S}row"
     row_no = 0
-    with _Part(zf, name, doc.path, "Excel workbook", None) as part:
-        for _, row in etree.iterparse(part, events=("end",), tag=f"{S}row", **SAFE_XML):
-            row_no = int(row.get("r") or row_no + 1)
-            for c in _UNSAVED_FORMULAS(row):  # in libxml2: cells with a saved value cost nothing here
-                ref = c.get("r")
-                if not ref:  # cells may leave out their reference; count the cells before it
-                    ref = f"{get_column_letter(int(c.xpath('count(preceding-sibling::*)')) + 1)}{row_no}"
-                text = (c.findtext(f"{S}f") or "").strip()
-                shown = f" (={text[:60]}{'…' if len(text) > 60 else ''})" if text else ""
-                doc.warnings.append(ImportWarning(
-                    f"sheet '{title}' row {row_no} ({ref})", f"formula with no saved value{shown}; open and save the file in Excel"
-                ))
-            _forget(row)
+    other = 0
+    with _Part(zf, name, shown, "Excel workbook", "row") as part:
+        events = etree.iterparse(part, events=("end",), tag=_SHEET_UNITS, **SAFE_XML)
+        for _, node in events:
+            part.mark()
+            if node.tag == row_tag:
+                row_no = int(node.get("r") or row_no + 1)
+                for c in _UNSAVED_FORMULAS(node):  # in libxml2: cells with a saved value cost nothing here
+                    ref = c.get("r")
+                    if not ref:  # cells may leave out their reference; count the cells before it
+                        ref = f"{get_column_letter(int(c.xpath('count(preceding-sibling::*)')) + 1)}{row_no}"
+                    unsaved.append((row_no, ref, (c.findtext(f"{S}f") or "").strip()))
+            elif node.tag in _SHEET_LISTS:
+                other += max(0, len(node) - 1)  # what follows the last unit it holds
+            # What is dropped before it, but the unit before it, is something openpyxl would keep.
+            other += max(0, _forget(node) - 1)
+            _check_other(other, title, shown)
+        if events.root is not None:
+            _check_other(other + len(events.root), title, shown)  # what follows the last list of units
+    return unsaved
+
+
+def _check_other(other: int, title: str, shown: str) -> None:
+    if other > MAX_SHEET_OTHER_ELEMENTS:
+        raise ImportFileError(
+            shown, f"sheet '{title}' has more than {MAX_SHEET_OTHER_ELEMENTS:,} XML elements that are "
+            "neither cells nor sheet settings (limit); is it a real plan?",
+        )
 
 
 # --- CSV ----------------------------------------------------------------------------------

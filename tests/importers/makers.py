@@ -157,3 +157,23 @@ def rewrite_part(path: Path, member: str, change: Callable[[bytes], bytes]) -> P
             zf.writestr(info, change(data) if info.filename == member else data, compress_type=zipfile.ZIP_DEFLATED)
     return path
 
+
+
+def add_shared_strings(path: Path, texts: int, text: bytes = b"a") -> Path:
+    """Give a workbook a shared-strings table of ``texts`` entries (openpyxl writes inline strings)."""
+    with zipfile.ZipFile(path) as zf:
+        parts = [(info.filename, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for name, data in parts:
+            if name == "[Content_Types].xml":
+                data = data.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" ContentType='
+                                    b'"application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>')
+            zf.writestr(name, data)
+        with zf.open("xl/sharedStrings.xml", "w", force_zip64=True) as fh:
+            fh.write(b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">')
+            entry = b"<si><t>" + text + b"</t></si>"
+            for _ in range(texts // 10_000):
+                fh.write(entry * 10_000)
+            fh.write(entry * (texts % 10_000))
+            fh.write(b"</sst>")
+    return path

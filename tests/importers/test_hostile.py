@@ -21,13 +21,16 @@ from storage.importers.reading import read_document
 from storage.models import Action
 from tests.importers.conftest import Chaser, assert_refused
 from tests.importers.makers import (
+    add_shared_strings,
     docx_body,
+    rewrite_part,
     set_declared_size,
     write_csv,
     write_docx,
     write_docx_paragraphs,
     write_docx_stream,
     write_docx_text_bomb,
+    write_xlsx,
     write_xlsx_far_cells,
 )
 
@@ -75,6 +78,13 @@ def test_a_sheet_declaring_a_huge_dimension_is_read_by_its_real_cells(engine: En
     result = import_plan_file(engine, path, plan_name="Plan")
     assert (result.created, result.warnings) == (1, [])
     assert session.scalar(select(Action.title)) == "Publish the pay gap report"
+
+
+def test_rows_past_a_declared_dimension_that_is_too_small_are_read_too(tmp_path: Path) -> None:
+    path = write_xlsx_far_cells(
+        tmp_path / "small.xlsx", {"A1": "Action", "B1": "Owner", "A2": "Review panels", "B2": "HR Lead"}, dimension="A1:B1"
+    )
+    assert [[c.text for c in item.cells] for item in read_document(path).items] == [["Action", "Owner"], ["Review panels", "HR Lead"]]
 
 
 def test_a_cell_past_column_200_is_refused_naming_the_cell(tmp_path: Path) -> None:
@@ -199,3 +209,48 @@ def test_refusals_write_nothing(engine: Engine, session: Session, tmp_path: Path
     with pytest.raises(ImportFileError):
         import_plan_file(engine, path)
     assert session.scalar(select(func.count(Action.id))) == 0
+
+
+def test_a_workbook_with_endless_shared_texts_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = add_shared_strings(write_xlsx(tmp_path / "texts.xlsx", [["Action", "Owner"], ["x", "y"]]), 1_001)
+    monkeypatch.setattr(reading, "MAX_SHARED_STRINGS", 1_000)
+    assert "the Excel workbook has more than 1,000 shared texts (limit)" in refused(path)
+    monkeypatch.setattr(reading, "MAX_SHARED_STRINGS", 1_001)
+    assert len(read_document(path).items) == 2
+
+
+def test_a_workbook_part_read_whole_is_limited_more(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "styles.xlsx", [["Action", "Owner"], ["x", "y"]])
+    rewrite_part(path, "xl/styles.xml", lambda xml: xml.replace(b"</styleSheet>", b"<x/>" * 300_000 + b"</styleSheet>"))
+    assert len(read_document(path).items) == 2
+    monkeypatch.setattr(reading, "MAX_WHOLE_PART_BYTES", 1_000_000)
+    assert "the Excel workbook's part xl/styles.xml inflates to 1.2 MB, more than 1.0 MB (limit for a part read whole)" in refused(path)
+
+
+def test_a_sheet_full_of_unknown_elements_is_refused(tmp_path: Path) -> None:
+    # openpyxl would keep each of them until the sheet ends.
+    # Between rows, after the last one, after the rows, before them all (which openpyxl reads on opening).
+    for where in (b"<row ", b"</sheetData>", b"<pageMargins", b"<sheetPr"):
+        path = write_xlsx(tmp_path / "junk.xlsx", [["Action", "Owner"], ["x", "y"]])
+        rewrite_part(path, "xl/worksheets/sheet1.xml", lambda xml: xml.replace(where, b"<x/>" * 100_001 + where))
+        assert "sheet 'Sheet' has more than 100,000 XML elements that are neither cells nor sheet settings (limit)" in refused(path)
+
+
+def test_a_sheet_with_markup_and_no_row_ending_is_refused(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "tail.xlsx", [["Action", "Owner"], ["x", "y"]])
+    rewrite_part(path, "xl/worksheets/sheet1.xml",
+                 lambda xml: xml.replace(b"</sheetData>", b"</sheetData>" + b"<x/>" * 1_100_000))
+    assert "more than 4.0 MB of markup in xl/worksheets/sheet1.xml with no row ending in it (limit)" in refused(path)
+
+
+def test_hidden_sheets_are_bounded_too_and_named(tmp_path: Path) -> None:
+    # openpyxl starts reading every sheet when it opens the workbook, hidden ones included.
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.append(["Action", "Owner"])
+    wb.create_sheet("Old lookups").sheet_state = "hidden"
+    wb.save(tmp_path / "hidden.xlsx")
+    rewrite_part(tmp_path / "hidden.xlsx", "xl/worksheets/sheet2.xml",
+                 lambda xml: xml.replace(b"<sheetPr", b"<x/>" * 100_001 + b"<sheetPr"))
+    assert "sheet 'Old lookups' has more than 100,000 XML elements" in refused(tmp_path / "hidden.xlsx")

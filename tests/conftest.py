@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -70,3 +71,28 @@ def engine(db_url: str) -> Iterator[Engine]:
 def session(engine: Engine) -> Iterator[Session]:
     with session_factory(engine)() as s:
         yield s
+
+
+Chaser = Callable[..., Result]
+
+
+def cli(env: dict[str, str]) -> Chaser:
+    """``invoke(*args, expect=0)``: the ``chaser`` command with ``env``, checking its exit status."""
+    from chaser.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args: str, expect: int = 0) -> Result:
+        result = runner.invoke(main, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == expect, (result.output, result.stderr)
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def chaser(db_url: str) -> Chaser:
+    """``chaser(*args, expect=0)`` runs the command against a fresh, initialised database."""
+    invoke = cli({"CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32})
+    invoke("init")
+    return invoke

@@ -5,25 +5,16 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from chaser.cli import main
-from tests.conftest import LAMBETH, TOWER_HAMLETS
+from tests.conftest import LAMBETH, Chaser, TOWER_HAMLETS
 from tests.importers.makers import write_csv
 
 
 @pytest.fixture
-def run(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    runner = CliRunner()
-    env = {"CHASER_DATABASE_URL": db_url}
-
-    def invoke(*args: str, expect: int = 0) -> Result:
-        result = runner.invoke(main, list(args), env=env, catch_exceptions=False)
-        assert result.exit_code == expect, (result.output, result.stderr)
-        return result
-
-    invoke("init")
-    return invoke
+def run(chaser: Chaser) -> Chaser:
+    return chaser
 
 
 def test_import_json_summarises_the_plan(run) -> None:  # type: ignore[no-untyped-def]

@@ -7,25 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from chaser.cli import main
-from tests.conftest import LAMBETH
+from tests.conftest import LAMBETH, Chaser
 from tests.importers.makers import write_csv
 
 
 @pytest.fixture
-def run(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    runner = CliRunner()
-    env = {"CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32}
-
-    def invoke(*args: str, expect: int = 0) -> Result:
-        result = runner.invoke(main, list(args), env=env, catch_exceptions=False)
-        assert result.exit_code == expect, (result.output, result.stderr)
-        return result
-
-    invoke("init")
-    return invoke
+def run(chaser: Chaser) -> Chaser:
+    return chaser
 
 
 @pytest.fixture

@@ -7,27 +7,19 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 
 from chaser.cli import main
-from tests.conftest import LAMBETH
+from tests.conftest import LAMBETH, Chaser
 from tests.importers.makers import write_csv
 
 
 @pytest.fixture
-def run(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    runner = CliRunner()
-    env = {"CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32}
+def run(chaser: Chaser, tmp_path: Path) -> Chaser:
     Path("chaser.toml").write_text(
         'edi_lead = "lead@lambeth.example"\n[channels.outbox_folder]\nfolder = "out"\n'
     )
-
-    def invoke(*args: str, expect: int = 0) -> Result:
-        result = runner.invoke(main, list(args), env=env, catch_exceptions=False)
-        assert result.exit_code == expect, (result.output, result.stderr)
-        return result
-
-    invoke("init")
+    invoke = chaser
     invoke("import", str(LAMBETH))
     people = write_csv(tmp_path / "people.csv", [
         ["name", "email", "roles", "manager", "slack_id"],

@@ -2,31 +2,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from chaser.cli import main
 from tests.importers.makers import write_csv
 
-Chaser = Callable[..., Result]
-
-
-@pytest.fixture
-def chaser(db_url: str) -> Chaser:
-    """``chaser(*args, expect=0)`` runs the command against a fresh database (SQLite, PostgreSQL)."""
-    runner = CliRunner()
-    env = {"CHASER_DATABASE_URL": db_url}
-
-    def invoke(*args: str, expect: int = 0) -> Result:
-        result = runner.invoke(main, list(args), env=env, catch_exceptions=False)
-        assert result.exit_code == expect, (result.output, result.stderr)
-        return result
-
-    invoke("init")
-    return invoke
+from tests.conftest import Chaser
 
 
 @pytest.fixture

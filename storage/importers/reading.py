@@ -558,7 +558,7 @@ def read_xlsx(path: Path) -> Document:
     try:
         with zipfile.ZipFile(path) as zf:
             _check_inflated(zf, shown, "Excel workbook")
-            unsaved = _check_workbook_parts(zf, shown)
+            surveys = _check_workbook_parts(zf, shown)
         wb = load_workbook(path, read_only=True, data_only=True)
     except etree.XMLSyntaxError as exc:
         raise _xml_failure(shown, "Excel workbook", exc) from None
@@ -572,14 +572,15 @@ def read_xlsx(path: Path) -> Document:
             if getattr(ws, "sheet_state", "visible") != "visible":
                 continue  # hidden sheets hold lookups and old versions, not the plan
             # openpyxl's read-only sheet knows its part (``rel.target``); it has no public name.
-            for row_no, ref, formula in unsaved.get(ws._worksheet_path, []):
+            formulas, merges = surveys.get(ws._worksheet_path, ([], []))
+            for row_no, ref, formula in formulas:
                 shown_formula = f" (={formula[:60]}{'…' if len(formula) > 60 else ''})" if formula else ""
                 doc.warnings.append(ImportWarning(
                     f"sheet '{ws.title}' row {row_no} ({ref})",
                     f"formula with no saved value{shown_formula}; open and save the file in Excel",
                 ))
             doc.sheets[sheet_no] = ws.title
-            _read_sheet(ws, sheet_no, doc)
+            _read_sheet(ws, sheet_no, doc, merges)
     except etree.XMLSyntaxError as exc:
         raise _xml_failure(shown, "Excel workbook", exc) from None
     except damaged as exc:
@@ -590,9 +591,10 @@ def read_xlsx(path: Path) -> Document:
 
 
 Unsaved = list[tuple[int, str, str]]  # formula cells with no saved value: row, cell, formula
+Survey = tuple[Unsaved, list[str]]  # and the merged ranges ("A2:A4") of the sheet
 
 
-def _check_workbook_parts(zf: zipfile.ZipFile, shown: str) -> dict[str, Unsaved]:
+def _check_workbook_parts(zf: zipfile.ZipFile, shown: str) -> dict[str, Survey]:
     """Bound what openpyxl would hold, before it opens the workbook; the unsaved formulas per sheet part.
 
     openpyxl reads most XML parts whole into a tree, keeps the shared texts in a list, and
@@ -659,8 +661,22 @@ def _sheet_titles(zf: zipfile.ZipFile, shown: str) -> dict[str, str]:
     return titles
 
 
-def _read_sheet(ws: Any, sheet_no: int, doc: Document) -> None:
+def _read_sheet(ws: Any, sheet_no: int, doc: Document, merges: list[str] = ()) -> None:  # type: ignore[assignment]
     from openpyxl.utils import get_column_letter
+    from openpyxl.utils.cell import range_boundaries
+
+    # A merged cell written once for several rows (an owner, a theme, a date) belongs to every
+    # row it spans: its value is repeated down its first column. Across columns nothing is
+    # repeated, as in the row that holds the value (one value, one column).
+    starts: dict[int, list[tuple[int, int]]] = {}  # first row -> (column index, last row)
+    for ref in merges:
+        try:
+            min_col, min_row, _, max_row = range_boundaries(ref)
+        except (TypeError, ValueError):
+            continue  # a damaged range: the cells are read as they are
+        if min_col and min_row and max_row and max_row > min_row:
+            starts.setdefault(min_row, []).append((min_col - 1, max_row))
+    carried: dict[int, tuple[int, Cell]] = {}  # column index -> (last row, the cell repeated)
 
     # A read-only sheet pads every row to the size the file declares in <dimension>: a 4.9 KB
     # file declaring A1:XFD1048576 asked for 17 billion empty cells. Read the real cells only.
@@ -673,8 +689,11 @@ def _read_sheet(ws: Any, sheet_no: int, doc: Document) -> None:
             )
         # Rows end at their last cell with text: openpyxl pads a row only as far as its last
         # cell in the file, which may be an empty formatted one.
-        width = len(row)
-        while width and _empty(row[width - 1].value):
+        values = [Cell(c.value, getattr(c, "number_format", None) if c.value is not None else None) for c in row]
+        if starts or carried:
+            values = _merged_down(values, row_no, starts, carried)
+        width = len(values)
+        while width and _empty(values[width - 1].value):
             width -= 1
         if width > MAX_COLUMNS:
             raise ImportFileError(
@@ -690,17 +709,31 @@ def _read_sheet(ws: Any, sheet_no: int, doc: Document) -> None:
                 doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=(Cell(None),), table=sheet_no))
             continue
         blank = False
-        cells = tuple(
-            Cell(c.value, getattr(c, "number_format", None) if c.value is not None else None) for c in row[:width]
-        )
-        doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=cells, table=sheet_no))
+        doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=tuple(values[:width]), table=sheet_no))
+
+
+def _merged_down(values: list[Cell], row_no: int, starts: dict[int, list[tuple[int, int]]],
+                 carried: dict[int, tuple[int, Cell]]) -> list[Cell]:
+    """``values`` with the cells of vertical merges that started above filled in."""
+    for column, (last, cell) in list(carried.items()):
+        if row_no > last:
+            del carried[column]
+            continue
+        if column >= len(values):
+            values += [Cell(None)] * (column + 1 - len(values))
+        if _empty(values[column].value):
+            values[column] = cell
+    for column, last in starts.get(row_no, ()):
+        if column < len(values) and not _empty(values[column].value):
+            carried[column] = (last, values[column])
+    return values
 
 
 def _empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, shown: str) -> Unsaved:
+def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, shown: str) -> Survey:
     """Read a sheet's XML once with lxml, before openpyxl does: bound it, and find unsaved formulas.
 
     openpyxl keeps every element of a sheet it does not know until the sheet ends, so a sheet
@@ -714,7 +747,9 @@ def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, shown: str) -> Uns
     from openpyxl.utils.cell import get_column_letter
 
     unsaved: Unsaved = []
+    merges: list[str] = []  # read here because a read-only openpyxl sheet has no merged_cells
     row_tag = f"{S}row"
+    merge_tag = f"{S}mergeCell"
     row_no = 0
     other = 0
     with _Part(zf, name, shown, "Excel workbook", "row") as part:
@@ -728,6 +763,8 @@ def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, shown: str) -> Uns
                     if not ref:  # cells may leave out their reference; count the cells before it
                         ref = f"{get_column_letter(int(c.xpath('count(preceding-sibling::*)')) + 1)}{row_no}"
                     unsaved.append((row_no, ref, (c.findtext(f"{S}f") or "").strip()))
+            elif node.tag == merge_tag and node.get("ref"):
+                merges.append(node.get("ref") or "")
             elif node.tag in _SHEET_LISTS:
                 other += max(0, len(node) - 1)  # what follows the last unit it holds
             # What is dropped before it, but the unit before it, is something openpyxl would keep.
@@ -735,7 +772,7 @@ def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, shown: str) -> Uns
             _check_other(other, title, shown)
         if events.root is not None:
             _check_other(other + len(events.root), title, shown)  # what follows the last list of units
-    return unsaved
+    return unsaved, merges
 
 
 def _check_other(other: int, title: str, shown: str) -> None:

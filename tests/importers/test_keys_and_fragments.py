@@ -99,3 +99,49 @@ def test_each_sheet_finds_its_own_titles_and_header_and_is_a_workstream(
     assert by_ref["S1"].workstream.name == "Fair Services" and by_ref["M2"].workstream.name == "More"
     assert all(a.description is None for a in by_ref.values())  # no title, subtitle or key glued on
     assert len([w for w in result.warnings if "key or note" in w.message]) == 3
+
+
+def test_a_value_in_a_merged_cell_belongs_to_every_row_it_spans_in_excel(
+        engine: Engine, session: Session, tmp_path: Path) -> None:
+    import datetime as dt
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.append(["Theme", "Ref", "Action", "Lead Officer", "Deadline"])
+    ws.append(["Pay", "P1", "Publish the pay gap report", "HR Business Partner", dt.datetime(2027, 3, 1)])
+    ws.append([None, "P2", "Audit interview panels", None, None])
+    ws.append([None, "P3", "Review the grading of roles", None, None])
+    ws.append(["Culture", "C1", "Listen to the staff networks", "Network Chair", "June 2027"])
+    for ref in ("A2:A4", "D2:D4", "E2:E4"):
+        ws.merge_cells(ref)
+    ws["E2"].number_format = "mmm-yy"
+    book.save(tmp_path / "merged.xlsx")
+    import_plan_file(engine, tmp_path / "merged.xlsx", plan_name="Plan")
+    rows = {a.ref: a for a in session.scalars(select(Action))}
+    assert {ref: rows[ref].owners_text for ref in ("P1", "P2", "P3")} == dict.fromkeys(("P1", "P2", "P3"), "HR Business Partner")
+    assert {rows[ref].due_date for ref in ("P1", "P2", "P3")} == {dt.date(2027, 3, 31)}  # a month, as formatted
+    assert {rows[ref].workstream.name for ref in ("P1", "P2", "P3")} == {"Pay"}
+    assert rows["C1"].owners_text == "Network Chair" and rows["C1"].workstream.name == "Culture"
+
+
+def test_a_value_in_a_merged_cell_belongs_to_every_row_it_spans_in_word(
+        engine: Engine, session: Session, tmp_path: Path) -> None:
+    import docx
+
+    document = docx.Document()
+    table = document.add_table(rows=4, cols=4)
+    for c, text in enumerate(["Ref", "Action", "Owner", "Deadline"]):
+        table.cell(0, c).text = text
+    for r, (ref, action) in enumerate([("T1", "Mandatory EDI training"), ("T2", "Reverse mentoring scheme"),
+                                       ("T3", "Inclusive recruitment panels")], start=1):
+        table.cell(r, 0).text, table.cell(r, 1).text = ref, action
+    owner = table.cell(1, 2).merge(table.cell(3, 2))
+    owner.text = "L&D Lead"
+    due = table.cell(1, 3).merge(table.cell(3, 3))
+    due.text = "March 2027"
+    document.save(str(tmp_path / "merged.docx"))
+    import_plan_file(engine, tmp_path / "merged.docx", plan_name="Plan")
+    rows = {a.ref: a for a in session.scalars(select(Action))}
+    assert {(a.owners_text, a.due_text) for a in rows.values()} == {("L&D Lead", "March 2027")} and len(rows) == 3

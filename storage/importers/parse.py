@@ -249,6 +249,23 @@ def is_key_row(texts: list[str]) -> bool:
     return len(texts) == 2 and bool(_KEY_WORD_ONLY.match(first)) and len(texts[1]) <= 80
 
 
+# Hue bands (degrees) of a clear RAG fill; blue means complete, as in BRAG keys.
+_HUES = (("red", 0, 15), ("amber", 20, 65), ("green", 75, 170), ("complete", 185, 255), ("red", 340, 360))
+
+
+def status_from_colour(rgb: str) -> str | None:
+    """The status a cell's fill shows ("C00000" -> red, "FFC000" -> amber), or None when the
+    colour is not clearly one of red, amber, green or blue (grey, white, pale, dark, purple)."""
+    import colorsys
+
+    red, green, blue = (int(rgb[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    hue, saturation, value = colorsys.rgb_to_hsv(red, green, blue)
+    if saturation < 0.4 or value < 0.35:
+        return None
+    degrees = hue * 360
+    return next((status for status, low, high in _HUES if low <= degrees <= high), None)
+
+
 def split_owners(text: str | None) -> list[str]:
     if not text:
         return []
@@ -452,6 +469,11 @@ class _Parser:
                 unmapped.append(texts[i])
                 continue
             values.setdefault(name, []).append(cell)
+        if "status" not in values:  # a status shown only as the colour of an empty cell
+            coloured = [item.cells[i] for i, name in self.header.items()
+                        if name == "status" and i < len(item.cells) and item.cells[i].fill]
+            if coloured:
+                values["status"] = coloured[:1]
         has_ref_col = "ref" in self.header.values()
 
         if not values.get("owners") and not values.get("due") and is_key_row([texts[i] for i, _ in filled]):
@@ -721,10 +743,16 @@ def finish_action(action: ParsedAction, warnings: list[ImportWarning], shared: S
     action.next_steps = action.text("next_steps")
     action.progress = action.text("progress")
     status_text = action.text("status")
+    fill = next((c.fill for c in action.fields.get("status", ()) if c.fill), None)
     if status_text:
-        action.status = read_status(status_text)
+        action.status = read_status(status_text)  # text always wins over colour
+    if action.status is None and fill is not None:
+        action.status = status_from_colour(fill)
         if action.status is None:
-            warnings.append(ImportWarning(f"{where} (Status)", f"could not read status {status_text!r}; left unknown"))
+            warnings.append(ImportWarning(f"{where} (Status)", f"the status cell is coloured #{fill}, which is not "
+                                          "close to red, amber, green or blue; left unknown"))
+    elif action.status is None and status_text:
+        warnings.append(ImportWarning(f"{where} (Status)", f"could not read status {status_text!r}; left unknown"))
     action.start = _date_field(action, "start", warnings, shared)
     due = _date_field(action, "due", warnings, shared)
     extra = _date_field(action, "key_dates", warnings, shared) if action.fields.get("key_dates") else None

@@ -81,6 +81,7 @@ class ImportWarning:
 class Cell:
     value: object  # str, or a date/datetime/number from an Excel cell
     number_format: str | None = None
+    fill: str | None = None  # solid background "RRGGBB" of an empty or numeric cell: RAG shown as colour
 
     @property
     def text(self) -> str:
@@ -352,7 +353,8 @@ def read_document(path: str | Path) -> Document:
 P, T, TAB, BR, CR = f"{W}p", f"{W}t", f"{W}tab", f"{W}br", f"{W}cr"
 BODY, SDT, SDT_CONTENT = f"{W}body", f"{W}sdt", f"{W}sdtContent"
 TBL, TR, TC = f"{W}tbl", f"{W}tr", f"{W}tc"
-TCPR, GRID_SPAN, V_MERGE = f"{W}tcPr", f"{W}gridSpan", f"{W}vMerge"
+TCPR, GRID_SPAN, V_MERGE, SHD = f"{W}tcPr", f"{W}gridSpan", f"{W}vMerge", f"{W}shd"
+_HEX = re.compile(r"^[0-9A-Fa-f]{6}$")
 PPR, PSTYLE = f"{W}pPr", f"{W}pStyle"
 VAL = f"{W}val"
 
@@ -502,13 +504,16 @@ def _read_body(zf: zipfile.ZipFile, doc: Document, headings: set[str]) -> None:
 def _row_cells(tr: etree._Element, merged: dict[int, str], shown: str, where: str) -> list[Cell]:
     cells: list[Cell] = []
     for tc in tr.iterchildren(TC):
-        span, vmerge = 1, None
+        span, vmerge, fill = 1, None, None
         props = tc[0] if len(tc) else None  # the schema puts w:tcPr first; looking there is twice as fast as find()
         if props is not None and props.tag != TCPR:
             props = tc.find(TCPR)
         if props is not None:
-            for prop in props.iterchildren(GRID_SPAN, V_MERGE):
-                if prop.tag == GRID_SPAN:
+            for prop in props.iterchildren(GRID_SPAN, V_MERGE, SHD):
+                if prop.tag == SHD:
+                    shade = prop.get(f"{W}fill") or ""
+                    fill = shade.upper() if _HEX.match(shade) else None  # "auto": no colour
+                elif prop.tag == GRID_SPAN:
                     try:
                         span = max(1, int(prop.get(VAL, "1") or 1))
                     except ValueError:
@@ -526,7 +531,7 @@ def _row_cells(tr: etree._Element, merged: dict[int, str], shown: str, where: st
             text = merged.get(col, text)
         else:
             merged.pop(col, None)
-        cells.append(Cell(text))
+        cells.append(Cell(text, None, fill if fill is not None and not _words(text) else None))
         if span > 1:
             cells.extend(Cell("") for _ in range(span - 1))
     return cells
@@ -689,11 +694,12 @@ def _read_sheet(ws: Any, sheet_no: int, doc: Document, merges: list[str] = ()) -
             )
         # Rows end at their last cell with text: openpyxl pads a row only as far as its last
         # cell in the file, which may be an empty formatted one.
-        values = [Cell(c.value, getattr(c, "number_format", None) if c.value is not None else None) for c in row]
+        values = [Cell(c.value, getattr(c, "number_format", None) if c.value is not None else None, _excel_fill(c))
+                  for c in row]
         if starts or carried:
             values = _merged_down(values, row_no, starts, carried)
         width = len(values)
-        while width and _empty(values[width - 1].value):
+        while width and _empty(values[width - 1].value) and values[width - 1].fill is None:
             width -= 1
         if width > MAX_COLUMNS:
             raise ImportFileError(
@@ -731,6 +737,25 @@ def _merged_down(values: list[Cell], row_no: int, starts: dict[int, list[tuple[i
 
 def _empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _words(text: str) -> bool:
+    """Text that is more than a number: a colour behind it is decoration, not the status."""
+    return bool(text) and not re.fullmatch(r"[\d.,%\s-]*", text)
+
+
+def _excel_fill(cell: Any) -> str | None:
+    """The solid RGB fill of an empty or numeric cell, else None (theme and pattern colours too)."""
+    if not getattr(cell, "has_style", False):
+        return None
+    value = cell.value
+    if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return None
+    fill = cell.fill
+    if fill.fill_type != "solid" or fill.fgColor.type != "rgb" or not isinstance(fill.fgColor.rgb, str):
+        return None
+    rgb = fill.fgColor.rgb[-6:].upper()
+    return rgb if _HEX.match(rgb) else None
 
 
 def _survey_sheet(zf: zipfile.ZipFile, name: str, title: str, shown: str) -> Survey:

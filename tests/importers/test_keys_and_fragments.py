@@ -145,3 +145,44 @@ def test_a_value_in_a_merged_cell_belongs_to_every_row_it_spans_in_word(
     import_plan_file(engine, tmp_path / "merged.docx", plan_name="Plan")
     rows = {a.ref: a for a in session.scalars(select(Action))}
     assert {(a.owners_text, a.due_text) for a in rows.values()} == {("L&D Lead", "March 2027")} and len(rows) == 3
+
+
+def test_a_status_shown_only_as_the_cell_colour_is_read_in_excel(engine: Engine, session: Session, tmp_path: Path) -> None:
+    import openpyxl
+    from openpyxl.styles import PatternFill
+
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.append(["Ref", "Action", "Lead Officer", "RAG"])
+    for row in (["P1", "Publish the pay gap report", "HR Lead", None], ["P2", "Audit interview panels", "HR Lead", 3],
+                ["P3", "Review grading of roles", "HR Lead", "Red"], ["P4", "Policy on flexible work", "HR Lead", None],
+                ["P5", "Menopause guidance", "HR Lead", None]):
+        ws.append(row)
+    for cell, colour in (("D2", "FF00B050"), ("D3", "FFFFC000"), ("D4", "FF00B050"), ("D5", "FF808080"), ("D6", "FF0070C0")):
+        ws[cell].fill = PatternFill("solid", fgColor=colour)
+    book.save(tmp_path / "colour.xlsx")
+    result = import_plan_file(engine, tmp_path / "colour.xlsx", plan_name="Plan")
+    statuses = {a.ref: a.file_status for a in session.scalars(select(Action))}
+    # Green fill; amber behind a number; the word "Red" wins over a green fill; grey is unclear; blue is done.
+    assert statuses == {"P1": "green", "P2": "amber", "P3": "red", "P4": None, "P5": "complete"}
+    assert [(w.where, w.message) for w in result.warnings] == [
+        ("sheet 'Sheet' row 5 (Status)", "the status cell is coloured #808080, which is not close to red, amber, "
+                                         "green or blue; left unknown")]
+
+
+def test_a_status_shown_only_as_the_cell_shading_is_read_in_word(engine: Engine, session: Session, tmp_path: Path) -> None:
+    import docx
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls
+
+    document = docx.Document()
+    table = document.add_table(rows=3, cols=3)
+    for c, text in enumerate(["Ref", "Action", "Status"]):
+        table.cell(0, c).text = text
+    for r, (ref, action, colour) in enumerate([("T1", "Mandatory EDI training", "FF0000"),
+                                                ("T2", "Reverse mentoring scheme", "92D050")], start=1):
+        table.cell(r, 0).text, table.cell(r, 1).text = ref, action
+        table.cell(r, 2)._tc.get_or_add_tcPr().append(parse_xml(f'<w:shd {nsdecls("w")} w:val="clear" w:fill="{colour}"/>'))
+    document.save(str(tmp_path / "shaded.docx"))
+    import_plan_file(engine, tmp_path / "shaded.docx", plan_name="Plan")
+    assert {a.ref: a.file_status for a in session.scalars(select(Action))} == {"T1": "red", "T2": "green"}

@@ -36,6 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
                       help="table for people, json for scripts")
 PLAN = click.option("--plan", "plan_name", metavar="NAME", help="the plan, when more than one is imported")
+AT = click.option("--at", "at_text", metavar="ISO_DATETIME",
+                  help="act as if it were this time (no offset: the plan's local time)")
 
 
 class Context:
@@ -334,6 +336,34 @@ def find_action(session: Session, ref: str, plan_name: str | None) -> Action:
     return found[0]
 
 
+@main.command("export")
+@click.argument("plan_name", metavar="PLAN")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the file to write: .xlsx or .csv, the format the plan was imported from")
+@click.option("--template", type=click.Path(dir_okay=False, path_type=Path),
+              help="a newer copy of the council's file to write into (default: the file it was imported from)")
+@AT
+@FORMAT
+@pass_ctx
+@handles_errors
+def export_cmd(ctx: Context, plan_name: str, out: Path, template: Path | None, at_text: str | None, fmt: str) -> None:
+    """Write the plan back into the council's own file, with every owner's answers filled in."""
+    from storage.exporters import export_plan
+
+    at = parse_at(at_text, ctx.config.timezone) if at_text else None
+    result = export_plan(ctx.engine(), plan_name, out, template=template, at=at)
+    if fmt == "json":
+        emit_json(result.as_json())
+        return
+    click.echo(f"Wrote {out}: {result.written} of {result.actions} action(s) updated ({result.cells} cell(s)) "
+               f"from {result.source}.")
+    for column in result.columns_added:
+        click.echo(f"  added column {column}")
+    if result.not_in_tracker:
+        click.echo(f"  {len(result.not_in_tracker)} row(s) of the file are not in the tracker (left as they are): "
+                   + ", ".join(result.not_in_tracker[:5]))
+
+
 @main.command()
 @click.argument("ref")
 @PLAN
@@ -529,9 +559,6 @@ def parse_at(value: str | None, timezone: str) -> dt.datetime:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment.astimezone(dt.timezone.utc)
 
-
-AT = click.option("--at", "at_text", metavar="ISO_DATETIME",
-                  help="act as if it were this time (no offset: the plan's local time)")
 
 
 def local_text(moment: dt.datetime | None, timezone: str) -> str | None:

@@ -52,22 +52,23 @@ class CurrentState:
     updated_by: str | None
 
 
-def fold_history(session: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+def fold_history(session: Session, ids: Sequence[int], until: dt.datetime | None = None) -> dict[int, dict[str, Any]]:
     """Per action id with any history: the latest ``status``, ``note``, revised ``due`` (with
     ``due_precision`` and ``due_text``; the key is absent when the plan's date stands) and
     the last personal update (``updated_at``, ``updated_by``; imports do not count).
 
-    One Core query per 5,000 actions: the reminder sweep folds thousands at a time.
+    One Core query per 5,000 actions: the reminder sweep folds thousands at a time. ``until``:
+    only what was recorded by then (the plan as it stood at that moment).
     """
     out: dict[int, dict[str, Any]] = {}
     columns = (StatusUpdate.action_id, StatusUpdate.new_status, StatusUpdate.note, StatusUpdate.revised_due,
                StatusUpdate.revised_due_precision, StatusUpdate.revised_due_text, StatusUpdate.channel,
                StatusUpdate.created_at, StatusUpdate.by_text)
     for chunk in id_chunks(list(ids)):
-        rows = session.execute(
-            select(*columns).where(id_in(session, StatusUpdate.action_id, chunk))
-            .order_by(StatusUpdate.action_id, StatusUpdate.id)
-        )
+        query = select(*columns).where(id_in(session, StatusUpdate.action_id, chunk))
+        if until is not None:
+            query = query.where(StatusUpdate.created_at <= until)
+        rows = session.execute(query.order_by(StatusUpdate.action_id, StatusUpdate.id))
         for action_id, status, note, revised, precision, revised_text, channel, created, by_text in rows:
             state = out.setdefault(action_id, {})
             if status is not None:
@@ -81,10 +82,11 @@ def fold_history(session: Session, ids: Sequence[int]) -> dict[int, dict[str, An
     return out
 
 
-def current_states(session: Session, actions: Iterable[Action]) -> dict[int, CurrentState]:
-    """action id -> state folded from its history (one query for any number of actions)."""
+def current_states(session: Session, actions: Iterable[Action], until: dt.datetime | None = None) -> dict[int, CurrentState]:
+    """action id -> state folded from its history (one query for any number of actions), as it
+    stood at ``until`` when given."""
     actions = list(actions)
-    folded = fold_history(session, [a.id for a in actions])
+    folded = fold_history(session, [a.id for a in actions], until)
     states = {}
     for a in actions:
         state = folded.get(a.id, {})
@@ -97,6 +99,20 @@ def current_states(session: Session, actions: Iterable[Action]) -> dict[int, Cur
             updated_at=state.get("updated_at"), updated_by=state.get("updated_by"),
         )
     return states
+
+
+def note_cell(state: dict[str, Any]) -> str | None:
+    """The latest note as a plan's progress cell shows it: with the date and who said it.
+
+    ``state`` is one action's ``fold_history`` entry. ``chaser export`` writes this, and a
+    re-import of the exported plan recognises it as the note already recorded.
+    """
+    note = state.get("note")
+    if not note:
+        return None
+    if state.get("updated_at") is None:
+        return note
+    return f"{note} ({state['updated_at']:%d/%m/%Y}, {state.get('updated_by')})"
 
 
 def current_state(session: Session, action: Action) -> CurrentState:

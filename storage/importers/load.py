@@ -34,7 +34,7 @@ from storage.importers.parse import (
 from storage.importers.reading import read_document
 from storage.models import CHECK_NOW, Action, ActionGroup, ActionOwner, Plan, StatusUpdate, Workstream, utcnow
 from storage.people import get_or_create_roles, role_key
-from storage.updates import clean_note, fold_history
+from storage.updates import clean_note, fold_history, note_cell
 
 Progress = Callable[[int, int], None]
 
@@ -388,7 +388,18 @@ class _Store:
             folded = fold_history(session, [action_id for action_id, _, _, _ in self.history])
             for action_id, status, note, due_from in self.history:
                 due = due_from.due if due_from is not None else None
-                history.append(self._update_row(action_id, folded.get(action_id, {}).get("status"), status, note, due))
+                now = folded.get(action_id, {})
+                # The file says what the tracker already says (a plan written back by chaser
+                # export, then imported again): nothing new to record.
+                if status is not None and status == now.get("status"):
+                    status = None
+                if note is not None and note in (now.get("note"), note_cell(now)):
+                    note = None
+                if due is not None and "due" in now and due.end == now["due"]:
+                    due = None
+                if status is None and note is None and due is None:
+                    continue
+                history.append(self._update_row(action_id, now.get("status"), status, note, due))
         if self.new_rows:
             history.extend(self._insert_new())
         if history:

@@ -142,6 +142,12 @@ class ParsedAction:
     start: ParsedDate | None = None
     due: ParsedDate | None = None
     match_key: str = ""
+    # Where it stands in the file, for writing the plan back (storage.exporters): the table or
+    # sheet, the row, the header's row and each field's first column (0-based).
+    table: int | None = None
+    row: int | None = None
+    header_row: int | None = None
+    columns: dict[str, int] = field(default_factory=dict)
 
     def text(self, name: str) -> str | None:
         parts = [text for c in self.fields.get(name, []) if (text := c.text)]
@@ -308,6 +314,8 @@ class _Parser:
         self.header: dict[int, str] | None = None
         self.header_table: int | None = None
         self.header_where = ""
+        self.header_row: int | None = None
+        self.header_columns: dict[str, int] = {}  # shared by every action under the header
         self.ws: ParsedWorkstream | None = None
         self.group: ParsedGroup | None = None
         # What the previous meaningful row was: an action, a group, a skipped duplicate or nothing.
@@ -438,6 +446,10 @@ class _Parser:
                 if not self.sheet_has_ws:
                     self.sheet_workstream(item.where)
             self.header, self.header_table, self.header_where = header, item.table, item.where
+            self.header_row = item.row
+            self.header_columns = {}
+            for index, name in sorted(header.items()):
+                self.header_columns.setdefault(name, index)
             return
         if self.awaiting_header:
             # Above this sheet's header: its title, subtitle and "as at" rows.
@@ -532,7 +544,9 @@ class _Parser:
             ws = self.workstream_named(values["workstream"][0].text, item.where)
         if values.get("group"):
             group = self.group_for_cell(values["group"][0].text, ws, item.where)
-        action = ParsedAction(where=item.where, fields=values, workstream=ws, group=group, position=len(self.actions))
+        action = ParsedAction(where=item.where, fields=values, workstream=ws, group=group, position=len(self.actions),
+                              table=item.table, row=item.row, header_row=self.header_row,
+                              columns=self.header_columns)
         if unmapped:
             action.fields.setdefault("description", []).extend(Cell(t) for t in unmapped)
         self.finish_actions()

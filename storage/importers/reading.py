@@ -99,6 +99,7 @@ class Item:
     heading: bool = False
     cells: tuple[Cell, ...] = ()
     table: int | None = None  # Word table number; grid rows use the sheet number
+    row: int | None = None  # 1-based: the row of its Word table, of its sheet, or the CSV record
 
     @property
     def is_row(self) -> bool:
@@ -489,7 +490,7 @@ def _read_body(zf: zipfile.ZipFile, doc: Document, headings: set[str]) -> None:
                 where = f"table {table_no} row {row_no}"
                 cells = _row_cells(node, merged, shown, where)
                 if cells:
-                    doc.items.append(Item(where=where, cells=tuple(cells), table=table_no))
+                    doc.items.append(Item(where=where, cells=tuple(cells), table=table_no, row=row_no))
                 _forget(node)
             elif _in_flow(node.getparent()):  # the end of a table
                 if node is not table:
@@ -712,10 +713,12 @@ def _read_sheet(ws: Any, sheet_no: int, doc: Document, merges: list[str] = ()) -
             # means nothing, and a sheet formatted far down would otherwise fill memory.
             if not blank:
                 blank = True
-                doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=(Cell(None),), table=sheet_no))
+                doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=(Cell(None),), table=sheet_no,
+                                      row=row_no))
             continue
         blank = False
-        doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=tuple(values[:width]), table=sheet_no))
+        doc.items.append(Item(where=f"sheet '{ws.title}' row {row_no}", cells=tuple(values[:width]), table=sheet_no,
+                              row=row_no))
 
 
 def _merged_down(values: list[Cell], row_no: int, starts: dict[int, list[tuple[int, int]]],
@@ -982,7 +985,7 @@ def read_csv(path: Path) -> Document:
             if nul and any("\x00" in v for v in row):
                 doc.warnings.append(ImportWarning(where, "NUL characters removed from this row"))
                 row = [v.replace("\x00", "") for v in row]
-            doc.items.append(Item(where=where, cells=tuple(Cell(v) for v in row) or (Cell(None),), table=1))
+            doc.items.append(Item(where=where, cells=tuple(Cell(v) for v in row) or (Cell(None),), table=1, row=row_no))
             if reader.line_num > start_line and consumed[0] == len(text):
                 _check_last_row(text[start:], dialect, shown, row_no, start_line, reader.line_num)
             start_line, start = reader.line_num + 1, consumed[0]

@@ -1,0 +1,264 @@
+"""Write the plan back into the council's own file, with every owner's answers filled in.
+
+``export_plan`` reads the plan's source file (or a newer copy of it) with the importer's own
+reader and parser, so it finds each action where the import found it: its sheet or table, its
+row and the columns its header named. It then writes a copy of that file in which only each
+action's Status, Progress and Due cells change, and only where the tracker knows more than the
+file said: every other cell, merged region, style, column width and sheet is left as it was.
+
+- **Status** in the file's own style: letters (``G``/``A``/``R``/``C``) where that column used
+  letters, words (``Green``…) otherwise; ``Not started`` either way.
+- **Progress**: the latest note with the date and who gave it (``storage.updates.note_cell``),
+  which a re-import recognises as the note already recorded.
+- **Due**: a revised date in the cell's style: an Excel date cell stays a date with its number
+  format (``mmm-yy`` stays month-year), text like ``Jun-24``, ``June 2024`` or ``30/06/2024``
+  keeps its shape; anything else gets the date as the owner wrote it.
+- A column the table did not have is added after its last header column.
+- Text from owners starting with ``=``, ``+``, ``-`` or ``@`` is never a formula: a string cell
+  in ``.xlsx``, a leading apostrophe in ``.csv`` (the OWASP advice for CSV injection).
+
+Formats: ``.xlsx`` and ``.csv`` in place of their source. Writing a Word plan back and a clean
+table for plans without a source file are not built yet: both are refused with a clear line.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from chaser.errors import ChaserError, NotFound
+from storage.db import session_factory
+from storage.importers.parse import ParsedAction, parse_document
+from storage.importers.reading import read_document
+from storage.models import Action, Plan
+from storage.updates import fold_history, note_cell
+
+LETTERS = {"green": "G", "amber": "A", "red": "R", "complete": "C", "not_started": "Not started"}
+WORDS = {"green": "Green", "amber": "Amber", "red": "Red", "complete": "Complete", "not_started": "Not started"}
+ADDED_HEADERS = {"status": "Status", "progress": "Progress", "due": "Due date"}
+_FORMULA_START = ("=", "+", "-", "@")
+# Shapes of a due cell written as text, and how a revised date is written in each.
+_DUE_SHAPES = (
+    (re.compile(r"^[A-Za-z]{3}-\d{2}$"), "%b-%y"),        # Jun-24
+    (re.compile(r"^[A-Za-z]{3,9} \d{4}$"), "%B %Y"),      # June 2024
+    (re.compile(r"^\d{1,2}/\d{1,2}/\d{4}$"), "%d/%m/%Y"),  # 30/06/2024
+    (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),      # 2024-06-30
+)
+
+
+class ExportError(ChaserError):
+    """The plan cannot be written back as asked; nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    plan: str
+    source: str
+    out: str
+    actions: int = 0  # actions found in the file
+    written: int = 0  # of which got a cell changed
+    cells: int = 0
+    columns_added: list[str] = field(default_factory=list)
+    not_in_tracker: list[str] = field(default_factory=list)  # rows of the file the tracker does not know
+
+    def as_json(self) -> dict[str, Any]:
+        return {"plan": self.plan, "source": self.source, "out": self.out, "actions": self.actions,
+                "written": self.written, "cells": self.cells, "columns_added": self.columns_added,
+                "not_in_tracker": self.not_in_tracker}
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What to write for one action: the new text (or date) per field."""
+
+    action: ParsedAction
+    status: str | None
+    note: str | None
+    due: tuple[dt.date, str] | None  # revised date and its text as the owner wrote it
+
+
+def export_plan(engine: Engine, plan_name: str, out: Path, *, template: Path | None = None,
+                at: dt.datetime | None = None) -> ExportResult:
+    """Write ``plan_name`` as it stands (or stood ``at``) into a copy of its source file at ``out``."""
+    with session_factory(engine)() as session:
+        plan = session.scalar(select(Plan).where(Plan.name == plan_name))
+        if plan is None:
+            raise NotFound(f"no plan named {plan_name!r}")
+        source = template or (Path(plan.source_file) if plan.source_file else None)
+        if source is None or not source.is_file():
+            where = f" ({source})" if source else ""
+            raise ExportError(f"the file plan {plan_name!r} was imported from is not at hand{where}: give it with "
+                              "--template FILE (writing a clean table without one is not built yet)")
+        kind = source.suffix.lower()
+        if kind not in (".xlsx", ".xlsm", ".csv") or out.suffix.lower() != kind.replace(".xlsm", ".xlsx"):
+            if kind == ".docx":
+                raise ExportError(f"{source}: writing a Word plan back is not built yet; export a plan imported "
+                                  "from .xlsx or .csv")
+            raise ExportError(f"--out {out}: write the plan back in its own format ({kind}), e.g. --out plan{kind}")
+        parsed = parse_document(read_document(source))
+        ids = {key: action_id for key, action_id in session.execute(
+            select(Action.match_key, Action.id).where(Action.plan_id == plan.id))}
+        plans_rows = {row.id: row for row in session.execute(
+            select(Action.id, Action.file_status, Action.file_progress, Action.due_text).where(Action.plan_id == plan.id))}
+        folded = fold_history(session, list(ids.values()), at)
+    result = ExportResult(plan=plan_name, source=str(source), out=str(out), actions=len(parsed.actions))
+    changes: list[_Change] = []
+    for pa in parsed.actions:
+        action_id = ids.get(pa.match_key)
+        if action_id is None:
+            result.not_in_tracker.append(pa.where)
+            continue
+        state, row = folded.get(action_id, {}), plans_rows[action_id]
+        status = state.get("status") if state.get("status") not in (None, row.file_status) else None
+        note = note_cell(state) if state.get("note") and state.get("note") != row.file_progress else None
+        due = (state["due"], state["due_text"]) if state.get("due_text") and state["due_text"] != row.due_text \
+            and state.get("due") else None
+        if status or note or due:
+            changes.append(_Change(pa, status, note, due))
+    if kind == ".csv":
+        _write_csv(source, out, changes, result)
+    else:
+        _write_xlsx(source, out, changes, result)
+    result.written = len(changes)
+    return result
+
+
+def _status_text(status: str, column: list[str]) -> str:
+    """``status`` as the file's status column writes it: letters if most of it is letters."""
+    letters = sum(1 for text in column if len(text.strip()) == 1)
+    return (LETTERS if letters * 2 > len(column) and column else WORDS)[status]
+
+
+def _due_text(day: dt.date, written: str, original: str) -> str:
+    for shape, fmt in _DUE_SHAPES:
+        if shape.match(original.strip()):
+            return day.strftime(fmt)
+    return written
+
+
+def _safe(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _status_columns(changes: list[_Change], cell_text: Any) -> dict[int | None, list[str]]:
+    """Per table, the texts its status column holds (for choosing letters or words)."""
+    columns: dict[int | None, list[str]] = {}
+    for change in changes:
+        pa = change.action
+        if "status" in pa.columns and pa.row is not None:
+            text = cell_text(pa.table, pa.row, pa.columns["status"])
+            if text:
+                columns.setdefault(pa.table, []).append(text)
+    return columns
+
+
+def _write_xlsx(source: Path, out: Path, changes: list[_Change], result: ExportResult) -> None:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(source)  # not read-only: styles, merges and widths are kept
+    except (OSError, ValueError, KeyError) as exc:
+        raise ExportError(f"{source}: cannot be opened for writing ({exc})") from None
+    sheets = book.worksheets
+
+    def text_at(table: int | None, row: int, column: int) -> str:
+        value = sheets[(table or 1) - 1].cell(row=row, column=column + 1).value
+        return "" if value is None else str(value)
+
+    styles = _status_columns(changes, text_at)
+    added: dict[tuple[int | None, str], int] = {}  # (sheet, field) -> column index added
+
+    def column_of(pa: ParsedAction, name: str) -> int:
+        if name in pa.columns:
+            return pa.columns[name]
+        key = (pa.table, name)
+        if key not in added:
+            sheet = sheets[(pa.table or 1) - 1]
+            index = max([*pa.columns.values(), *[c for (t, _), c in added.items() if t == pa.table]]) + 1
+            if pa.header_row is not None:
+                sheet.cell(row=pa.header_row, column=index + 1, value=ADDED_HEADERS[name])
+            added[key] = index
+            result.columns_added.append(f"sheet '{sheet.title}': {ADDED_HEADERS[name]}")
+        return added[key]
+
+    for change in changes:
+        pa = change.action
+        if pa.row is None:
+            continue
+        sheet = sheets[(pa.table or 1) - 1]
+        if change.status:
+            cell = sheet.cell(row=pa.row, column=column_of(pa, "status") + 1)
+            cell.value = _status_text(change.status, styles.get(pa.table, []))
+            cell.data_type = "s"
+            result.cells += 1
+        if change.note:
+            cell = sheet.cell(row=pa.row, column=column_of(pa, "progress") + 1)
+            cell.value = change.note
+            cell.data_type = "s"  # a note starting with "=" stays text
+            result.cells += 1
+        if change.due:
+            day, written = change.due
+            cell = sheet.cell(row=pa.row, column=column_of(pa, "due") + 1)
+            if isinstance(cell.value, (dt.date, dt.datetime)):
+                cell.value = dt.datetime(day.year, day.month, day.day)  # its number format stays
+            else:
+                cell.value = _due_text(day, written, "" if cell.value is None else str(cell.value))
+                cell.data_type = "s"
+            result.cells += 1
+    try:
+        book.save(out)
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot be written ({exc.strerror})") from None
+
+
+def _write_csv(source: Path, out: Path, changes: list[_Change], result: ExportResult) -> None:
+    document = read_document(source)  # the same decoding and records the import read
+    rows = [[c.text if isinstance(c.value, str) else ("" if c.value is None else str(c.value)) for c in item.cells]
+            for item in document.items]
+    by_row = {item.row: index for index, item in enumerate(document.items)}
+
+    def text_at(_table: int | None, row: int, column: int) -> str:
+        cells = rows[by_row[row]]
+        return cells[column] if column < len(cells) else ""
+
+    styles = _status_columns(changes, text_at)
+    added: dict[str, int] = {}
+
+    def put(pa: ParsedAction, name: str, text: str) -> None:
+        if name in pa.columns:
+            column = pa.columns[name]
+        else:
+            if name not in added:
+                added[name] = max([*pa.columns.values(), *added.values()]) + 1
+                if pa.header_row is not None:
+                    header = rows[by_row[pa.header_row]]
+                    header += [""] * (added[name] + 1 - len(header))
+                    header[added[name]] = ADDED_HEADERS[name]
+                result.columns_added.append(ADDED_HEADERS[name])
+            column = added[name]
+        cells = rows[by_row[pa.row]]
+        cells += [""] * (column + 1 - len(cells))
+        cells[column] = _safe(text)
+        result.cells += 1
+
+    for change in changes:
+        pa = change.action
+        if pa.row is None:
+            continue
+        if change.status:
+            put(pa, "status", _status_text(change.status, styles.get(pa.table, [])))
+        if change.note:
+            put(pa, "progress", change.note)
+        if change.due:
+            day, written = change.due
+            put(pa, "due", _due_text(day, written, text_at(pa.table, pa.row, pa.columns.get("due", 10**6))))
+    try:
+        with out.open("w", encoding="utf-8-sig", newline="") as handle:
+            csv.writer(handle).writerows(rows)
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot be written ({exc.strerror})") from None

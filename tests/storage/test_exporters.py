@@ -1,0 +1,91 @@
+"""Writing the plan back into the council's own file: only the answered cells change."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import openpyxl
+
+from tests.conftest import TOWER_HAMLETS, Chaser
+from tests.importers.makers import write_csv
+
+
+def people(tmp_path: Path) -> Path:
+    return write_csv(tmp_path / "people.csv", [
+        ["name", "email", "roles"],
+        ["Sharon Godman", "sharon@th.example", "Sharon Godman Director Strategy, Improvement and Transformation"],
+    ])
+
+
+def cells(path: Path) -> dict[tuple[str, str], object]:
+    book = openpyxl.load_workbook(path)
+    return {(ws.title, c.coordinate): c.value for ws in book.worksheets for row in ws.iter_rows() for c in row
+            if c.value is not None}
+
+
+def test_an_excel_plan_comes_back_with_the_answers_in_its_own_cells_and_nothing_else_changed(
+        chaser: Chaser, tmp_path: Path) -> None:
+    plan = tmp_path / "th.xlsx"
+    plan.write_bytes(TOWER_HAMLETS.read_bytes())
+    chaser("import", str(plan), "--plan", "TH")
+    chaser("people", "import", str(people(tmp_path)))
+    first, second = json.loads(chaser("actions", "--format", "json").stdout)[:2]
+    chaser("update", first["ref"], "--status", "A", "--note", "=SUM(A1) survey delayed", "--by", "sharon@th.example")
+    chaser("update", second["ref"], "--due", "June 2023", "--by", "sharon@th.example")
+    report = json.loads(chaser("export", "TH", "--out", str(tmp_path / "back.xlsx"), "--format", "json").stdout)
+    assert (report["written"], report["cells"]) == (2, 3)
+    before, after = cells(plan), cells(tmp_path / "back.xlsx")
+    changed = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+    # Row 14 is the first action, row 15 the second (see tests/importers/test_samples.py); a
+    # column the sheet lacked gets its header; every other cell of every sheet is as it was.
+    added = {key for key in changed if before.get(key) is None and after.get(key) in ("Status", "Progress", "Due date")}
+    assert {key[1].lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for key in changed - added} == {"14", "15"}
+    assert {key[0] for key in changed} == {"Action Plan"} and len(changed - added) == 3
+    assert after[("Action Plan", "D15")] == dt.datetime(2023, 6, 30)  # a date cell stays a date
+    today = dt.datetime.now(dt.timezone.utc).strftime("%d/%m/%Y")
+    row14 = {after[key] for key in changed - added if key[1].endswith("14")}
+    assert row14 == {"A", f"=SUM(A1) survey delayed ({today}, sharon@th.example)"} or \
+        row14 == {"Amber", f"=SUM(A1) survey delayed ({today}, sharon@th.example)"}
+    book = openpyxl.load_workbook(tmp_path / "back.xlsx")
+    original = openpyxl.load_workbook(plan)
+    for ws in original.worksheets:
+        out = book[ws.title]
+        assert {str(r) for r in ws.merged_cells.ranges} == {str(r) for r in out.merged_cells.ranges}
+        assert {k: d.width for k, d in ws.column_dimensions.items()} == {k: d.width for k, d in out.column_dimensions.items()}
+    formula_cell = next(c for row in book["Action Plan"].iter_rows() for c in row
+                        if isinstance(c.value, str) and c.value.startswith("=SUM(A1) survey"))
+    assert formula_cell.data_type == "s"  # an owner's "=..." is text, never a formula
+    # Importing the exported file again changes nothing that was recorded.
+    history = len(json.loads(chaser("show", first["ref"], "--format", "json").stdout)["history"])
+    again = json.loads(chaser("import", str(tmp_path / "back.xlsx"), "--plan", "TH", "--format", "json").stdout)
+    assert again["created"] == 0
+    shown = json.loads(chaser("show", first["ref"], "--format", "json").stdout)
+    assert len(shown["history"]) == history and shown["status"] == "amber"
+    assert json.loads(chaser("show", second["ref"], "--format", "json").stdout)["due"] == "2023-06-30"
+
+
+def test_a_csv_plan_comes_back_with_answers_and_formulas_neutralised(chaser: Chaser, tmp_path: Path) -> None:
+    plan = write_csv(tmp_path / "plan.csv", [["Ref", "Action", "Owner", "Deadline", "RAG"],
+                                             ["P1", "Publish the pay gap report", "HR Lead", "May-27", "G"],
+                                             ["P2", "Audit interview panels", "HR Lead", "Jun-27", "G"]])
+    chaser("import", str(plan), "--plan", "P")
+    chaser("people", "import", str(write_csv(tmp_path / "p.csv", [["name", "email", "roles"], ["Hana Lee", "hana@c.example", "HR Lead"]])))
+    chaser("update", "P1", "--status", "R", "--note", "@cmd|' /C calc'!A0", "--due", "30/09/2027", "--by", "hana@c.example")
+    report = json.loads(chaser("export", "P", "--out", str(tmp_path / "back.csv"), "--format", "json").stdout)
+    assert report["columns_added"] == ["Progress"]
+    lines = (tmp_path / "back.csv").read_text(encoding="utf-8-sig").splitlines()
+    today = dt.datetime.now(dt.timezone.utc).strftime("%d/%m/%Y")
+    assert lines[0] == "Ref,Action,Owner,Deadline,RAG,Progress"
+    assert lines[1] == f"P1,Publish the pay gap report,HR Lead,Sep-27,R,\"'@cmd|' /C calc'!A0 ({today}, hana@c.example)\""
+    assert lines[2] == "P2,Audit interview panels,HR Lead,Jun-27,G"  # untouched
+
+
+def test_without_its_file_or_to_another_format_the_export_says_what_to_do(chaser: Chaser, tmp_path: Path) -> None:
+    plan = write_csv(tmp_path / "plan.csv", [["Ref", "Action", "Owner"], ["P1", "Publish the report", "HR Lead"]])
+    chaser("import", str(plan), "--plan", "P")
+    assert chaser("export", "P", "--out", str(tmp_path / "x.xlsx"), expect=2).stderr.startswith(
+        "chaser: --out ")
+    plan.unlink()
+    assert "is not at hand" in chaser("export", "P", "--out", str(tmp_path / "x.csv"), expect=2).stderr
+    assert chaser("export", "Nope", "--out", str(tmp_path / "x.csv"), expect=2).stderr == "chaser: no plan named 'Nope'\n"

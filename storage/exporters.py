@@ -17,8 +17,9 @@ file said: every other cell, merged region, style, column width and sheet is lef
 - Text from owners starting with ``=``, ``+``, ``-`` or ``@`` is never a formula: a string cell
   in ``.xlsx``, a leading apostrophe in ``.csv`` (the OWASP advice for CSV injection).
 
-Formats: ``.xlsx`` and ``.csv`` in place of their source. Writing a Word plan back and a clean
-table for plans without a source file are not built yet: both are refused with a clear line.
+Formats: ``.xlsx``, ``.docx`` and ``.csv``, each into a copy of its source (in Word, a cell's
+first run keeps its formatting). A clean table for a plan without its source file is not built
+yet: it is refused with a clear line.
 """
 from __future__ import annotations
 
@@ -95,10 +96,7 @@ def export_plan(engine: Engine, plan_name: str, out: Path, *, template: Path | N
             raise ExportError(f"the file plan {plan_name!r} was imported from is not at hand{where}: give it with "
                               "--template FILE (writing a clean table without one is not built yet)")
         kind = source.suffix.lower()
-        if kind not in (".xlsx", ".xlsm", ".csv") or out.suffix.lower() != kind.replace(".xlsm", ".xlsx"):
-            if kind == ".docx":
-                raise ExportError(f"{source}: writing a Word plan back is not built yet; export a plan imported "
-                                  "from .xlsx or .csv")
+        if kind not in (".xlsx", ".xlsm", ".csv", ".docx") or out.suffix.lower() != kind.replace(".xlsm", ".xlsx"):
             raise ExportError(f"--out {out}: write the plan back in its own format ({kind}), e.g. --out plan{kind}")
         parsed = parse_document(read_document(source))
         ids = {key: action_id for key, action_id in session.execute(
@@ -122,6 +120,8 @@ def export_plan(engine: Engine, plan_name: str, out: Path, *, template: Path | N
             changes.append(_Change(pa, status, note, due))
     if kind == ".csv":
         _write_csv(source, out, changes, result)
+    elif kind == ".docx":
+        _write_docx(source, out, changes, result)
     else:
         _write_xlsx(source, out, changes, result)
     result.written = len(changes)
@@ -262,3 +262,122 @@ def _write_csv(source: Path, out: Path, changes: list[_Change], result: ExportRe
             csv.writer(handle).writerows(rows)
     except OSError as exc:
         raise ExportError(f"--out {out}: cannot be written ({exc.strerror})") from None
+
+
+def _write_docx(source: Path, out: Path, changes: list[_Change], result: ExportResult) -> None:
+    import copy
+
+    import docx
+    from docx.oxml.ns import qn
+
+    from storage.importers.reading import _in_flow
+
+    try:
+        document = docx.Document(str(source))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ExportError(f"{source}: cannot be opened for writing ({exc})") from None
+    # Tables numbered as the reader numbers them: in the document's flow (not inside a cell),
+    # in order, counting only tables with rows.
+    tables = [tbl for tbl in document.element.body.iter(qn("w:tbl"))
+              if _in_flow(tbl.getparent()) and tbl.find(qn("w:tr")) is not None]
+
+    def rows_of(table: int | None) -> list[Any]:
+        return tables[(table or 1) - 1].findall(qn("w:tr"))
+
+    def tc_at(table: int | None, row: int, column: int) -> Any:
+        """The w:tc covering grid column ``column`` (a gridSpan covers several)."""
+        at = 0
+        for tc in rows_of(table)[row - 1].findall(qn("w:tc")):
+            span_el = tc.find(f"{qn('w:tcPr')}/{qn('w:gridSpan')}")
+            span = int(span_el.get(qn("w:val"), "1")) if span_el is not None else 1
+            if at <= column < at + span:
+                return tc
+            at += span
+        return None
+
+    def text_of(tc: Any) -> str:
+        return "\n".join("".join(t.text or "" for t in p.iter(qn("w:t"))) for p in tc.iter(qn("w:p"))).strip()
+
+    def cell_text(table: int | None, row: int, column: int) -> str:
+        tc = tc_at(table, row, column)
+        return text_of(tc) if tc is not None else ""
+
+    styles = _status_columns(changes, cell_text)
+    added: dict[tuple[int | None, str], int] = {}
+
+    def add_column(pa: ParsedAction, name: str) -> int:
+        key = (pa.table, name)
+        if key not in added:
+            tbl = tables[(pa.table or 1) - 1]
+            grid = tbl.find(qn("w:tblGrid"))
+            if grid is not None and len(grid):
+                grid.append(copy.deepcopy(grid[-1]))
+            width = max([*pa.columns.values(), *[c for (t, _), c in added.items() if t == pa.table]]) + 1
+            for tr in tbl.findall(qn("w:tr")):
+                last = tr.findall(qn("w:tc"))[-1]
+                tc = copy.deepcopy(last)
+                for merge in tc.iter(qn("w:vMerge"), qn("w:gridSpan")):
+                    merge.getparent().remove(merge)
+                _set_text(tc, "")
+                last.addnext(tc)
+            added[key] = width
+            if pa.header_row is not None:
+                _set_text(tc_at(pa.table, pa.header_row, width), ADDED_HEADERS[name])
+            result.columns_added.append(f"table {pa.table}: {ADDED_HEADERS[name]}")
+        return added[key]
+
+    for change in changes:
+        pa = change.action
+        if pa.row is None:
+            continue
+        for name, value in (("status", change.status), ("progress", change.note), ("due", change.due)):
+            if not value:
+                continue
+            column = pa.columns[name] if name in pa.columns else add_column(pa, name)
+            tc = tc_at(pa.table, pa.row, column)
+            if tc is None:
+                continue
+            if name == "status":
+                text = _status_text(str(value), styles.get(pa.table, []))
+            elif name == "due":
+                day, written = value  # type: ignore[misc]
+                text = _due_text(day, written, text_of(tc))
+            else:
+                text = str(value)
+            _set_text(tc, text)
+            result.cells += 1
+    try:
+        document.save(str(out))
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot be written ({exc.strerror})") from None
+
+
+def _set_text(tc: Any, text: str) -> None:
+    """Put ``text`` in a Word cell: the first paragraph's first run keeps its formatting."""
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    paragraphs = tc.findall(qn("w:p"))
+    if not paragraphs:
+        paragraphs = [OxmlElement("w:p")]
+        tc.append(paragraphs[0])
+    for extra in paragraphs[1:]:
+        tc.remove(extra)
+    first = paragraphs[0]
+    runs = first.findall(qn("w:r"))
+    run = runs[0] if runs else OxmlElement("w:r")
+    if not runs:
+        first.append(run)
+    for extra in runs[1:]:
+        first.remove(extra)
+    for child in list(run):
+        if child.tag != qn("w:rPr"):
+            run.remove(child)
+    lines = text.split("\n")
+    for n, line in enumerate(lines):
+        if n:
+            run.append(OxmlElement("w:br"))
+        t = OxmlElement("w:t")
+        t.set(qn("xml:space"), "preserve")
+        t.text = line
+        run.append(t)

@@ -89,3 +89,39 @@ def test_without_its_file_or_to_another_format_the_export_says_what_to_do(chaser
     plan.unlink()
     assert "is not at hand" in chaser("export", "P", "--out", str(tmp_path / "x.csv"), expect=2).stderr
     assert chaser("export", "Nope", "--out", str(tmp_path / "x.csv"), expect=2).stderr == "chaser: no plan named 'Nope'\n"
+
+
+def test_a_word_plan_comes_back_with_the_answers_in_its_own_cells(chaser: Chaser, tmp_path: Path) -> None:
+    import docx
+
+    from tests.conftest import LAMBETH
+
+    plan = tmp_path / "lambeth.docx"
+    plan.write_bytes(LAMBETH.read_bytes())
+    chaser("import", str(plan))
+    chaser("people", "import", str(write_csv(tmp_path / "p.csv", [["name", "email", "roles"],
+                                                                   ["Priya Shah", "priya@l.example", "HR Business Partner"]])))
+    chaser("update", "CP1", "--status", "G", "--note", "Panel training done", "--due", "July 2023",
+           "--by", "priya@l.example")
+    name = json.loads(chaser("actions", "--format", "json").stdout)[0]["plan"]
+    report = json.loads(chaser("export", name, "--out", str(tmp_path / "back.docx"), "--format", "json").stdout)
+    assert report["written"] == 1
+
+    def texts(path: Path) -> list[list[str]]:
+        return [[c.text for c in row.cells] for t in docx.Document(str(path)).tables for row in t.rows]
+
+    before, after = texts(plan), texts(tmp_path / "back.docx")
+    changed = [(b, a) for b, a in zip(before, after) if b != a]
+    # CP1's row, and the header of its table, which had no Status or Progress column: both are added.
+    assert len(before) == len(after) and len(changed) == 2
+    assert report["columns_added"] == ["table 2: Status", "table 2: Progress"]
+    assert changed[0][1] == changed[0][0] + ["Status", "Progress"]
+    row = changed[1][1]
+    assert row[:len(changed[1][0])] != changed[1][0] and row[-2] == "Green"
+    assert row[0] == "CP1" and "July 2023" in row
+    today = dt.datetime.now(dt.timezone.utc).strftime("%d/%m/%Y")
+    assert f"Panel training done ({today}, priya@l.example)" in row
+    again = json.loads(chaser("import", str(tmp_path / "back.docx"), "--format", "json").stdout)
+    assert again["created"] == 0
+    shown = json.loads(chaser("show", "CP1", "--format", "json").stdout)
+    assert shown["status"] == "green" and len(shown["history"]) == 1

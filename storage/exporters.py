@@ -18,8 +18,9 @@ file said: every other cell, merged region, style, column width and sheet is lef
   in ``.xlsx``, a leading apostrophe in ``.csv`` (the OWASP advice for CSV injection).
 
 Formats: ``.xlsx``, ``.docx`` and ``.csv``, each into a copy of its source (in Word, a cell's
-first run keeps its formatting). A clean table for a plan without its source file is not built
-yet: it is refused with a clear line.
+first run keeps its formatting). When the source file is not at hand (and no ``--template``),
+a clean table is written instead in the format of ``--out``: one sheet per workstream in
+``.xlsx``, a heading and a table per workstream in ``.docx``, one table in ``.csv``.
 """
 from __future__ import annotations
 
@@ -91,10 +92,10 @@ def export_plan(engine: Engine, plan_name: str, out: Path, *, template: Path | N
         if plan is None:
             raise NotFound(f"no plan named {plan_name!r}")
         source = template or (Path(plan.source_file) if plan.source_file else None)
+        if template is not None and not template.is_file():
+            raise ExportError(f"--template {template}: file not found")
         if source is None or not source.is_file():
-            where = f" ({source})" if source else ""
-            raise ExportError(f"the file plan {plan_name!r} was imported from is not at hand{where}: give it with "
-                              "--template FILE (writing a clean table without one is not built yet)")
+            return _write_clean(session, plan, out, at)
         kind = source.suffix.lower()
         if kind not in (".xlsx", ".xlsm", ".csv", ".docx") or out.suffix.lower() != kind.replace(".xlsm", ".xlsx"):
             raise ExportError(f"--out {out}: write the plan back in its own format ({kind}), e.g. --out plan{kind}")
@@ -381,3 +382,94 @@ def _set_text(tc: Any, text: str) -> None:
         t.set(qn("xml:space"), "preserve")
         t.text = line
         run.append(t)
+
+
+CLEAN_COLUMNS = ("Ref", "Action", "Workstream", "Owner(s)", "Start", "Due date", "Status", "Progress")
+
+
+def _write_clean(session: Any, plan: Plan, out: Path, at: dt.datetime | None) -> ExportResult:
+    """The plan as a plain table, for a plan whose own file is not at hand."""
+    from sqlalchemy.orm import selectinload
+
+    from storage.models import ActionOwner
+
+    kind = out.suffix.lower()
+    if kind not in (".xlsx", ".docx", ".csv"):
+        raise ExportError(f"--out {out}: write .xlsx, .docx or .csv")
+    actions = list(session.scalars(
+        select(Action).where(Action.plan_id == plan.id).order_by(Action.position)
+        .options(selectinload(Action.owners).selectinload(ActionOwner.role), selectinload(Action.workstream))
+    ))
+    folded = fold_history(session, [a.id for a in actions], at)
+    by_ws: dict[str, list[list[str]]] = {}
+    for a in actions:
+        state = folded.get(a.id, {})
+        due = state.get("due_text") or a.due_text or (a.due_date.isoformat() if a.due_date else "")
+        status = WORDS.get(state.get("status") or "", "")
+        ws_name = a.workstream.name if a.workstream else plan.name
+        by_ws.setdefault(ws_name, []).append([
+            a.ref, a.title, ws_name, ", ".join(o.role.name for o in a.owners), a.start_text or "", due, status,
+            note_cell(state) or a.file_progress or "",
+        ])
+    result = ExportResult(plan=plan.name, source="(none: a clean table)", out=str(out), actions=len(actions),
+                          written=len(actions), cells=len(actions) * len(CLEAN_COLUMNS))
+    try:
+        if kind == ".csv":
+            with out.open("w", encoding="utf-8-sig", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(CLEAN_COLUMNS)
+                writer.writerows([[_safe(v) for v in row] for rows in by_ws.values() for row in rows])
+        elif kind == ".xlsx":
+            _clean_xlsx(out, by_ws)
+        else:
+            _clean_docx(out, plan.name, by_ws)
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot be written ({exc.strerror})") from None
+    return result
+
+
+def _clean_xlsx(out: Path, by_ws: dict[str, list[list[str]]]) -> None:
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    book.remove(book.active)
+    used: set[str] = set()
+    for name, rows in by_ws.items():
+        title = re.sub(r"[\[\]:*?/\\]", " ", name).strip()[:31] or "Plan"
+        base, n = title, 2
+        while title.lower() in used:  # sheet names are unique, ignoring case, and at most 31 characters
+            title = f"{base[:27]} ({n})"
+            n += 1
+        used.add(title.lower())
+        sheet = book.create_sheet(title)
+        sheet.append(CLEAN_COLUMNS)
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        for row in rows:
+            sheet.append(row)
+            for cell in sheet[sheet.max_row]:
+                cell.data_type = "s"  # owners' text is never a formula
+        for letter, width in zip("ABCDEFGH", (10, 60, 24, 30, 14, 16, 12, 60)):
+            sheet.column_dimensions[letter].width = width
+        sheet.freeze_panes = "A2"
+    book.save(out)
+
+
+def _clean_docx(out: Path, plan_name: str, by_ws: dict[str, list[list[str]]]) -> None:
+    import docx
+
+    document = docx.Document()
+    document.add_heading(plan_name, level=0)
+    for name, rows in by_ws.items():
+        document.add_heading(name, level=1)
+        table = document.add_table(rows=1, cols=len(CLEAN_COLUMNS))
+        table.style = "Table Grid"
+        for cell, text in zip(table.rows[0].cells, CLEAN_COLUMNS):
+            cell.text = text
+            for run in cell.paragraphs[0].runs:
+                run.bold = True
+        for row in rows:
+            for cell, text in zip(table.add_row().cells, row):
+                cell.text = text
+    document.save(str(out))

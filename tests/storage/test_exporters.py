@@ -81,13 +81,13 @@ def test_a_csv_plan_comes_back_with_answers_and_formulas_neutralised(chaser: Cha
     assert lines[2] == "P2,Audit interview panels,HR Lead,Jun-27,G"  # untouched
 
 
-def test_without_its_file_or_to_another_format_the_export_says_what_to_do(chaser: Chaser, tmp_path: Path) -> None:
+def test_an_export_to_another_format_or_from_a_missing_template_says_what_to_do(chaser: Chaser, tmp_path: Path) -> None:
     plan = write_csv(tmp_path / "plan.csv", [["Ref", "Action", "Owner"], ["P1", "Publish the report", "HR Lead"]])
     chaser("import", str(plan), "--plan", "P")
     assert chaser("export", "P", "--out", str(tmp_path / "x.xlsx"), expect=2).stderr.startswith(
         "chaser: --out ")
-    plan.unlink()
-    assert "is not at hand" in chaser("export", "P", "--out", str(tmp_path / "x.csv"), expect=2).stderr
+    assert chaser("export", "P", "--out", str(tmp_path / "x.csv"), "--template", str(tmp_path / "gone.csv"),
+                  expect=2).stderr == f"chaser: --template {tmp_path / 'gone.csv'}: file not found\n"
     assert chaser("export", "Nope", "--out", str(tmp_path / "x.csv"), expect=2).stderr == "chaser: no plan named 'Nope'\n"
 
 
@@ -125,3 +125,24 @@ def test_a_word_plan_comes_back_with_the_answers_in_its_own_cells(chaser: Chaser
     assert again["created"] == 0
     shown = json.loads(chaser("show", "CP1", "--format", "json").stdout)
     assert shown["status"] == "green" and len(shown["history"]) == 1
+
+
+def test_without_its_file_the_plan_is_written_as_a_clean_table_one_sheet_per_workstream(
+        chaser: Chaser, tmp_path: Path) -> None:
+    plan = write_csv(tmp_path / "plan.csv", [["Ref", "Action", "Owner", "Deadline", "Workstream"],
+                                             ["P1", "=HYPERLINK(\"x\") report", "HR Lead", "May-27", "Pay"],
+                                             ["C1", "Staff network listening", "Network Chair", "On-going", "Culture"]])
+    chaser("import", str(plan), "--plan", "P")
+    plan.unlink()  # the council's file is gone
+    chaser("people", "import", str(write_csv(tmp_path / "p.csv", [["name", "email", "roles"], ["Hana Lee", "hana@c.example", "HR Lead"]])))
+    chaser("update", "P1", "--status", "A", "--by", "hana@c.example")
+    for kind in ("xlsx", "csv", "docx"):
+        assert json.loads(chaser("export", "P", "--out", str(tmp_path / f"clean.{kind}"), "--format", "json").stdout)[
+            "source"] == "(none: a clean table)"
+    book = openpyxl.load_workbook(tmp_path / "clean.xlsx")
+    assert book.sheetnames == ["Pay", "Culture"]
+    assert [c.value for c in book["Pay"][2]][:7] == ["P1", '=HYPERLINK("x") report', "Pay", "HR Lead", None, "May-27", "Amber"]
+    assert book["Pay"]["B2"].data_type == "s"
+    lines = (tmp_path / "clean.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0] == "Ref,Action,Workstream,Owner(s),Start,Due date,Status,Progress"
+    assert lines[1].startswith("P1,\"'=HYPERLINK(\"\"x\"\") report\",Pay,HR Lead,,May-27,Amber")

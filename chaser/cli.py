@@ -359,6 +359,9 @@ def export_cmd(ctx: Context, plan_name: str, out: Path, template: Path | None, a
                f"from {result.source}.")
     for column in result.columns_added:
         click.echo(f"  added column {column}")
+    if result.not_written:
+        click.echo(f"  {len(result.not_written)} cell(s) could not be written (a row shorter than its header): "
+                   + ", ".join(result.not_written[:5]), err=True)
     if result.not_in_tracker:
         click.echo(f"  {len(result.not_in_tracker)} row(s) of the file are not in the tracker (left as they are): "
                    + ", ".join(result.not_in_tracker[:5]))

@@ -67,11 +67,12 @@ class ExportResult:
     cells: int = 0
     columns_added: list[str] = field(default_factory=list)
     not_in_tracker: list[str] = field(default_factory=list)  # rows of the file the tracker does not know
+    not_written: list[str] = field(default_factory=list)  # "table 3 row 4 (progress)": no cell there to write
 
     def as_json(self) -> dict[str, Any]:
         return {"plan": self.plan, "source": self.source, "out": self.out, "actions": self.actions,
                 "written": self.written, "cells": self.cells, "columns_added": self.columns_added,
-                "not_in_tracker": self.not_in_tracker}
+                "not_in_tracker": self.not_in_tracker, "not_written": self.not_written}
 
 
 @dataclass(frozen=True)
@@ -336,7 +337,8 @@ def _write_docx(source: Path, out: Path, changes: list[_Change], result: ExportR
                 continue
             column = pa.columns[name] if name in pa.columns else add_column(pa, name)
             tc = tc_at(pa.table, pa.row, column)
-            if tc is None:
+            if tc is None:  # a row shorter than its header: said, not skipped in silence
+                result.not_written.append(f"{pa.where} ({name})")
                 continue
             if name == "status":
                 text = _status_text(str(value), styles.get(pa.table, []))

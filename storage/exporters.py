@@ -43,6 +43,8 @@ from storage.updates import fold_history, note_cell
 LETTERS = {"green": "G", "amber": "A", "red": "R", "complete": "C", "not_started": "Not started"}
 WORDS = {"green": "Green", "amber": "Amber", "red": "Red", "complete": "Complete", "not_started": "Not started"}
 ADDED_HEADERS = {"status": "Status", "progress": "Progress", "due": "Due date"}
+# A status written as colour, where the file showed it only as the cell's fill (the usual Excel RAG fills).
+FILLS = {"green": "00B050", "amber": "FFC000", "red": "FF0000", "complete": "0070C0"}
 _FORMULA_START = ("=", "+", "-", "@")
 # Shapes of a due cell written as text, and how a revised date is written in each.
 _DUE_SHAPES = (
@@ -195,8 +197,13 @@ def _write_xlsx(source: Path, out: Path, changes: list[_Change], result: ExportR
         sheet = sheets[(pa.table or 1) - 1]
         if change.status:
             cell = sheet.cell(row=pa.row, column=column_of(pa, "status") + 1)
-            cell.value = _status_text(change.status, styles.get(pa.table, []))
-            cell.data_type = "s"
+            if _colour_only_xlsx(cell) and change.status in FILLS:  # the file shows RAG as colour: so do we
+                from openpyxl.styles import PatternFill
+
+                cell.fill = PatternFill("solid", fgColor="FF" + FILLS[change.status])
+            else:
+                cell.value = _status_text(change.status, styles.get(pa.table, []))
+                cell.data_type = "s"
             result.cells += 1
         if change.note:
             cell = sheet.cell(row=pa.row, column=column_of(pa, "progress") + 1)
@@ -216,6 +223,11 @@ def _write_xlsx(source: Path, out: Path, changes: list[_Change], result: ExportR
         book.save(out)
     except OSError as exc:
         raise ExportError(f"--out {out}: cannot be written ({exc.strerror})") from None
+
+
+def _colour_only_xlsx(cell: Any) -> bool:
+    return (cell.value is None or isinstance(cell.value, (int, float))) and cell.fill is not None \
+        and cell.fill.fill_type == "solid"
 
 
 def _write_csv(source: Path, out: Path, changes: list[_Change], result: ExportResult) -> None:
@@ -340,6 +352,11 @@ def _write_docx(source: Path, out: Path, changes: list[_Change], result: ExportR
             if tc is None:  # a row shorter than its header: said, not skipped in silence
                 result.not_written.append(f"{pa.where} ({name})")
                 continue
+            if name == "status" and str(value) in FILLS and _colour_only_docx(tc, text_of(tc)):
+                shade = tc.find(f"{qn('w:tcPr')}/{qn('w:shd')}")
+                shade.set(qn("w:fill"), FILLS[str(value)])  # the file shows RAG as shading: so do we
+                result.cells += 1
+                continue
             if name == "status":
                 text = _status_text(str(value), styles.get(pa.table, []))
             elif name == "due":
@@ -353,6 +370,16 @@ def _write_docx(source: Path, out: Path, changes: list[_Change], result: ExportR
         document.save(str(out))
     except OSError as exc:
         raise ExportError(f"--out {out}: cannot be written ({exc.strerror})") from None
+
+
+def _colour_only_docx(tc: Any, text: str) -> bool:
+    import re as _re
+
+    from docx.oxml.ns import qn
+
+    shade = tc.find(f"{qn('w:tcPr')}/{qn('w:shd')}")
+    fill = shade.get(qn("w:fill")) if shade is not None else None
+    return bool(fill) and fill != "auto" and not _re.search(r"[^\d.,%\s-]", text)
 
 
 def _set_text(tc: Any, text: str) -> None:

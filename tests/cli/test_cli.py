@@ -206,13 +206,16 @@ def test_reimporting_an_edited_word_plan_updates_exactly_the_edited_actions(run,
 
     set_cell("CP1", "HR Business Partner", "HR Business Partner/ CS EDI Lead")  # an owner added
     set_cell("CP2", "December 2022", "March 2023")  # a new date
+    cp3 = before["CP3"]["title"]
+    set_cell("CP3", cp3, cp3 + " (revised)")  # a title edited
     document.save(str(plan))
     report = json.loads(run("import", str(plan), "--format", "json").stdout)
-    assert (report["created"], report["updated"]) == (0, 2)
+    assert (report["created"], report["updated"]) == (0, 3)
     after = {a["ref"]: a for a in json.loads(run("actions", "--format", "json").stdout)}
     assert after["CP1"]["owners"] == ["HR Business Partner", "CS EDI Lead"]
     assert (after["CP2"]["due"], after["CP2"]["due_text"]) == ("2023-03-31", "March 2023")
-    assert {ref for ref in before if before[ref] != after[ref]} == {"CP1", "CP2"}
+    assert after["CP3"]["title"] == cp3 + " (revised)"
+    assert {ref for ref in before if before[ref] != after[ref]} == {"CP1", "CP2", "CP3"}
 
 
 def test_reimporting_an_edited_excel_plan_updates_exactly_the_edited_actions(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -51,6 +51,11 @@ def test_an_excel_plan_comes_back_with_the_answers_in_its_own_cells_and_nothing_
     original = openpyxl.load_workbook(plan)
     for ws in original.worksheets:
         out = book[ws.title]
+        for row in ws.iter_rows():  # every cell keeps its style, the written ones too
+            for cell in row:
+                twin = out[cell.coordinate]
+                assert [repr(x) for x in (twin.font, twin.fill, twin.border, twin.alignment, twin.number_format)] == [
+                    repr(x) for x in (cell.font, cell.fill, cell.border, cell.alignment, cell.number_format)], cell.coordinate
         assert {str(r) for r in ws.merged_cells.ranges} == {str(r) for r in out.merged_cells.ranges}
         assert {k: d.width for k, d in ws.column_dimensions.items()} == {k: d.width for k, d in out.column_dimensions.items()}
     formula_cell = next(c for row in book["Action Plan"].iter_rows() for c in row
@@ -146,3 +151,45 @@ def test_without_its_file_the_plan_is_written_as_a_clean_table_one_sheet_per_wor
     lines = (tmp_path / "clean.csv").read_text(encoding="utf-8-sig").splitlines()
     assert lines[0] == "Ref,Action,Workstream,Owner(s),Start,Due date,Status,Progress"
     assert lines[1].startswith("P1,\"'=HYPERLINK(\"\"x\"\") report\",Pay,HR Lead,,May-27,Amber")
+
+
+def test_where_the_file_shows_status_as_colour_the_export_colours_the_cell(chaser: Chaser, tmp_path: Path) -> None:
+    from openpyxl.styles import PatternFill
+
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.append(["Ref", "Action", "Lead Officer", "RAG"])
+    ws.append(["P1", "Publish the pay gap report", "HR Lead", None])
+    ws["D2"].fill = PatternFill("solid", fgColor="FF00B050")
+    book.save(tmp_path / "colour.xlsx")
+    chaser("import", str(tmp_path / "colour.xlsx"), "--plan", "C")
+    chaser("people", "import", str(write_csv(tmp_path / "p.csv", [["name", "email", "roles"], ["Hana Lee", "hana@c.example", "HR Lead"]])))
+    chaser("update", "P1", "--status", "R", "--by", "hana@c.example")
+    chaser("export", "C", "--out", str(tmp_path / "back.xlsx"))
+    cell = openpyxl.load_workbook(tmp_path / "back.xlsx").active["D2"]
+    assert cell.value is None and cell.fill.fgColor.rgb == "FFFF0000"
+    chaser("import", str(tmp_path / "back.xlsx"), "--plan", "C")
+    shown = json.loads(chaser("show", "P1", "--format", "json").stdout)
+    assert shown["status"] == "red" and len(shown["history"]) == 2  # the import and Hana's answer, nothing more
+
+
+def test_where_a_word_plan_shows_status_as_shading_the_export_shades_the_cell(chaser: Chaser, tmp_path: Path) -> None:
+    import docx
+    from docx.oxml import parse_xml
+    from docx.oxml.ns import nsdecls, qn
+
+    document = docx.Document()
+    table = document.add_table(rows=2, cols=3)
+    for c, text in enumerate(["Ref", "Action", "Status"]):
+        table.cell(0, c).text = text
+    table.cell(1, 0).text, table.cell(1, 1).text = "T1", "Mandatory EDI training"
+    table.cell(1, 2)._tc.get_or_add_tcPr().append(parse_xml(f'<w:shd {nsdecls("w")} w:val="clear" w:fill="00B050"/>'))
+    document.save(str(tmp_path / "shaded.docx"))
+    chaser("import", str(tmp_path / "shaded.docx"), "--plan", "S")
+    chaser("people", "import", str(write_csv(tmp_path / "p.csv", [["name", "email", "roles"], ["Hana Lee", "hana@c.example", ""]])))
+    chaser("update", "T1", "--status", "A", "--by", "hana@c.example", expect=2)  # not an owner: refused
+    Path("chaser.toml").write_text('edi_lead = "hana@c.example"\n')
+    chaser("update", "T1", "--status", "A", "--by", "hana@c.example")
+    chaser("export", "S", "--out", str(tmp_path / "back.docx"))
+    cell = docx.Document(str(tmp_path / "back.docx")).tables[0].cell(1, 2)
+    assert cell.text == "" and cell._tc.tcPr.find(qn("w:shd")).get(qn("w:fill")) == "FFC000"

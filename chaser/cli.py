@@ -410,6 +410,7 @@ def show(ctx: Context, ref: str, plan_name: str | None, fmt: str) -> None:
                         "note": u.note,
                         "revised_due": u.revised_due.isoformat() if u.revised_due else None,
                         "revised_due_text": u.revised_due_text,
+                        "owners_change": u.owners_change,
                     }
                     for u in history
                 ],
@@ -447,7 +448,8 @@ def show(ctx: Context, ref: str, plan_name: str | None, fmt: str) -> None:
             table.add_column(name)
         for u in history:
             change = f"{u.old_status or '-'} → {u.new_status}" if u.new_status else ""
-            extra = " ".join(x for x in (u.note or "", f"due {u.revised_due_text}" if u.revised_due_text else "") if x)
+            extra = " ".join(x for x in (u.note or "", f"due {u.revised_due_text}" if u.revised_due_text else "",
+                                         f"owners {u.owners_change}" if u.owners_change else "") if x)
             table.add_row(u.created_at.strftime("%Y-%m-%d %H:%M"), escape(u.by_text), u.channel, change, escape(extra))
         out.print(table)
 

@@ -267,6 +267,8 @@ class StatusUpdate(Base):
     revised_due: Mapped[dt.date | None] = mapped_column(Date)
     revised_due_precision: Mapped[str | None] = mapped_column(String(10))
     revised_due_text: Mapped[str | None] = mapped_column(Text)
+    # Owners the plan file changed, as "HR Business Partner → HR Business Partner, CS EDI Lead".
+    owners_change: Mapped[str | None] = mapped_column(Text)
 
     by_person: Mapped[Person | None] = relationship()
 

@@ -32,7 +32,7 @@ from storage.importers.parse import (
     ref_key,
 )
 from storage.importers.reading import read_document
-from storage.models import CHECK_NOW, Action, ActionGroup, ActionOwner, Plan, StatusUpdate, Workstream, utcnow
+from storage.models import CHECK_NOW, Action, ActionGroup, ActionOwner, Plan, Role, StatusUpdate, Workstream, utcnow
 from storage.people import get_or_create_roles, role_key
 from storage.updates import clean_note, fold_history, note_cell
 
@@ -274,6 +274,7 @@ class _Store:
         self.changed_rows: list[dict[str, Any]] = []
         self.moved_rows: list[dict[str, Any]] = []
         self.owner_changes: dict[int, list[int]] = {}
+        self.owner_history: dict[int, tuple[list[int], list[int]]] = {}  # action -> (old, new) role ids
         self.history: list[tuple[int, str | None, str | None, ParsedAction | None]] = []  # id, status, note, due
 
     def existing(self, chunk: list[ParsedAction]) -> dict[str, Any]:
@@ -344,6 +345,7 @@ class _Store:
         due_changed = (row["due_date"], row["due_text"]) != (wanted["due_date"], wanted["due_text"])
         if row["owner_ids"] != owner_ids:
             self.owner_changes[row["id"]] = owner_ids
+            self.owner_history[row["id"]] = (list(row["owner_ids"]), owner_ids)
             changed = True
         assert pa.due is not None
         status = pa.status if pa.status is not None and pa.status != row["file_status"] else None
@@ -383,6 +385,8 @@ class _Store:
             if owners:
                 self._insert(OWNERS, owners)
         history = []
+        if self.owner_history:
+            history += self._owner_rows()
         if self.history:
             # The status each change moves away from, as ``record_update`` would record it.
             folded = fold_history(session, [action_id for action_id, _, _, _ in self.history])
@@ -405,6 +409,20 @@ class _Store:
         if history:
             self._insert(UPDATES, history)
         self._clear()
+
+    def _owner_rows(self) -> list[dict[str, Any]]:
+        """One history row per action whose owners the file changed, saying from what to what."""
+        ids = {role for old, new in self.owner_history.values() for role in (*old, *new)}
+        names = {rid: name for rid, name in self.session.execute(select(Role.id, Role.name).where(Role.id.in_(ids)))}
+        folded = fold_history(self.session, list(self.owner_history))
+        rows = []
+        for action_id, (old, new) in self.owner_history.items():
+            status = folded.get(action_id, {}).get("status")
+            row = self._update_row(action_id, status, None, None, None)
+            row["owners_change"] = (", ".join(names[r] for r in old) or "nobody") + " → " + (
+                ", ".join(names[r] for r in new) or "nobody")
+            rows.append(row)
+        return rows
 
     def _insert_new(self) -> list[dict[str, Any]]:
         """Insert the chunk's new actions and their owners; their first history rows, returned.
@@ -467,4 +485,5 @@ class _Store:
             "revised_due": due.end if due is not None else None,
             "revised_due_precision": due.precision if due is not None else None,
             "revised_due_text": due.raw if due is not None else None,
+            "owners_change": None,
         }

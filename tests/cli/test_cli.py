@@ -213,6 +213,9 @@ def test_reimporting_an_edited_word_plan_updates_exactly_the_edited_actions(run,
     assert (report["created"], report["updated"]) == (0, 3)
     after = {a["ref"]: a for a in json.loads(run("actions", "--format", "json").stdout)}
     assert after["CP1"]["owners"] == ["HR Business Partner", "CS EDI Lead"]
+    history = json.loads(run("show", "CP1", "--format", "json").stdout)["history"]
+    assert [h["owners_change"] for h in history] == ["HR Business Partner → HR Business Partner, CS EDI Lead"]
+    assert history[-1]["by"] == "import: lambeth.docx" and history[-1]["note"] is None
     assert (after["CP2"]["due"], after["CP2"]["due_text"]) == ("2023-03-31", "March 2023")
     assert after["CP3"]["title"] == cp3 + " (revised)"
     assert {ref for ref in before if before[ref] != after[ref]} == {"CP1", "CP2", "CP3"}

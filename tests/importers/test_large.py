@@ -89,10 +89,13 @@ def test_edits_anywhere_in_a_big_file_update_only_those_actions(engine: Engine, 
     assert (state.due, state.note) == (dt.date(2027, 12, 31), "Survey moved to next year")
     assert late.due_text == "December 2027" and late.file_progress == "Survey moved to next year"
     assert {a.next_check_at for a in (hw2, hw4, late)} == {CHECK_NOW}
-    # One owner fewer on HW 4, the new action's owner, and three history rows: HW 2, the late
-    # action's date and note in one, the new action's status.
+    # One owner fewer on HW 4, the new action's owner, and four history rows: HW 2, the late
+    # action's date and note in one, the new action's status, and HW 4's change of owners.
     actions, owners, updates = before
-    assert counts(session) == (actions + 1, owners - 1 + 1, updates + 3)
+    assert counts(session) == (actions + 1, owners - 1 + 1, updates + 4)
+    change = session.scalars(select(StatusUpdate.owners_change).where(StatusUpdate.action_id == hw4.id,
+                                                                      StatusUpdate.owners_change.is_not(None))).one()
+    assert change.endswith("→ Head of L&D")
 
 
 def test_a_big_plan_without_refs_gets_numbered_refs_and_keeps_them(engine: Engine, session: Session, tmp_path: Path) -> None:

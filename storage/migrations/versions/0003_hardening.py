@@ -1,5 +1,6 @@
 """hardening: planning problems per action, and settings shared by every process (the link key)
 
+``status_updates.owners_change`` records owners changed by a re-import (``A → A, B``);
 ``actions.check_problem`` holds why the sweep could not plan an action (shown by ``chaser
 status``); ``settings`` holds values every process sharing the database must agree on, such as
 the key that signs answer links (created by ``chaser init``).
@@ -29,9 +30,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('actions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('check_problem', sa.Text(), nullable=True))
+    with op.batch_alter_table('status_updates', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('owners_change', sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('status_updates', schema=None) as batch_op:
+        batch_op.drop_column('owners_change')
     with op.batch_alter_table('actions', schema=None) as batch_op:
         batch_op.drop_column('check_problem')
     op.drop_table('settings')

@@ -115,6 +115,8 @@ def test_a_word_plan_comes_back_with_the_answers_in_its_own_cells(chaser: Chaser
     def texts(path: Path) -> list[list[str]]:
         return [[c.text for c in row.cells] for t in docx.Document(str(path)).tables for row in t.rows]
 
+    paragraphs = [p.text for p in docx.Document(str(plan)).paragraphs]
+    assert [p.text for p in docx.Document(str(tmp_path / "back.docx")).paragraphs] == paragraphs
     before, after = texts(plan), texts(tmp_path / "back.docx")
     changed = [(b, a) for b, a in zip(before, after) if b != a]
     # CP1's row, and the header of its table, which had no Status or Progress column: both are added.

@@ -183,7 +183,9 @@ def _write_xlsx(source: Path, out: Path, changes: list[_Change], result: ExportR
         key = (pa.table, name)
         if key not in added:
             sheet = sheets[(pa.table or 1) - 1]
-            index = max([*pa.columns.values(), *[c for (t, _), c in added.items() if t == pa.table]]) + 1
+            # After the last column the header row uses, named or not (never over a cell of its own).
+            used = [c.column - 1 for c in sheet[pa.header_row] if c.value is not None] if pa.header_row else []
+            index = _after(pa, used, [c for (t, _), c in added.items() if t == pa.table])
             if pa.header_row is not None:
                 sheet.cell(row=pa.header_row, column=index + 1, value=ADDED_HEADERS[name])
             added[key] = index
@@ -225,6 +227,11 @@ def _write_xlsx(source: Path, out: Path, changes: list[_Change], result: ExportR
         raise ExportError(f"--out {out}: cannot be written ({exc.strerror})") from None
 
 
+def _after(pa: ParsedAction, used: list[int], added: list[int]) -> int:
+    """The column a field the table lacked goes in: after every column in use or added."""
+    return max([*pa.columns.values(), *used, *added]) + 1
+
+
 def _colour_only_xlsx(cell: Any) -> bool:
     return (cell.value is None or isinstance(cell.value, (int, float))) and cell.fill is not None \
         and cell.fill.fill_type == "solid"
@@ -248,7 +255,8 @@ def _write_csv(source: Path, out: Path, changes: list[_Change], result: ExportRe
             column = pa.columns[name]
         else:
             if name not in added:
-                added[name] = max([*pa.columns.values(), *added.values()]) + 1
+                header_cells = rows[by_row[pa.header_row]] if pa.header_row is not None else []
+                added[name] = _after(pa, [i for i, text in enumerate(header_cells) if text], list(added.values()))
                 if pa.header_row is not None:
                     header = rows[by_row[pa.header_row]]
                     header += [""] * (added[name] + 1 - len(header))
@@ -326,7 +334,11 @@ def _write_docx(source: Path, out: Path, changes: list[_Change], result: ExportR
             grid = tbl.find(qn("w:tblGrid"))
             if grid is not None and len(grid):
                 grid.append(copy.deepcopy(grid[-1]))
-            width = max([*pa.columns.values(), *[c for (t, _), c in added.items() if t == pa.table]]) + 1
+            header = tbl.findall(qn("w:tr"))[(pa.header_row or 1) - 1]
+            spans = [tc.find(f"{qn('w:tcPr')}/{qn('w:gridSpan')}") for tc in header.findall(qn("w:tc"))]
+            grid_width = sum(int(sp.get(qn("w:val"), "1")) if sp is not None else 1 for sp in spans)
+            # A new cell goes after each row's last cell: the new grid column is the header's width.
+            width = max(grid_width, _after(pa, [], [c for (t, _), c in added.items() if t == pa.table]))
             for tr in tbl.findall(qn("w:tr")):
                 last = tr.findall(qn("w:tc"))[-1]
                 tc = copy.deepcopy(last)

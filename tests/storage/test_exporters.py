@@ -195,3 +195,14 @@ def test_where_a_word_plan_shows_status_as_shading_the_export_shades_the_cell(ch
     chaser("export", "S", "--out", str(tmp_path / "back.docx"))
     cell = docx.Document(str(tmp_path / "back.docx")).tables[0].cell(1, 2)
     assert cell.text == "" and cell._tc.tcPr.find(qn("w:shd")).get(qn("w:fill")) == "FFC000"
+
+
+def test_an_added_column_goes_after_every_column_the_table_uses(chaser: Chaser, tmp_path: Path) -> None:
+    plan = write_csv(tmp_path / "plan.csv", [["Ref", "Action", "Owner", "Team notes"],
+                                             ["P1", "Publish the pay gap report", "HR Lead", "keep this"]])
+    chaser("import", str(plan), "--plan", "P")
+    chaser("people", "import", str(write_csv(tmp_path / "p.csv", [["name", "email", "roles"], ["Hana Lee", "hana@c.example", "HR Lead"]])))
+    chaser("update", "P1", "--status", "G", "--by", "hana@c.example")
+    chaser("export", "P", "--out", str(tmp_path / "back.csv"))
+    lines = (tmp_path / "back.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert lines == ["Ref,Action,Owner,Team notes,Status", "P1,Publish the pay gap report,HR Lead,keep this,Green"]

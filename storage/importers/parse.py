@@ -316,6 +316,7 @@ class _Parser:
         self.header_where = ""
         self.header_row: int | None = None
         self.header_columns: dict[str, int] = {}  # shared by every action under the header
+        self.spaced: ParsedAction | None = None  # the action above the last blank row of a sheet
         self.ws: ParsedWorkstream | None = None
         self.group: ParsedGroup | None = None
         # What the previous meaningful row was: an action, a group, a skipped duplicate or nothing.
@@ -433,6 +434,7 @@ class _Parser:
             if self.doc.grid:
                 self.preamble.append(("", False, item.where))
                 if self.last is not None:
+                    self.spaced = self.last if isinstance(self.last, ParsedAction) else None
                     self.last = None
             return
 
@@ -520,6 +522,10 @@ class _Parser:
         others = set(values) - {"ref", "title"}
         is_new = bool(ref_text) or (has_title and (others or not has_ref_col))
         if not is_new:
+            spacer = (self.last is None and self.spaced is not None and self.actions and self.spaced is self.actions[-1]
+                      and len(filled) >= 2 and all(not text for text, _, _ in self.preamble))
+            if spacer:  # a blank spacer row inside the table: the rows after it still continue the action
+                self.last = self.spaced
             if isinstance(self.last, ParsedAction):
                 self.continue_action(values, unmapped, item)
             elif self.last == "dup":

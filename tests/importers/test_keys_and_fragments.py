@@ -186,3 +186,19 @@ def test_a_status_shown_only_as_the_cell_shading_is_read_in_word(engine: Engine,
     document.save(str(tmp_path / "shaded.docx"))
     import_plan_file(engine, tmp_path / "shaded.docx", plan_name="Plan")
     assert {a.ref: a.file_status for a in session.scalars(select(Action))} == {"T1": "red", "T2": "green"}
+
+
+def test_a_blank_spacer_row_inside_a_sheet_does_not_end_the_action_above(
+        engine: Engine, session: Session, tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path / "spaced.xlsx", [
+        ["Ref", "Action", "Lead Officer", "Progress"],
+        ["P1", "Publish the pay gap report", "HR Business Partner", "Data collected"],
+        [],
+        [None, None, "Data Lead", "Analysis started"],  # continues P1 after a spacer
+        ["P2", "Audit interview panels", "HR Business Partner", None],
+    ])
+    result = import_plan_file(engine, path, plan_name="Plan")
+    rows = {a.ref: a for a in session.scalars(select(Action))}
+    assert sorted(rows) == ["P1", "P2"] and not [w for w in result.warnings if "no action above" in w.message]
+    assert rows["P1"].owners_text == "HR Business Partner\nData Lead"
+    assert rows["P1"].file_progress == "Data collected\nAnalysis started"

@@ -194,6 +194,7 @@ def render(envelope: Envelope, *, chat: bool = True) -> Rendered:
         "items": items,
         "count": len(items) + envelope.more,  # every action the message is about
         "more": envelope.more,  # of which not listed (jobs.sweep.MESSAGE_ITEMS_MAX)
+        "to_edi_lead": envelope.to_edi_lead,
         "notes": envelope.notes,
         "has_links": any(item.links for item in items),
     }

@@ -198,7 +198,7 @@ class Dispatcher:
             recipient_slack_id=person.slack_id if person else None,
             recipient_teams_id=person.teams_id if person else None,
             items=tuple(items), sent_at=now, notes=tuple(row.payload.get("notes", ())),
-            more=int(row.payload.get("more", 0)),
+            more=int(row.payload.get("more", 0)), to_edi_lead=bool(row.payload.get("to_edi_lead")),
         )
 
     def prepare(self, claimed: list[Claimed]) -> dict[int, tuple[Envelope, str, int]]:

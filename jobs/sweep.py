@@ -298,6 +298,7 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
         }
         if len(listed) < len(items):
             payload["more"] = len(items) - len(listed)
+            payload["to_edi_lead"] = person_id == lead  # who to ask for the full list: not themselves
         outbox_rows.append({
             "kind": kind, "person_id": person_id, "recipient": person.email or person.name,
             "channel": config.channels.default, "payload": payload, "state": "queued", "attempts": 0,

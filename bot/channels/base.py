@@ -52,6 +52,7 @@ class Envelope:
     sent_at: datetime        # aware; the (possibly simulated) time of sending
     notes: tuple[str, ...] = ()  # extra lines for lead lists
     more: int = 0  # further actions the message is about but does not list (jobs.sweep.MESSAGE_ITEMS_MAX)
+    to_edi_lead: bool = False  # the recipient is the EDI lead (the one others ask for the full list)
     # An earlier send of this outbox row may have gone out (its claim's lease ran out, its
     # process died): a channel that can look for that send should look afresh, not in a cache.
     resend: bool = False

@@ -193,3 +193,14 @@ def test_block_kit_stays_within_fifty_blocks() -> None:
 def test_chat_blocks_needs_a_matching_render() -> None:
     with pytest.raises(ValueError):
         chat_blocks(make_envelope(), Rendered(subject="s", text="t", html="h", chat="c"))
+
+
+def test_a_cut_list_says_where_the_rest_is_and_never_sends_the_lead_to_themselves() -> None:
+    from dataclasses import replace
+
+    owner = render(replace(make_envelope(), more=44))
+    assert owner.subject == "45 actions need your update"
+    assert "…and 44 more actions need your update" in owner.text and "ask the EDI lead for the full list" in owner.text
+    lead = render(replace(make_envelope(), more=44, to_edi_lead=True))
+    assert "chaser actions lists every action with its status" in lead.text
+    assert "<code>chaser actions</code> lists every action" in lead.html and "ask the EDI lead" not in lead.text

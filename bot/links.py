@@ -22,14 +22,12 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 from bot.channels.base import Link
 from chaser.errors import ChaserError, ConfigError
+from storage.statuses import STATUS_LABELS
 
 SALT = "chaser-answer"
 NOTE_LABEL = "Add a note"
 ANSWERS: tuple[tuple[str, str | None], ...] = (
-    ("Green", "green"),
-    ("Amber", "amber"),
-    ("Red", "red"),
-    ("Complete", "complete"),
+    *((STATUS_LABELS[status], status) for status in ("green", "amber", "red", "complete")),
     (NOTE_LABEL, None),
 )
 _STATUSES = {status for _, status in ANSWERS}

@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from bot.channels.base import Envelope, Item, Link
+from storage.statuses import STATUS_LABELS
 
 KINDS = ("nudge", "lead_list")
 
@@ -26,13 +27,6 @@ BUTTON_VALUE_MAX = 2000
 BUTTON_URL_MAX = 3000
 BLOCKS_MAX = 50
 
-_STATUS_LABELS = {
-    "green": "Green",
-    "amber": "Amber",
-    "red": "Red",
-    "complete": "Complete",
-    "not_started": "Not started",
-}
 # (background, text colour) for status marks and answer buttons; all pass WCAG AA.
 _COLOURS = {
     "green": ("#00703c", "#ffffff"),
@@ -168,7 +162,7 @@ def _item_view(item: Item) -> _ItemView:
     if not key:
         status = "not reported yet"
     else:
-        status = _STATUS_LABELS.get(key, key.replace("_", " ").capitalize())
+        status = STATUS_LABELS.get(key, key.replace("_", " ").capitalize())
     background, colour = _COLOURS.get(key, _PLAIN_COLOURS)
     return _ItemView(
         ref=item.ref, title=item.title, plan=item.plan, rule=item.rule, reason=item.reason,

@@ -37,19 +37,16 @@ from chaser.errors import InvalidValue, NotAllowed
 from storage.dates import parse_when
 from storage.db import DatabaseBusy, explain, session_factory
 from storage.models import Action, Person
+from storage.statuses import STATUS_LABELS
 from storage.updates import NOTE_MAX_CHARS, can_change, current_state, record_update
 
 log = logging.getLogger("chaser.web")
 Clock = Callable[[], dt.datetime]
 StartResponse = Callable[..., Any]
-CHOICES = (
-    ("green", "Green", "on track"),
-    ("amber", "Amber", "at risk: it may slip"),
-    ("red", "Red", "off track: it will not happen as planned"),
-    ("complete", "Complete", "done"),
-    ("", "No change", "just add a note or a new date"),
-)
-STATUS_WORDS = {"green": "Green", "amber": "Amber", "red": "Red", "complete": "Complete", "not_started": "Not started"}
+_HINTS = {"green": "on track", "amber": "at risk: it may slip", "red": "off track: it will not happen as planned",
+          "complete": "done"}
+CHOICES = (*((status, STATUS_LABELS[status], hint) for status, hint in _HINTS.items()),
+           ("", "No change", "just add a note or a new date"))
 MAX_FORM_BYTES = 20_000  # a 5,000-character note, percent-encoded, fits with room to spare
 MAX_DUE_CHARS = 100
 FORM_FIELDS = 10  # status, note, due: anything with many more fields is not our form
@@ -131,7 +128,7 @@ class AnswerForm:
         due_text = (fields.get("due") or "").strip()
         retry = {"chosen": status or "", "note": note or "", "due_input": due_text}
         try:
-            if status is not None and status not in STATUS_WORDS:
+            if status is not None and status not in STATUS_LABELS:
                 raise InvalidValue("choose one of the statuses shown")
             if len(due_text) > MAX_DUE_CHARS:
                 raise InvalidValue(f"the new due date is longer than {MAX_DUE_CHARS} characters: write just the date")
@@ -158,7 +155,7 @@ class AnswerForm:
             return self.form(start_response, session, action, person, error=message,
                              status_line="503 Service Unavailable", **retry)
         state = current_state(session, action)
-        lines = [f"{action.ref}: {action.title}", f"Status: {STATUS_WORDS.get(state.status or '', 'not reported')}."]
+        lines = [f"{action.ref}: {action.title}", f"Status: {STATUS_LABELS.get(state.status or '', 'not reported')}."]
         if note:
             lines.append(f"Note: {note}")
         if due_text:
@@ -172,7 +169,7 @@ class AnswerForm:
         try:
             state = current_state(session, action)
             due = state.due_text or (state.due.isoformat() if state.due else "no date")
-            current = STATUS_WORDS.get(state.status or "", "not reported yet")
+            current = STATUS_LABELS.get(state.status or "", "not reported yet")
         except OperationalError:  # the page that says the database is busy must not need it
             session.rollback()
             due = action.due_text or (action.due_date.isoformat() if action.due_date else "no date")

@@ -315,10 +315,6 @@ def _due_cell(state: CurrentState, action: Action) -> str:
     return text
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
-
-
 def find_action(session: Session, ref: str, plan_name: str | None) -> Action:
     plan = find_plan(session, plan_name)
     query = select(Action).where(Action.ref_key == ref_key(ref)).options(

@@ -31,9 +31,6 @@ from functools import lru_cache, partial
 
 from jobs.calendar import WorkCalendar
 
-RULES = (
-    "before_due", "due", "overdue", "escalation", "stale", "review_request", "review_chase", "review_missing",
-)
 # Higher is more urgent: what goes out when several rules are due for one action and person.
 URGENCY = {
     "review_request": 1, "stale": 2, "before_due": 3, "review_chase": 4, "due": 5, "overdue": 6,

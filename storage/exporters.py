@@ -38,10 +38,9 @@ from storage.db import session_factory
 from storage.importers.parse import ParsedAction, parse_document
 from storage.importers.reading import read_document
 from storage.models import Action, Plan
+from storage.statuses import STATUS_LABELS, STATUS_LETTERS
 from storage.updates import fold_history, note_cell
 
-LETTERS = {"green": "G", "amber": "A", "red": "R", "complete": "C", "not_started": "Not started"}
-WORDS = {"green": "Green", "amber": "Amber", "red": "Red", "complete": "Complete", "not_started": "Not started"}
 ADDED_HEADERS = {"status": "Status", "progress": "Progress", "due": "Due date"}
 # A status written as colour, where the file showed it only as the cell's fill (the usual Excel RAG fills).
 FILLS = {"green": "00B050", "amber": "FFC000", "red": "FF0000", "complete": "0070C0"}
@@ -135,7 +134,7 @@ def export_plan(engine: Engine, plan_name: str, out: Path, *, template: Path | N
 def _status_text(status: str, column: list[str]) -> str:
     """``status`` as the file's status column writes it: letters if most of it is letters."""
     letters = sum(1 for text in column if len(text.strip()) == 1)
-    return (LETTERS if letters * 2 > len(column) and column else WORDS)[status]
+    return (STATUS_LETTERS if letters * 2 > len(column) and column else STATUS_LABELS)[status]
 
 
 def _due_text(day: dt.date, written: str, original: str) -> str:
@@ -446,7 +445,7 @@ def _write_clean(session: Any, plan: Plan, out: Path, at: dt.datetime | None) ->
     for a in actions:
         state = folded.get(a.id, {})
         due = state.get("due_text") or a.due_text or (a.due_date.isoformat() if a.due_date else "")
-        status = WORDS.get(state.get("status") or "", "")
+        status = STATUS_LABELS.get(state.get("status") or "", "")
         ws_name = a.workstream.name if a.workstream else plan.name
         by_ws.setdefault(ws_name, []).append([
             a.ref, a.title, ws_name, ", ".join(o.role.name for o in a.owners), a.start_text or "", due, status,

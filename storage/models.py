@@ -29,8 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-STATUSES = ("not_started", "green", "amber", "red", "complete")
-PRECISIONS = ("day", "month", "quarter", "term", "year")
+from storage.statuses import STATUSES  # noqa: E402,F401 - re-exported: the names stored
 
 # Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.
 NAMING = {
@@ -273,7 +272,6 @@ class StatusUpdate(Base):
     by_person: Mapped[Person | None] = relationship()
 
 
-OUTBOX_STATES = ("queued", "sending", "sent", "failed", "parked")
 
 
 class Outbox(Base):

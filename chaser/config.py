@@ -23,7 +23,6 @@ from chaser.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///chaser.db"
 DEFAULT_TIMEZONE = "Europe/London"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 # Ranges every number in the file is checked against at start, so that a slip of the keyboard
 # (before_due = [1000000]) is an error naming the key, not an overflow deep in a sweep.
@@ -136,7 +135,9 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
     check_database_url(url, f"{path}: 'database.url'")
 
     edi_lead = _string(data, "edi_lead", "", path)
-    if edi_lead is not None and not _EMAIL.match(edi_lead):
+    from storage.people import EMAIL  # the directory's rule: the lead must be someone it can hold
+
+    if edi_lead is not None and not EMAIL.match(edi_lead):
         raise ConfigError(f"{path}: 'edi_lead' must be an email address, got {edi_lead!r}")
 
     timezone = _string(data, "timezone", "", path) or DEFAULT_TIMEZONE

@@ -36,12 +36,11 @@ from bot.render import environment
 from chaser.errors import InvalidValue, NotAllowed
 from storage.dates import parse_when
 from storage.db import DatabaseBusy, explain, session_factory
-from storage.models import Action, Person
+from storage.models import Action, Clock, Person
 from storage.statuses import STATUS_LABELS
 from storage.updates import NOTE_MAX_CHARS, can_change, current_state, record_update
 
 log = logging.getLogger("chaser.web")
-Clock = Callable[[], dt.datetime]
 StartResponse = Callable[..., Any]
 _HINTS = {"green": "on track", "amber": "at risk: it may slip", "red": "off track: it will not happen as planned",
           "complete": "done"}

@@ -36,10 +36,9 @@ from bot.channels.base import Channel, ChannelError, Envelope, Item
 from bot.links import answer_links
 from chaser.config import Config
 from storage.db import receipts_engine, session_factory
-from storage.models import Outbox, Person
+from storage.models import Clock, Outbox, Person
 
 log = logging.getLogger("chaser.dispatch")
-Clock = Callable[[], dt.datetime]
 
 
 @dataclass

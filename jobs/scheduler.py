@@ -23,12 +23,11 @@ from chaser.errors import ChaserError
 from chaser.secrets import secret_key
 from jobs.dispatch import Dispatcher
 from jobs.sweep import run_sweep
+from storage.models import utcnow
 
 log = logging.getLogger("chaser.run")
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None) -> None:

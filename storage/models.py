@@ -9,6 +9,7 @@ last import so a re-import only records what changed in the file.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -65,6 +66,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+# What every part that needs the time is given (the real one is ``utcnow``): tests inject their own.
+Clock = Callable[[], dt.datetime]
 
 
 # ``next_check_at`` for "look at this at the next sweep, whatever time it sweeps": a moment

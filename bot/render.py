@@ -9,6 +9,7 @@ escaped for where they go: HTML by autoescaping (``.html.j2`` only), Slack mrkdw
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -286,7 +287,7 @@ def chat_blocks(envelope: Envelope, rendered: Rendered) -> list[dict[str, Any]]:
     shown = 0
     for index, (item, text) in enumerate(zip(envelope.items, rendered.chat_items)):
         buttons = [
-            _button(link, f"answer-{index}-{number}-{_slug(link.label)}")
+            _button(link, f"answer-{index}-{number}-{slug(link.label)}")
             for number, link in enumerate(item.links[:25])
             if link.url and _units(link.url) <= BUTTON_URL_MAX
         ]
@@ -308,5 +309,8 @@ def chat_blocks(envelope: Envelope, rendered: Rendered) -> list[dict[str, Any]]:
     return blocks
 
 
-def _slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40] or "link"
+def slug(text: str, limit: int = 40, empty: str = "link") -> str:
+    """``Priya Shah`` -> ``priya-shah``: ASCII letters and digits joined by hyphens (for file
+    names and Block Kit ids); ``empty`` when nothing is left."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-") or empty

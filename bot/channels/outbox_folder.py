@@ -24,9 +24,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import threading
-import unicodedata
 from email import policy
 from email.parser import BytesHeaderParser
 from email.utils import parseaddr
@@ -34,7 +32,7 @@ from pathlib import Path
 
 from bot.channels.base import ChannelError, Envelope, Receipt
 from bot.mime import BadAddress, Mailbox, build_email
-from bot.render import Rendered, chat_blocks, render
+from bot.render import Rendered, chat_blocks, render, slug
 
 EVENT_TYPE = "chaser_nudge"
 
@@ -164,15 +162,10 @@ class OutboxFolder:
         return (json.dumps(document, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def slug(text: str, limit: int = 40) -> str:
-    """``Priya Shah`` -> ``priya-shah``: ASCII letters and digits joined by hyphens."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].strip("-") or "recipient"
-
-
 def file_stem(envelope: Envelope) -> str:
     """``20260428T090000-000042-priya-shah``: when, which outbox row, to whom."""
-    return f"{envelope.sent_at:%Y%m%dT%H%M%S}-{envelope.outbox_id:06d}-{slug(envelope.recipient_name)}"
+    who = slug(envelope.recipient_name, empty="recipient")
+    return f"{envelope.sent_at:%Y%m%dT%H%M%S}-{envelope.outbox_id:06d}-{who}"
 
 
 # As tempfile.mkstemp opens its files: new, never through a symlink, not inherited by children.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,30 @@ def chaser(db_url: str) -> Chaser:
     invoke = cli({"CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32})
     invoke("init")
     return invoke
+
+
+@contextmanager
+def another_process_writing(url: str, tables: str = "status_updates") -> Iterator[None]:
+    """Hold the write lock as another process in the middle of a long write would: SQLite's one
+    writer lock, or PostgreSQL ACCESS EXCLUSIVE locks on ``tables`` (comma-separated)."""
+    holder = make_engine(url)
+    try:
+        with holder.connect() as other:
+            if holder.dialect.name == "sqlite":
+                other.exec_driver_sql("BEGIN IMMEDIATE")
+                other.exec_driver_sql("UPDATE plans SET paused = paused")
+            else:
+                other.execute(text(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE"))
+            yield
+            other.rollback()
+    finally:
+        holder.dispose()
+
+
+@pytest.fixture
+def umask() -> Iterator[None]:
+    """Tests set the process umask as a service's unit file would; it is put back afterwards."""
+    before = os.umask(0o022)
+    os.umask(before)
+    yield
+    os.umask(before)

@@ -6,7 +6,6 @@ import email.policy
 import json
 import os
 import stat
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import format_datetime
 from pathlib import Path
@@ -174,15 +173,6 @@ def test_a_file_someone_else_put_in_the_folder_is_seen(tmp_path: Path) -> None:
     assert files(tmp_path) == sorted(tmp_path / name for name in (
         "20260428T093000-000001-priya-shah.eml", "20260428T093000-000001-priya-shah.json",
         "20260428T093000-000002-priya-shah.eml", "20260428T093000-000002-priya-shah.json"))
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    """Tests set the process umask as a service's unit file would; it is put back afterwards."""
-    before = os.umask(0o022)
-    os.umask(before)
-    yield
-    os.umask(before)
 
 
 def modes(folder: Path) -> dict[str, str]:

@@ -12,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.links import answer_links
 from bot.web import AnswerForm, start_server
 from storage.db import make_engine
+from tests.conftest import another_process_writing
 from storage.importers.load import import_plan_file
 from storage.models import Action, Person, StatusUpdate
 from storage.people import import_directory
@@ -192,13 +193,7 @@ def test_a_busy_database_says_the_answer_was_not_recorded_and_keeps_it(
     url = links(session, server)["Red"]
     session.rollback()
     monkeypatch.setattr(storage.db, "LOCK_WAIT_SECONDS", 0.3)
-    holder = make_engine(engine.url.render_as_string(hide_password=False))
-    with holder.connect() as other:
-        if holder.dialect.name == "sqlite":  # another process in the middle of a long write
-            other.exec_driver_sql("BEGIN IMMEDIATE")
-            other.exec_driver_sql("UPDATE plans SET paused = paused")
-        else:
-            other.execute(text("LOCK TABLE status_updates IN ACCESS EXCLUSIVE MODE"))
+    with another_process_writing(engine.url.render_as_string(hide_password=False)):
         # A fresh form for the new lock wait: the server's connections were opened before it changed.
         busy = AnswerForm(make_engine(engine.url.render_as_string(hide_password=False)), secret=SECRET,
                           clock=lambda: NOW)
@@ -209,8 +204,6 @@ def test_a_busy_database_says_the_answer_was_not_recorded_and_keeps_it(
         finally:
             httpd.shutdown()
             httpd.server_close()
-        other.rollback()
-    holder.dispose()
     assert status == 503 and "Your update was not recorded: the tracker is busy" in html
     assert "Supplier gone" in html and 'value="red" checked' in html
     assert session.scalars(select(StatusUpdate)).all() == []

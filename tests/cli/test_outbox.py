@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,14 +14,6 @@ from tests.importers.makers import write_csv
 @pytest.fixture
 def run(chaser: Chaser) -> Chaser:
     return chaser
-
-
-@pytest.fixture
-def umask() -> Iterator[None]:
-    before = os.umask(0o022)
-    os.umask(before)
-    yield
-    os.umask(before)
 
 
 @pytest.mark.parametrize("outbox_id", ["99999999999999999999", "2147483648", "9223372036854775808", "0"])

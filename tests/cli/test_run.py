@@ -171,25 +171,14 @@ def short_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_database_locked_by_another_process_is_one_line_after_a_bounded_wait(
         run, db_url: str, short_lock_wait: None) -> None:  # type: ignore[no-untyped-def]
-    from sqlalchemy import text
+    from tests.conftest import another_process_writing
 
-    from storage.db import make_engine
-
-    holder = make_engine(db_url)
-    with holder.connect() as other:
-        # Another process in the middle of a long write.
-        if holder.dialect.name == "sqlite":
-            other.exec_driver_sql("BEGIN IMMEDIATE")
-            other.exec_driver_sql("UPDATE plans SET paused = paused")
-        else:
-            other.execute(text("LOCK TABLE status_updates, actions, outbox, nudge_keys IN ACCESS EXCLUSIVE MODE"))
+    with another_process_writing(db_url, "status_updates, actions, outbox, nudge_keys"):
         for args in (("update", "CP1", "--status", "G", "--by", "priya@lambeth.example"),
                      ("run", "--once", "--at", "2023-04-17T10:00")):
             result = run(*args, expect=2)
             assert result.stderr == ("chaser: the database is busy: another process has held a lock for over 0.3 s; "
                                      "nothing was changed, try again in a minute\n")
-        other.rollback()
-    holder.dispose()
     assert json.loads(run("show", "CP1", "--format", "json").stdout)["history"] == []
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from storage.statuses import STATUSES  # noqa: E402,F401 - re-exported: the names stored
+from storage.statuses import STATUSES  # noqa: F401 - re-exported: the names stored
 
 # Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.
 NAMING = {

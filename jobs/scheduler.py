@@ -56,18 +56,15 @@ def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None
 
     web = None
     if config.web_enabled:
-        from bot.web import AnswerForm, listen_address, start_server
+        from bot.web import WebServerError, create_app, listen_address, start_web
 
         host, port = listen_address(config.web_base_url)
-        form = AnswerForm(engine, secret=dispatcher.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
-                          max_age_days=config.web_link_days)
+        app = create_app(engine, secret=dispatcher.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
+                         max_age_days=config.web_link_days, clock=utcnow)
         try:
-            web, _ = start_server(form, host, port)
-        except OSError as exc:
-            raise ChaserError(
-                f"cannot serve the answer form on {host}:{port} ({exc.strerror}); "
-                "change [web] base_url or set [web] enabled = false"
-            ) from None
+            web = start_web(app, host, port)
+        except WebServerError as exc:
+            raise ChaserError(f"{exc}; change [web] base_url or set [web] enabled = false") from None
         log.info("answer form at %s/answer/…", config.web_base_url)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -86,8 +83,7 @@ def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None
     finally:
         scheduler.shutdown(wait=True)
         if web is not None:
-            web.shutdown()
-            web.server_close()
+            web.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("chaser stopped")

@@ -621,8 +621,9 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
         f"{len(swept.nudges)} nudge(s) in {swept.messages} message(s). "
         f"Sent {sent.sent}, failed {sent.failed}, parked {sent.parked}."
     )
-    if ctx.config.channels.default == "outbox_folder" and sent.sent:
-        click.echo(f"Messages are in {Path(ctx.config.channels.outbox_folder).resolve()}/ (.eml; .json too for chat recipients).")
+    folder = getattr(dispatcher.channels.get("outbox_folder"), "folder", None)
+    if folder is not None and sent.sent:
+        click.echo(f"Messages are in {Path(folder).resolve()}/ (.eml; .json too for chat recipients).")
     if sent.unrecorded:
         click.echo(f"{sent.unrecorded} message(s) went out but could not be recorded (the database connection "
                    "failed); they are checked again when their lease runs out.", err=True)
@@ -730,7 +731,8 @@ def outbox_retry(ctx: Context, outbox_id: int) -> None:
             raise NotFound(f"no outbox message {outbox_id}")
         if row.state not in ("parked", "failed"):
             raise InvalidValue(f"outbox message {outbox_id} is {row.state}; only parked or failed messages can be retried")
-        row.state, row.attempts, row.last_error = "queued", 0, None
+        # Every channel is tried afresh: whoever retries it has fixed the cause (an address, a token).
+        row.state, row.attempts, row.last_error, row.route = "queued", 0, None, []
         row.next_attempt_at = dt.datetime.now(dt.timezone.utc)
     click.echo(f"Queued outbox message {outbox_id} again.")
 

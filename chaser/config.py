@@ -76,12 +76,29 @@ class BoardConfig:
     missing_before: int = 2
 
 
+# Channels that need no account: on unless their table says ``enabled = false``. Every other
+# channel is off until its table says ``enabled = true``.
+NO_ACCOUNT_CHANNELS = ("outbox_folder", "memory")
+# ``[channels] order`` when neither it nor ``default`` is given: chat first, email last.
+DEFAULT_ORDER = ("slack", "teams", "email")
+FALLBACK_CHANNEL = "outbox_folder"
+
+
 @dataclass(frozen=True)
 class ChannelsConfig:
-    default: str = "outbox_folder"
-    outbox_folder: str = "outbox"
-    sender: str = "chaser@localhost"
-    outbox_file_mode: int | None = None  # permissions of the files written; None: as the umask allows
+    """``order``: the enabled channels, best first (never empty: the outbox folder when none
+    is enabled); ``tables``: each channel's ``[channels.<kind>]`` table, checked by the channel."""
+
+    order: tuple[str, ...] = (FALLBACK_CHANNEL,)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def table(self, kind: str) -> dict[str, Any]:
+        return self.tables.get(kind, {})
+
+    @property
+    def default(self) -> str:
+        """The first channel tried for someone with no channel of their own."""
+        return self.order[0]
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: it is the cache key for cadences
@@ -377,60 +394,56 @@ def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
 
 
 def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
-    from bot.channels import CHANNELS
+    """``[channels]``: ``order`` (or the older ``default``, one channel) and a table per channel."""
+    from bot.channels import CHANNELS, load_channel
 
-    _check_keys(table, {"default", "outbox_folder"}, "channels.", path)
-    default = _string(table, "default", "channels.", path) or "outbox_folder"
-    if default not in CHANNELS:
-        raise ConfigError(f"{path}: 'channels.default' {default!r} is not one of {', '.join(sorted(CHANNELS))}")
-    where = "channels.outbox_folder."
-    folder_table = _table(table, "outbox_folder", "channels.", path)
-    _check_keys(folder_table, {"folder", "sender", "file_mode"}, where, path)
-    sender = _string(folder_table, "sender", where, path) or "chaser@localhost"
-    _check_sender(sender, f"{path}: '{where}sender'")
-    return ChannelsConfig(
-        default=default,
-        outbox_folder=_string(folder_table, "folder", where, path) or "outbox",
-        sender=sender,
-        outbox_file_mode=_file_mode(folder_table.get("file_mode"), f"{path}: '{where}file_mode'"),
-    )
+    tables: dict[str, dict[str, Any]] = {}
+    for key, value in table.items():
+        if key in ("order", "default"):
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: unknown key 'channels.{key}' (known keys: default, order, and a "
+                              f"[channels.<name>] table per channel: {', '.join(sorted(CHANNELS))})")
+        if key not in CHANNELS:
+            raise ConfigError(f"{path}: '[channels.{key}]' is not a channel (known channels: "
+                              f"{', '.join(sorted(CHANNELS))})")
+        tables[key] = value
+    if "order" in table and "default" in table:
+        raise ConfigError(f"{path}: give 'channels.order' or 'channels.default', not both")
+    if "order" in table:
+        order = table["order"]
+        if not isinstance(order, list) or not order or not all(isinstance(k, str) for k in order):
+            raise ConfigError(f"{path}: 'channels.order' must be a list of channel names such as "
+                              "[\"slack\", \"email\"]")
+        named = "'channels.order'"
+    elif "default" in table:
+        order = [_string(table, "default", "channels.", path)]
+        named = "'channels.default'"
+    else:
+        order, named = [k for k in DEFAULT_ORDER if k in CHANNELS], ""
+    for kind in order:
+        if kind not in CHANNELS:
+            raise ConfigError(f"{path}: {named} {kind!r} is not one of {', '.join(sorted(CHANNELS))}")
+    if len(set(order)) != len(order):
+        raise ConfigError(f"{path}: {named} names a channel twice")
 
+    def enabled(kind: str) -> bool:
+        value = tables.get(kind, {}).get("enabled", kind in NO_ACCOUNT_CHANNELS)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: 'channels.{kind}.enabled' must be true or false")
+        return value
 
-def _check_sender(sender: str, named: str) -> None:
-    """One address, as the outbox folder reads it ("Name <a@b>" or "a@b"), that an email can carry."""
-    from email.utils import getaddresses
-
-    from bot.mime import BadAddress, Mailbox
-
-    found = getaddresses([sender])
-    try:
-        # getaddresses drops what it cannot read ("a@b.org junk" -> "a@b.orgjunk"): the address
-        # it found must be written as such in the text, and be the only one.
-        if len(found) != 1 or not found[0][1] or found[0][1] not in sender:
-            raise BadAddress(sender)
-        Mailbox.parse(*found[0])
-    except BadAddress:
-        raise ConfigError(
-            f"{named} must be one email address such as \"chaser@council.example\" or "
-            f"\"Chaser <chaser@council.example>\", got {sender!r}"
-        ) from None
-
-
-_FILE_MODE = re.compile(r"^0?[0-7]{3}$")
-
-
-def _file_mode(value: Any, named: str) -> int | None:
-    """``"0640"`` -> 0o640. A string, because a TOML number 640 would be read as decimal."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _FILE_MODE.match(value):
-        raise ConfigError(f"{named} must be an octal mode in quotes such as \"0640\", got {value!r}")
-    mode = int(value, 8)
-    if mode & 0o600 != 0o600 or mode & 0o111:
-        # Chaser reads its own files back (to spot a duplicate send); they are not programs.
-        raise ConfigError(f"{named} {value!r} must give the owner read and write "
-                          "permission and nobody execute permission, such as \"0640\" or \"0644\"")
-    return mode
+    for kind in tables:
+        enabled(kind)
+    chosen = tuple(kind for kind in order if enabled(kind)) or (FALLBACK_CHANNEL,)
+    # Each channel checks its own table now (no secrets read: commands that send nothing must
+    # not need them), so a bad value stops Chaser at start with the key's name.
+    for kind in dict.fromkeys((*chosen, *(k for k in tables if k in NO_ACCOUNT_CHANNELS))):
+        try:
+            load_channel(kind, tables.get(kind, {}), None)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return ChannelsConfig(order=chosen, tables=tables)
 
 
 @lru_cache(maxsize=4096)

@@ -301,8 +301,9 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
             payload["to_edi_lead"] = person_id == lead  # who to ask for the full list: not themselves
         outbox_rows.append({
             "kind": kind, "person_id": person_id, "recipient": person.email or person.name,
-            "channel": config.channels.default, "payload": payload, "state": "queued", "attempts": 0,
-            "created_at": now, "next_attempt_at": now, "possible_duplicate": False,
+            # The channel is chosen when it is sent (jobs.dispatch routes), not frozen here.
+            "channel": None, "payload": payload, "state": "queued", "attempts": 0,
+            "created_at": now, "next_attempt_at": now, "possible_duplicate": False, "route": [],
         })
     connection = session.connection()
     if outbox_rows:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bot.channels.base import Envelope, Item, Link
+from bot.channels.base import Envelope, Item, Link, Recipient
 
 SENT_AT = dt.datetime(2026, 4, 28, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 
@@ -44,4 +44,8 @@ def make_envelope(*items: Item, **changes: Any) -> Envelope:
         "sent_at": SENT_AT,
     }
     values.update(changes)
+    # The recipient as the dispatcher builds it: only the addresses the person has.
+    addresses = {kind: values.pop(f"recipient_{key}") for kind, key in
+                 (("email", "email"), ("slack", "slack_id"), ("teams", "teams_id"))}
+    values["recipient"] = Recipient(values.pop("recipient_name"), {k: v for k, v in addresses.items() if v})
     return Envelope(**values)

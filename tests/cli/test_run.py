@@ -82,7 +82,7 @@ def test_a_message_waiting_over_an_hour_makes_status_fail(run) -> None:  # type:
     late = json.loads(run("status", "--at", "2023-04-17T11:05", "--format", "json", expect=1).stdout)
     assert late["problems"][0] == "a message has waited 65 minutes to be sent"
     assert late["problems"][1].startswith("message 1 to ") and "has been failing for 65 minutes (2 attempt(s)): " \
-        "[Errno 20] Not a directory" in late["problems"][1]
+        "outbox_folder: [Errno 20] Not a directory" in late["problems"][1]
     assert len(late["problems"]) == 4 and late["outbox"]["failed"] == 3
 
 
@@ -99,7 +99,7 @@ def test_parked_messages_make_status_fail_and_are_listed(run) -> None:  # type: 
     parked = [line for line in status.splitlines() if "is parked" in line]
     assert len(parked) == 3
     assert parked[0].startswith("  problem: message 1 to ") and parked[0].endswith(
-        "is parked after 1 attempt(s): [Errno 20] Not a directory: 'out/.tmp' (after fixing the cause: "
+        "is parked after 1 attempt(s): outbox_folder: [Errno 20] Not a directory: 'out/.tmp' (after fixing the cause: "
         "chaser outbox retry 1)")
     for outbox_id in (1, 2, 3):
         run("outbox", "retry", str(outbox_id))

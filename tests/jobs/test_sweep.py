@@ -62,7 +62,7 @@ def tick(engine: Engine, config: Config, when: str, memory: Memory | None = None
     now = at(when)
     run_sweep(engine, config, now)
     Dispatcher(engine, config, clock=lambda: now, secret="s" * 32, channels={"memory": memory}).run_once()
-    return [(e.recipient_email or "", [i.rule for i in e.items], [i.ref for i in e.items]) for e in memory.sent]
+    return [(e.recipient.email or "", [i.rule for i in e.items], [i.ref for i in e.items]) for e in memory.sent]
 
 
 def test_an_owner_gets_one_message_covering_all_their_actions(plan: Engine, config: Config) -> None:
@@ -181,7 +181,7 @@ def test_messages_to_the_lead_say_who_is_away(plan: Engine, config: Config, sess
         set_away(session, people["priya@c.example"], dt.date(2027, 4, 9), None)
     memory = Memory()
     tick(plan, config, "2027-03-31 09:30", memory)
-    (lead,) = [e for e in memory.sent if e.recipient_email == "lead@c.example"]
+    (lead,) = [e for e in memory.sent if e.recipient.email == "lead@c.example"]
     assert lead.notes == ("Priya Shah is away; their nudges wait until Mon 12 April.",)
 
 

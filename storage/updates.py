@@ -120,11 +120,11 @@ def current_state(session: Session, action: Action) -> CurrentState:
 
 
 def can_change(session: Session, action: Action, person: Person, edi_leads: Iterable[str]) -> bool:
-    """Only an action's owner, an owner's delegate, or an EDI lead may change it."""
+    """Only an action's owner, an owner's delegate or cover, or an EDI lead may change it."""
     if person.email.lower() in {e.lower() for e in edi_leads}:
         return True
     owners = owners_of(session, action, holders(session))
-    return any(person.id == o.id or (o.delegate_id is not None and o.delegate_id == person.id) for o in owners)
+    return any(person.id in (o.id, o.delegate_id, o.cover_id) for o in owners)
 
 
 def record_update(
@@ -140,10 +140,13 @@ def record_update(
     at: dt.datetime | None = None,
     edi_leads: Iterable[str] = (),
     previous_status: str | None | object = ...,
+    outbox_id: int | None = None,
+    reply_id: int | None = None,
 ) -> StatusUpdate:
     """Append one update to the action's history after checking who may make it.
 
-    ``channel`` names where it came from (cli, slack, teams, email, web, import). Only the
+    ``channel`` names where it came from (cli, slack, teams, email, web, import); ``outbox_id``
+    the message that prompted it and ``reply_id`` the reply it came in (bot.inbound). Only the
     ``import`` channel may act without a person: it is the plan file itself speaking. A bulk
     caller that already folded the history passes ``previous_status`` to save a query per action.
     """
@@ -161,7 +164,8 @@ def record_update(
             raise NotAllowed(f"{channel} updates must say who made them")
         if not can_change(session, action, by, edi_leads):
             raise NotAllowed(
-                f"{by.email} may not update {action.ref}: only its owners, their delegates or the EDI lead may"
+                f"{by.email} may not update {action.ref}: only its owners, their delegates or cover, "
+                "or the EDI lead may"
             )
         actor = by.email
     previous = current_state(session, action).status if previous_status is ... else previous_status
@@ -177,6 +181,8 @@ def record_update(
         revised_due=due.end if due is not None else None,
         revised_due_precision=due.precision if due is not None else None,
         revised_due_text=due.raw if due is not None else None,
+        outbox_id=outbox_id,
+        reply_id=reply_id,
     )
     session.add(update)
     # A status, note or date changes what is due: the reminder sweep looks at it again.

@@ -116,7 +116,7 @@ class AnswerForm:
                         "cannot record an update. If you still look after it, ask the EDI lead to update the "
                         "people directory.",
                     ])
-                chosen = chosen_status(environ.get("QUERY_STRING", ""), token)
+                chosen = chosen_status(environ.get("QUERY_STRING", ""))
                 return self.form(start_response, session, action, person, chosen=chosen or "")
             return self.submit(start_response, session, action, person, fields)
 

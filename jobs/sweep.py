@@ -28,7 +28,7 @@ from storage.models import (
     Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, Sweep, UTCDateTime, Workstream,
 )
 from storage.people import NameIndex, holders, role_key
-from storage.updates import fold_history
+from storage.updates import due_standing, fold_history
 
 log = logging.getLogger("chaser.sweep")
 UTC_COLUMN = UTCDateTime()  # reads an aggregate of timestamps as aware UTC, like the columns do
@@ -106,10 +106,9 @@ class _Loader:
                 for person in self.held.get(role_id, []):
                     if person.id not in people:
                         people.append(person.id)
-            revised = state.get("due", ...)
             views.append(ActionView(
                 id=r.id, ref=r.ref, plan_id=r.plan_id, workstream_id=r.workstream_id,
-                due=r.due_date if revised is ... else revised,
+                due=due_standing(state, r.due_date)[0],
                 recurring=r.recurring, status=state.get("status"), created_at=r.created_at,
                 cadence=self.config.cadence_for(r.plan_name, r.workstream_name, r.timezone),
                 owner_ids=tuple(people), owner_roles=tuple(role_names[x] for x in owners.get(r.id, [])),
@@ -370,11 +369,10 @@ def _action_info(session: Session, loader: _Loader, ids: Sequence[int]) -> dict[
         )
         for action_id, ref, title, due, due_text, plan_name in rows:
             state = history.get(action_id, {})
-            revised = state.get("due", ...)
-            due = due if revised is ... else revised
+            due, _, due_text = due_standing(state, due, None, due_text)
             info[action_id] = {
                 "ref": ref, "title": title, "plan": plan_name, "due": due.isoformat() if due else None,
-                "due_text": state.get("due_text", due_text), "status": state.get("status"),
+                "due_text": due_text, "status": state.get("status"),
             }
     return info
 

@@ -82,6 +82,16 @@ def fold_history(session: Session, ids: Sequence[int], until: dt.datetime | None
     return out
 
 
+def due_standing(state: dict[str, Any], due: dt.date | None, precision: str | None = None,
+                 text: str | None = None) -> tuple[dt.date | None, str | None, str | None]:
+    """The revised-due rule, in one place: the latest revised date recorded in the action's
+    history (``fold_history``'s ``state``) stands over the plan's ``due``/``precision``/``text``,
+    even a revision to "no date" (``On-going``)."""
+    if "due" in state:
+        return state["due"], state["due_precision"], state["due_text"]
+    return due, precision, text
+
+
 def current_states(session: Session, actions: Iterable[Action], until: dt.datetime | None = None) -> dict[int, CurrentState]:
     """action id -> state folded from its history (one query for any number of actions), as it
     stood at ``until`` when given."""
@@ -90,12 +100,9 @@ def current_states(session: Session, actions: Iterable[Action], until: dt.dateti
     states = {}
     for a in actions:
         state = folded.get(a.id, {})
-        revised = "due" in state
+        due, precision, text = due_standing(state, a.due_date, a.due_precision, a.due_text)
         states[a.id] = CurrentState(
-            status=state.get("status"), note=state.get("note"),
-            due=state["due"] if revised else a.due_date,
-            due_precision=state["due_precision"] if revised else a.due_precision,
-            due_text=state["due_text"] if revised else a.due_text,
+            status=state.get("status"), note=state.get("note"), due=due, due_precision=precision, due_text=text,
             updated_at=state.get("updated_at"), updated_by=state.get("updated_by"),
         )
     return states

@@ -122,3 +122,23 @@ def test_a_lead_who_cannot_be_reached_gets_no_notice_about_themselves(engine: En
 
     rows = outbox(engine)
     assert list(rows) == [outbox_id] and rows[outbox_id].state == "parked"
+
+
+def test_the_people_directory_sets_each_persons_channel_and_refuses_an_unknown_one(engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from chaser.errors import ImportFileError
+    from storage.people import import_directory
+    from tests.importers.makers import write_csv
+
+    write_csv(tmp_path / "people.csv", [["name", "email", "slack_id", "channel"],
+                                        ["Sam", "sam@c.example", "U9", "Email"], ["Ali", "ali@c.example", "", ""]])
+    with session_factory(engine)() as session, session.begin():
+        import_directory(session, tmp_path / "people.csv", channels=("slack", "email"))
+    with session_factory(engine)() as session:
+        assert {p.email: p.channel for p in session.scalars(select(Person))} == {"sam@c.example": "email",
+                                                                                 "ali@c.example": None}
+    write_csv(tmp_path / "bad.csv", [["name", "email", "channel"], ["Sam", "sam@c.example", "pigeon"]])
+    with pytest.raises(ImportFileError, match=r"row 2 \(channel\): 'pigeon' is not one of email, slack"):
+        with session_factory(engine)() as session, session.begin():
+            import_directory(session, tmp_path / "bad.csv", channels=("slack", "email"))

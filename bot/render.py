@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from bot.channels.base import Envelope, Item, Link
+from storage.dates import format_day
 from storage.statuses import STATUS_LABELS
 
 KINDS = ("nudge", "lead_list")
@@ -48,9 +48,6 @@ _RULE_HEADLINES = {
     "review_missing": "missing its review",
 }
 _HEADLINE_MAX = 60
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
 
 
 @dataclass(frozen=True)
@@ -110,11 +107,6 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
 
 
-def long_date(day: date) -> str:
-    """``Thu 30 April 2026`` whatever the machine's locale."""
-    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
-
-
 _ENV = Environment(
     loader=PackageLoader("message_templates", ""),
     undefined=StrictUndefined,
@@ -129,6 +121,7 @@ _ENV = Environment(
 _ENV.filters["mrkdwn"] = mrkdwn_escape
 _ENV.filters["mrkdwn_link"] = mrkdwn_link
 _ENV.filters["plural"] = plural
+_ENV.filters["day"] = format_day  # {{ due|day }}: "Thu 30 April 2026"; day(weekday=False), day(year=False)
 
 
 def environment() -> Environment:
@@ -156,7 +149,7 @@ def _item_view(item: Item) -> _ItemView:
     if item.due_text and item.due_text.strip():
         due = item.due_text.strip()
     elif item.due is not None:
-        due = long_date(item.due)
+        due = format_day(item.due)
     else:
         due = "no date set"
     key = (item.status or "").strip().lower()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
 from jobs.calendar import WorkCalendar
+from storage.dates import format_day
 
 # Higher is more urgent: what goes out when several rules are due for one action and person.
 URGENCY = {
@@ -144,7 +145,7 @@ PROBLEM_RETRY = dt.timedelta(hours=1)
 
 @lru_cache(maxsize=8192)
 def _fmt(day: dt.date) -> str:
-    return f"{day:%a} {day.day} {day:%B %Y}"
+    return format_day(day)
 
 
 def _days(n: int) -> str:

@@ -37,6 +37,7 @@ from bot.links import answer_links
 from chaser.config import Config
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person
+from storage.reasons import why_of
 
 log = logging.getLogger("chaser.dispatch")
 
@@ -186,7 +187,8 @@ class Dispatcher:
                 person_id=row.person_id or 0, outbox_id=row.id,
             ) if row.person_id is not None else ()
             items.append(Item(
-                ref=item["ref"], title=item["title"], plan=item["plan"], rule=item["rule"], reason=item["reason"],
+                # why_of: a row queued before reasons were data has only its sentence, shown as is.
+                ref=item["ref"], title=item["title"], plan=item["plan"], rule=item["rule"], why=why_of(item),
                 due=dt.date.fromisoformat(item["due"]) if item.get("due") else None, due_text=item.get("due_text"),
                 status=item.get("status"), owner=item.get("owner"), links=links,
             ))

@@ -292,7 +292,7 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
         listed = _most_urgent(items, info)
         payload = {
             "items": [
-                {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "reason": n.reason, "key": n.key,
+                {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "why": n.why.to_json(), "key": n.key,
                  "owner": _owner_text(loader, n)}
                 for n in listed
             ],

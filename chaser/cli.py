@@ -573,6 +573,7 @@ def local_text(moment: dt.datetime | None, timezone: str) -> str | None:
 @handles_errors
 def preview(ctx: Context, at_text: str | None, fmt: str) -> None:
     """What would be sent at that time, with no side effects."""
+    from bot.render import phrase_reason
     from jobs.sweep import run_sweep
 
     now = parse_at(at_text, ctx.config.timezone)
@@ -582,7 +583,8 @@ def preview(ctx: Context, at_text: str | None, fmt: str) -> None:
     rows = [
         {
             "ref": n.ref, "person": people[n.person_id].email, "name": people[n.person_id].name,
-            "channel": ctx.config.channels.default, "rule": n.rule, "key": n.key, "reason": n.reason,
+            "channel": ctx.config.channels.default, "rule": n.rule, "key": n.key,
+            "reason": phrase_reason(n.why), "why": n.why.to_json(),  # the sentence, as messages say it, and its data
             "on_behalf_of": people[n.owner_id].email if n.owner_id is not None and n.owner_id in people else None,
         }
         for n in result.nudges

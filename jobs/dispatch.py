@@ -40,6 +40,7 @@ from bot.routing import Route, choose, why_unreachable
 from chaser.config import Config
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person, StatusUpdate
+from storage.reasons import why_of
 
 log = logging.getLogger("chaser.dispatch")
 
@@ -219,7 +220,8 @@ class Dispatcher:
                 person_id=row.person_id or 0, outbox_id=row.id,
             ) if row.person_id is not None else ()
             items.append(Item(
-                ref=item["ref"], title=item["title"], plan=item["plan"], rule=item["rule"], reason=item["reason"],
+                # why_of: a row queued before reasons were data has only its sentence, shown as is.
+                ref=item["ref"], title=item["title"], plan=item["plan"], rule=item["rule"], why=why_of(item),
                 due=dt.date.fromisoformat(item["due"]) if item.get("due") else None, due_text=item.get("due_text"),
                 status=item.get("status"), owner=item.get("owner"), links=links, action_id=item["action_id"],
                 recorded=recorded.get(item["action_id"]),

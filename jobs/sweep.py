@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from chaser.config import Config
 from jobs.planner import PROBLEM_RETRY, ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
+from storage.dates import format_day
 from storage.db import id_chunks, id_in, session_factory
 from storage.importers.parse import split_owners
 from storage.models import (
@@ -284,12 +285,13 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
         notes: list[str] = []
         if person_id == lead and planned.waiting:
             for waiting_id, back in sorted(planned.waiting.items()):
-                notes.append(f"{loader.people[waiting_id].name} is away; their nudges wait until {back:%a} {back.day} {back:%B}.")
+                notes.append(f"{loader.people[waiting_id].name} is away; their nudges wait until "
+                             f"{format_day(back, year=False)}.")
         kind = "lead_list" if all(n.rule == "review_missing" for n in items) else "nudge"
         listed = _most_urgent(items, info)
         payload = {
             "items": [
-                {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "reason": n.reason, "key": n.key,
+                {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "why": n.why.to_json(), "key": n.key,
                  "owner": _owner_text(loader, n)}
                 for n in listed
             ],

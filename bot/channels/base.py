@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from chaser.errors import ChaserError, ConfigError
+from storage.reasons import Why
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class Item:
     title: str
     plan: str
     rule: str                # before_due, due, overdue, escalation, stale, review_request, review_chase, review_missing
-    reason: str              # a sentence: "Due in 2 working days (Thu 30 April 2026)."
+    # What is due and why, as data (bot.render.phrase_reason says it); a str is the sentence of
+    # an outbox row queued before reasons were data, shown as written (storage.reasons.why_of).
+    why: Why | str
     due: date | None
     due_text: str | None     # as the plan wrote it: "April 2026"
     status: str | None       # green/amber/red/complete/not_started or None

@@ -38,7 +38,7 @@ def test_preview_lists_what_would_be_sent_without_sending(run) -> None:  # type:
     assert cp1 == [{
         "ref": "CP1", "person": "priya@lambeth.example", "name": "Priya Shah", "channel": "outbox_folder",
         "rule": "before_due", "key": cp1[0]["key"], "reason": "Due in 9 working days (Sun 30 April 2023).",
-        "on_behalf_of": None,
+        "why": {"rule": "before_due", "due": "2023-04-30", "working_days": 9}, "on_behalf_of": None,
     }]
     assert {i["rule"] for i in items} <= {"before_due", "due", "overdue", "escalation", "stale"}
     assert json.loads(run("outbox", "--format", "json").stdout) == []

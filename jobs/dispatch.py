@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, case, select, text, update
 from sqlalchemy.orm import Session
@@ -34,9 +34,11 @@ from sqlalchemy.orm import Session
 from bot.channels import load_channel
 from bot.channels.base import Channel, ChannelError, Envelope, Item
 from bot.links import answer_links
-from chaser.config import Config
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person
+
+if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser.config
+    from chaser.config import Config
 
 log = logging.getLogger("chaser.dispatch")
 

@@ -824,7 +824,7 @@ def people_away(ctx: Context, email: str, until: str, cover_email: str | None) -
 def status(ctx: Context, at_text: str | None, fmt: str) -> None:
     """Is Chaser delivering? Exits 1 on any problem: no recent sweep, a message waiting over an
     hour, a parked message, one failing for over an hour, or an action that could not be planned."""
-    from jobs.health import check_health
+    from storage.health import check_health
 
     now = parse_at(at_text, ctx.config.timezone)
     interval = ctx.config.scheduler.sweep_every_seconds

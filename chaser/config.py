@@ -17,10 +17,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import time as dt_time
+from email.utils import getaddresses
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from email.utils import getaddresses
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -77,8 +77,14 @@ def build_runtime(
     owns = engine is None
     if engine is None:
         engine = make_engine(config.database.url)
-        require_current_schema(engine)
-    secret = secret_key(engine, dict(environ) if environ is not None else None)
+    try:
+        if owns:
+            require_current_schema(engine)
+        secret = secret_key(engine, dict(environ) if environ is not None else None)
+    except BaseException:
+        if owns:
+            engine.dispose()
+        raise
     dispatcher = Dispatcher(engine, config, clock=clock, secret=secret, channels=channels, worker=worker)
     return Runtime(config=config, engine=engine, clock=clock, secret=secret, dispatcher=dispatcher, owns_engine=owns)
 

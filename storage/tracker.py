@@ -77,7 +77,7 @@ def find_action(session: Session, ref: str, plan_name: str | None = None) -> Act
     )
     if plan is not None:
         query = query.where(Action.plan_id == plan.id)
-    found = list(session.scalars(query))
+    found = list(session.scalars(query.order_by(Action.plan_id)))
     if not found:
         where = f" in plan {plan.name!r}" if plan else ""
         raise NotFound(f"no action with ref {ref!r}{where}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.channels.base import Channel, Recipient
 
@@ -18,6 +19,12 @@ from bot.channels.base import Channel, Recipient
 class Route:
     channel: str
     address: str
+
+
+def recipient_of(person: Any) -> Recipient:
+    """A directory person (a ``Person`` or a row with its columns) as channels see them."""
+    addresses = {"email": person.email, "slack": person.slack_id, "teams": person.teams_id}
+    return Recipient(person.name, {k: v for k, v in addresses.items() if v}, person.id, person.channel)
 
 
 def candidates(recipient: Recipient, order: Sequence[str]) -> list[str]:

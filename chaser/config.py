@@ -4,6 +4,10 @@ Where it comes from, first match wins: ``--config PATH``, ``$CHASER_CONFIG``, ``
 built-in defaults. ``$CHASER_DATABASE_URL`` overrides ``[database] url``. Unknown keys and bad
 values fail at start with the key's name, so a typo never silently falls back to a default.
 Secrets never live here; later channels read them from environment variables.
+
+Config builds on the pure calendar and cadence types of ``jobs`` (and checks names against
+``bot`` and ``storage``), imported here at the top: ``jobs`` modules name :class:`Config` only
+for type checking, so none of them imports this module and there is no cycle to dodge.
 """
 from __future__ import annotations
 
@@ -19,7 +23,14 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bot.channels import CHANNELS, load_channel
 from chaser.errors import ConfigError
+from jobs.calendar import Schedule, WorkCalendar, parse_schedule
+from jobs.planner import Cadence
+from storage.people import EMAIL  # the directory's rule: the lead must be someone it can hold
 
 DEFAULT_DATABASE_URL = "sqlite:///chaser.db"
 DEFAULT_TIMEZONE = "Europe/London"
@@ -69,7 +80,7 @@ SCHEDULER_RANGES = {
 @dataclass(frozen=True)
 class BoardConfig:
     name: str
-    schedule: Any  # jobs.calendar.Schedule
+    schedule: Schedule
     plans: tuple[str, ...] = ()  # empty: every plan
     request_before: int = 10
     chase_before: int = 5
@@ -116,7 +127,7 @@ class Config:
     web_enabled: bool = True  # chaser run serves the answer form on base_url's host and port
     web_link_days: int = 60  # answer links stop working after this many days
 
-    def cadence_for(self, plan: str, workstream: str | None, timezone: str | None = None) -> Any:
+    def cadence_for(self, plan: str, workstream: str | None, timezone: str | None = None) -> Cadence:
         """The cadence for one workstream: defaults, then [cadence], then the plan's, then the workstream's."""
         return _cadence_cache(self, plan, workstream, timezone)
 
@@ -152,8 +163,6 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
     check_database_url(url, f"{path}: 'database.url'")
 
     edi_lead = _string(data, "edi_lead", "", path)
-    from storage.people import EMAIL  # the directory's rule: the lead must be someone it can hold
-
     if edi_lead is not None and not EMAIL.match(edi_lead):
         raise ConfigError(f"{path}: 'edi_lead' must be an email address, got {edi_lead!r}")
 
@@ -217,9 +226,6 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
 
 def check_database_url(url: str, named: str) -> None:
     """Refuse, naming ``named`` (the key or variable), a URL no engine of Chaser's can open."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     shown = redact_url(url)
     known = "sqlite:///FILE or postgresql://HOST/DATABASE"
     try:
@@ -359,8 +365,6 @@ def parse_cadence(table: dict[str, Any], where: str, path: str) -> dict[str, Any
 
 
 def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
-    from jobs.calendar import parse_schedule
-
     if not isinstance(value, list):
         raise ConfigError(f"{path}: 'boards' must be a list of tables ([[boards]])")
     boards = []
@@ -395,8 +399,6 @@ def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
 
 def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
     """``[channels]``: ``order`` (or the older ``default``, one channel) and a table per channel."""
-    from bot.channels import CHANNELS, load_channel
-
     tables: dict[str, dict[str, Any]] = {}
     for key, value in table.items():
         if key in ("order", "default"):
@@ -447,10 +449,7 @@ def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
 
 
 @lru_cache(maxsize=4096)
-def _cadence_cache(config: Config, plan: str, workstream: str | None, timezone: str | None) -> Any:
-    from jobs.calendar import WorkCalendar
-    from jobs.planner import Cadence
-
+def _cadence_cache(config: Config, plan: str, workstream: str | None, timezone: str | None) -> Cadence:
     plan_table = config.plans.get(plan, {})
     levels = [("cadence.", config.cadence), (f"plans.{plan!r}.cadence.", plan_table.get("cadence", {}))]
     if workstream is not None:
@@ -484,8 +483,6 @@ def _check_send_window(merged: dict[str, Any], origin: dict[str, str], path: str
     plan nudges only inside the window, so in a window of minutes a sweep that runs late or a
     restart would leave the day's nudges waiting for the next working day.
     """
-    from jobs.calendar import WorkCalendar
-
     default = WorkCalendar()
     send_at = merged.get("send_at", default.send_at)
     quiet = merged.get("quiet_hours", (default.quiet_start, default.quiet_end)) or ()

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, case, func, select, text, update
 from sqlalchemy.orm import Session
@@ -36,11 +36,13 @@ from bot.channels.base import (
     Channel, ChannelError, Envelope, Item, Receipt, Recipient, Recorded, Secrets, can_update,
 )
 from bot.links import answer_links
-from bot.routing import Route, choose, why_unreachable
-from chaser.config import Config
+from bot.routing import Route, choose, recipient_of, why_unreachable
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person, StatusUpdate
 from storage.reasons import why_of
+
+if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser.config
+    from chaser.config import Config
 
 log = logging.getLogger("chaser.dispatch")
 
@@ -227,9 +229,7 @@ class Dispatcher:
                 recorded=recorded.get(item["action_id"]),
             ))
         if person is not None:
-            addresses = {"email": person.email, "slack": person.slack_id, "teams": person.teams_id}
-            recipient = Recipient(person.name, {k: v for k, v in addresses.items() if v}, person.id,
-                                  getattr(person, "channel", None))
+            recipient = recipient_of(person)
         else:  # the person left the directory: the address the message was planned for
             recipient = Recipient(row.recipient, {"email": row.recipient} if "@" in row.recipient else {})
         return Envelope(

@@ -14,13 +14,12 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Select, bindparam, func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from chaser.config import Config
 from jobs.planner import PROBLEM_RETRY, ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
 from storage.dates import format_day
 from storage.db import id_chunks, id_in, session_factory
@@ -30,6 +29,9 @@ from storage.models import (
 )
 from storage.people import NameIndex, holders, role_key
 from storage.updates import due_standing, fold_history
+
+if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser.config
+    from chaser.config import Config
 
 log = logging.getLogger("chaser.sweep")
 UTC_COLUMN = UTCDateTime()  # reads an aggregate of timestamps as aware UTC, like the columns do

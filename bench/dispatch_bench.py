@@ -51,11 +51,12 @@ NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 PEOPLE = 500
 CHUNK = 10_000
 DEFAULT_PG_URL = "postgresql://127.0.0.1/test?options=-csearch_path%3Dbench_dispatch"
+# Each item's why, as the sweep stores it (storage.reasons.Why.to_json), phrased when sent.
 RULES = [
-    ("overdue", "Overdue by 5 working days: it was due Fri 30 October 2026."),
-    ("before_due", "Due in 10 working days (Tue 15 December 2026)."),
-    ("due", "Due today (Wed 2 December 2026)."),
-    ("escalation", "Escalated: 10 working days overdue (due Fri 30 October 2026) with no completion."),
+    ("overdue", {"rule": "overdue", "due": "2026-10-30", "working_days": -5}),
+    ("before_due", {"rule": "before_due", "due": "2026-12-15", "working_days": 10}),
+    ("due", {"rule": "due", "due": "2026-12-02", "working_days": 0}),
+    ("escalation", {"rule": "escalation", "due": "2026-10-30", "working_days": -10}),
 ]
 
 
@@ -77,11 +78,11 @@ def outbox_rows(n: int, channel: str, items: int) -> list[dict[str, Any]]:
         payload_items = []
         for k in range(items):
             action_id = i * items + k
-            rule, reason = RULES[action_id % len(RULES)]
+            rule, why = RULES[action_id % len(RULES)]
             payload_items.append({
                 "ref": f"HW {action_id}", "title": f"Review the pay gap report and publish what changes (action {action_id})",
                 "plan": "Bench EDI action plan", "due": "2026-10-31", "due_text": "October 2026",
-                "status": "amber" if k % 2 else None, "action_id": action_id, "rule": rule, "reason": reason,
+                "status": "amber" if k % 2 else None, "action_id": action_id, "rule": rule, "why": why,
                 "key": f"{rule}:{action_id}:{person}:2026-12-02", "owner": None,
             })
         rows.append({

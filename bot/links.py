@@ -8,8 +8,7 @@ without the secret; the web handler checks the age with ``read_answer_token``.
 The status is not signed: it only chooses which answer the form shows ticked, the person
 confirms it with the form's button (POST), and every link of the item already offers every
 status. One token per item instead of one per button made a message's links five times
-cheaper to sign (15 HMACs per three-action message were a tenth of its sending time). Tokens of
-earlier versions, which signed ``s`` as well, are still read.
+cheaper to sign (15 HMACs per three-action message were a tenth of its sending time).
 """
 from __future__ import annotations
 
@@ -57,12 +56,10 @@ def answer_links(
     return tuple(Link(label=label, url=f"{address}?s={status}" if status else address) for label, status in ANSWERS)
 
 
-def chosen_status(query_string: str, token: dict[str, Any]) -> str | None:
-    """The answer a link pre-selects: ``?s=`` if it is one of ours, else an old token's ``s``."""
+def chosen_status(query_string: str) -> str | None:
+    """The answer a link pre-selects: ``?s=`` if it is one of ours, else none."""
     status = parse_qs(query_string).get("s", [None])[0]
-    if status is not None and status in _STATUSES:
-        return status
-    return token.get("s")
+    return status if status is not None and status in _STATUSES else None
 
 
 # Links signed by another instance whose clock runs a little ahead are still fine.
@@ -71,7 +68,7 @@ CLOCK_SKEW_SECONDS = 300
 
 def read_answer_token(secret: str, token: str, max_age_seconds: int,
                       now: dt.datetime | None = None) -> dict[str, Any]:
-    """The payload ``{"a", "p", "o"}`` (and ``"s"`` from older tokens) of a genuine, unexpired
+    """The payload ``{"a", "p", "o"}`` (action, person, outbox ids) of a genuine, unexpired
     token, else BadAnswerLink. A token dated in the future (beyond a few minutes of clock
     skew) was not made by us as it claims: it is "not valid", never "expired"."""
     serializer = _serializer(secret)
@@ -96,9 +93,8 @@ def read_answer_token(secret: str, token: str, max_age_seconds: int,
         )
     if (
         not isinstance(payload, dict)
-        or set(payload) - {"s"} != {"a", "p", "o"}
+        or set(payload) != {"a", "p", "o"}
         or not all(isinstance(payload[key], int) and not isinstance(payload[key], bool) for key in "apo")
-        or payload.get("s") not in _STATUSES
     ):
         raise BadAnswerLink("this answer link is not valid: it does not carry an answer")
     return dict(payload)

@@ -2,21 +2,26 @@
 
 One Jinja environment serves every template, ``message_templates/<kind>/<channel>.<fmt>.j2``.
 Python decides *what* is said (the view below: the due date as the plan wrote it, a status
-label, a short headline for the subject); templates only lay it out. User-supplied strings are
-escaped for where they go: HTML by autoescaping (``.html.j2`` only), Slack mrkdwn by the
-``mrkdwn`` filter. JSON (Block Kit) is built here around rendered text, never in a template.
+label); templates say it and lay it out. Why each action is in a message comes as data
+(``storage.reasons.Why``) and one template, ``reasons.txt.j2``, phrases it: the sentence of
+every body and of ``chaser preview`` (:func:`phrase_reason`) and the subject's few words.
+Nothing reads data back out of a sentence. User-supplied strings are escaped for where they
+go: HTML by autoescaping (``.html.j2`` only), Slack mrkdwn by the ``mrkdwn`` filter. JSON
+(Block Kit) is built here around rendered text, never in a template.
 """
 from __future__ import annotations
 
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from bot.channels.base import Envelope, Item, Link
+from storage.dates import format_day
+from storage.reasons import Why
 from storage.statuses import STATUS_LABELS
 
 KINDS = ("nudge", "lead_list")
@@ -36,21 +41,8 @@ _COLOURS = {
     "complete": ("#1d70b8", "#ffffff"),
 }
 _PLAIN_COLOURS = ("#f3f2f1", "#0b0c0c")
-# Subject headline when the reason is too long to use: "Update needed: HW 3 overdue".
-_RULE_HEADLINES = {
-    "before_due": "due soon",
-    "due": "due today",
-    "overdue": "overdue",
-    "escalation": "overdue",
-    "stale": "has no recent update",
-    "review_request": "due for review",
-    "review_chase": "due for review",
-    "review_missing": "missing its review",
-}
+# A longer subject headline gives way to the rule's: "Update needed: HW 3 due for review".
 _HEADLINE_MAX = 60
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
 
 
 @dataclass(frozen=True)
@@ -110,11 +102,6 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else (many or word + 's')}"
 
 
-def long_date(day: date) -> str:
-    """``Thu 30 April 2026`` whatever the machine's locale."""
-    return f"{_DAYS[day.weekday()]} {day.day} {_MONTHS[day.month - 1]} {day.year}"
-
-
 _ENV = Environment(
     loader=PackageLoader("message_templates", ""),
     undefined=StrictUndefined,
@@ -129,6 +116,7 @@ _ENV = Environment(
 _ENV.filters["mrkdwn"] = mrkdwn_escape
 _ENV.filters["mrkdwn_link"] = mrkdwn_link
 _ENV.filters["plural"] = plural
+_ENV.filters["day"] = format_day  # {{ due|day }}: "Thu 30 April 2026"; day(weekday=False), day(year=False)
 
 
 def environment() -> Environment:
@@ -136,15 +124,40 @@ def environment() -> Environment:
     return _ENV
 
 
-def _headline(item: Item) -> str:
-    """"Due in 2 working days (Thu 30 April 2026)." -> "due in 2 working days"."""
-    first = re.split(r"\s*\(|\.(?:\s|$)", item.reason.strip(), maxsplit=1)[0].strip()
-    if first[:1].isupper() and not first[1:2].isupper():  # "Due in" -> "due in"; "HR ..." stays
-        first = first[0].lower() + first[1:]
-    first = " ".join(first.split())
-    if not first or len(first) > _HEADLINE_MAX:
-        return _RULE_HEADLINES.get(item.rule, "")
-    return first
+def _reasons() -> Any:
+    """The macros of ``reasons.txt.j2`` (the template module is built once and cached)."""
+    return _ENV.get_template("reasons.txt.j2").module
+
+
+def _words(markup: object) -> str:
+    return " ".join(str(markup).split())
+
+
+@lru_cache(maxsize=4096)
+def phrase_reason(why: Why | str) -> str:
+    """The sentence saying why an action is in a message: "Due in 2 working days (Thu 30 April 2026)."
+
+    A str is an outbox row's sentence from before reasons were stored as data
+    (``storage.reasons.why_of``): it is returned as written. Cached (a Why is frozen, so it is
+    its own key): the messages of one sweep share few distinct reasons, and the cache keeps
+    the macro call from adding to every render.
+    """
+    if isinstance(why, str):
+        return why
+    return _words(_reasons().reason(why))
+
+
+@lru_cache(maxsize=4096)
+def _headline(why: Why | str, rule: str) -> str:
+    """After "Update needed: HW 3": "due in 2 working days", from the data, never from the sentence.
+
+    Too long (a long board name), or an outbox row that has only the old sentence: the rule's
+    few words ("due for review").
+    """
+    words = _words(_reasons().headline(why)) if isinstance(why, Why) else ""
+    if not words or len(words) > _HEADLINE_MAX:
+        return _words(_reasons().rule_headline(rule))
+    return words
 
 
 def _link_view(link: Link) -> _LinkView:
@@ -156,7 +169,7 @@ def _item_view(item: Item) -> _ItemView:
     if item.due_text and item.due_text.strip():
         due = item.due_text.strip()
     elif item.due is not None:
-        due = long_date(item.due)
+        due = format_day(item.due)
     else:
         due = "no date set"
     key = (item.status or "").strip().lower()
@@ -166,8 +179,8 @@ def _item_view(item: Item) -> _ItemView:
         status = STATUS_LABELS.get(key, key.replace("_", " ").capitalize())
     background, colour = _COLOURS.get(key, _PLAIN_COLOURS)
     return _ItemView(
-        ref=item.ref, title=item.title, plan=item.plan, rule=item.rule, reason=item.reason,
-        headline=_headline(item), due=due, status=status, status_background=background,
+        ref=item.ref, title=item.title, plan=item.plan, rule=item.rule, reason=phrase_reason(item.why),
+        headline=_headline(item.why, item.rule), due=due, status=status, status_background=background,
         status_colour=colour, owner=item.owner, links=tuple(_link_view(link) for link in item.links),
     )
 

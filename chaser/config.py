@@ -4,6 +4,10 @@ Where it comes from, first match wins: ``--config PATH``, ``$CHASER_CONFIG``, ``
 built-in defaults. ``$CHASER_DATABASE_URL`` overrides ``[database] url``. Unknown keys and bad
 values fail at start with the key's name, so a typo never silently falls back to a default.
 Secrets never live here; later channels read them from environment variables.
+
+Config builds on the pure calendar and cadence types of ``jobs`` (and checks names against
+``bot`` and ``storage``), imported here at the top: ``jobs`` modules name :class:`Config` only
+for type checking, so none of them imports this module and there is no cycle to dodge.
 """
 from __future__ import annotations
 
@@ -19,7 +23,14 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bot.channels import CHANNELS, load_channel
 from chaser.errors import ConfigError
+from jobs.calendar import Schedule, WorkCalendar, parse_schedule
+from jobs.planner import Cadence
+from storage.people import EMAIL  # the directory's rule: the lead must be someone it can hold
 
 DEFAULT_DATABASE_URL = "sqlite:///chaser.db"
 DEFAULT_TIMEZONE = "Europe/London"
@@ -69,19 +80,36 @@ SCHEDULER_RANGES = {
 @dataclass(frozen=True)
 class BoardConfig:
     name: str
-    schedule: Any  # jobs.calendar.Schedule
+    schedule: Schedule
     plans: tuple[str, ...] = ()  # empty: every plan
     request_before: int = 10
     chase_before: int = 5
     missing_before: int = 2
 
 
+# Channels that need no account: on unless their table says ``enabled = false``. Every other
+# channel is off until its table says ``enabled = true``.
+NO_ACCOUNT_CHANNELS = ("outbox_folder", "memory")
+# ``[channels] order`` when neither it nor ``default`` is given: chat first, email last.
+DEFAULT_ORDER = ("slack", "teams", "email")
+FALLBACK_CHANNEL = "outbox_folder"
+
+
 @dataclass(frozen=True)
 class ChannelsConfig:
-    default: str = "outbox_folder"
-    outbox_folder: str = "outbox"
-    sender: str = "chaser@localhost"
-    outbox_file_mode: int | None = None  # permissions of the files written; None: as the umask allows
+    """``order``: the enabled channels, best first (never empty: the outbox folder when none
+    is enabled); ``tables``: each channel's ``[channels.<kind>]`` table, checked by the channel."""
+
+    order: tuple[str, ...] = (FALLBACK_CHANNEL,)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def table(self, kind: str) -> dict[str, Any]:
+        return self.tables.get(kind, {})
+
+    @property
+    def default(self) -> str:
+        """The first channel tried for someone with no channel of their own."""
+        return self.order[0]
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: it is the cache key for cadences
@@ -99,7 +127,7 @@ class Config:
     web_enabled: bool = True  # chaser run serves the answer form on base_url's host and port
     web_link_days: int = 60  # answer links stop working after this many days
 
-    def cadence_for(self, plan: str, workstream: str | None, timezone: str | None = None) -> Any:
+    def cadence_for(self, plan: str, workstream: str | None, timezone: str | None = None) -> Cadence:
         """The cadence for one workstream: defaults, then [cadence], then the plan's, then the workstream's."""
         return _cadence_cache(self, plan, workstream, timezone)
 
@@ -135,8 +163,6 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
     check_database_url(url, f"{path}: 'database.url'")
 
     edi_lead = _string(data, "edi_lead", "", path)
-    from storage.people import EMAIL  # the directory's rule: the lead must be someone it can hold
-
     if edi_lead is not None and not EMAIL.match(edi_lead):
         raise ConfigError(f"{path}: 'edi_lead' must be an email address, got {edi_lead!r}")
 
@@ -200,9 +226,6 @@ def parse_config(data: dict[str, Any], path: str) -> Config:
 
 def check_database_url(url: str, named: str) -> None:
     """Refuse, naming ``named`` (the key or variable), a URL no engine of Chaser's can open."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     shown = redact_url(url)
     known = "sqlite:///FILE or postgresql://HOST/DATABASE"
     try:
@@ -342,8 +365,6 @@ def parse_cadence(table: dict[str, Any], where: str, path: str) -> dict[str, Any
 
 
 def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
-    from jobs.calendar import parse_schedule
-
     if not isinstance(value, list):
         raise ConfigError(f"{path}: 'boards' must be a list of tables ([[boards]])")
     boards = []
@@ -377,67 +398,58 @@ def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
 
 
 def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
-    from bot.channels import CHANNELS
+    """``[channels]``: ``order`` (or the older ``default``, one channel) and a table per channel."""
+    tables: dict[str, dict[str, Any]] = {}
+    for key, value in table.items():
+        if key in ("order", "default"):
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: unknown key 'channels.{key}' (known keys: default, order, and a "
+                              f"[channels.<name>] table per channel: {', '.join(sorted(CHANNELS))})")
+        if key not in CHANNELS:
+            raise ConfigError(f"{path}: '[channels.{key}]' is not a channel (known channels: "
+                              f"{', '.join(sorted(CHANNELS))})")
+        tables[key] = value
+    if "order" in table and "default" in table:
+        raise ConfigError(f"{path}: give 'channels.order' or 'channels.default', not both")
+    if "order" in table:
+        order = table["order"]
+        if not isinstance(order, list) or not order or not all(isinstance(k, str) for k in order):
+            raise ConfigError(f"{path}: 'channels.order' must be a list of channel names such as "
+                              "[\"slack\", \"email\"]")
+        named = "'channels.order'"
+    elif "default" in table:
+        order = [_string(table, "default", "channels.", path)]
+        named = "'channels.default'"
+    else:
+        order, named = [k for k in DEFAULT_ORDER if k in CHANNELS], ""
+    for kind in order:
+        if kind not in CHANNELS:
+            raise ConfigError(f"{path}: {named} {kind!r} is not one of {', '.join(sorted(CHANNELS))}")
+    if len(set(order)) != len(order):
+        raise ConfigError(f"{path}: {named} names a channel twice")
 
-    _check_keys(table, {"default", "outbox_folder"}, "channels.", path)
-    default = _string(table, "default", "channels.", path) or "outbox_folder"
-    if default not in CHANNELS:
-        raise ConfigError(f"{path}: 'channels.default' {default!r} is not one of {', '.join(sorted(CHANNELS))}")
-    where = "channels.outbox_folder."
-    folder_table = _table(table, "outbox_folder", "channels.", path)
-    _check_keys(folder_table, {"folder", "sender", "file_mode"}, where, path)
-    sender = _string(folder_table, "sender", where, path) or "chaser@localhost"
-    _check_sender(sender, f"{path}: '{where}sender'")
-    return ChannelsConfig(
-        default=default,
-        outbox_folder=_string(folder_table, "folder", where, path) or "outbox",
-        sender=sender,
-        outbox_file_mode=_file_mode(folder_table.get("file_mode"), f"{path}: '{where}file_mode'"),
-    )
+    def enabled(kind: str) -> bool:
+        value = tables.get(kind, {}).get("enabled", kind in NO_ACCOUNT_CHANNELS)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: 'channels.{kind}.enabled' must be true or false")
+        return value
 
-
-def _check_sender(sender: str, named: str) -> None:
-    """One address, as the outbox folder reads it ("Name <a@b>" or "a@b"), that an email can carry."""
-    from email.utils import getaddresses
-
-    from bot.mime import BadAddress, Mailbox
-
-    found = getaddresses([sender])
-    try:
-        # getaddresses drops what it cannot read ("a@b.org junk" -> "a@b.orgjunk"): the address
-        # it found must be written as such in the text, and be the only one.
-        if len(found) != 1 or not found[0][1] or found[0][1] not in sender:
-            raise BadAddress(sender)
-        Mailbox.parse(*found[0])
-    except BadAddress:
-        raise ConfigError(
-            f"{named} must be one email address such as \"chaser@council.example\" or "
-            f"\"Chaser <chaser@council.example>\", got {sender!r}"
-        ) from None
-
-
-_FILE_MODE = re.compile(r"^0?[0-7]{3}$")
-
-
-def _file_mode(value: Any, named: str) -> int | None:
-    """``"0640"`` -> 0o640. A string, because a TOML number 640 would be read as decimal."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _FILE_MODE.match(value):
-        raise ConfigError(f"{named} must be an octal mode in quotes such as \"0640\", got {value!r}")
-    mode = int(value, 8)
-    if mode & 0o600 != 0o600 or mode & 0o111:
-        # Chaser reads its own files back (to spot a duplicate send); they are not programs.
-        raise ConfigError(f"{named} {value!r} must give the owner read and write "
-                          "permission and nobody execute permission, such as \"0640\" or \"0644\"")
-    return mode
+    for kind in tables:
+        enabled(kind)
+    chosen = tuple(kind for kind in order if enabled(kind)) or (FALLBACK_CHANNEL,)
+    # Each channel checks its own table now (no secrets read: commands that send nothing must
+    # not need them), so a bad value stops Chaser at start with the key's name.
+    for kind in dict.fromkeys((*chosen, *(k for k in tables if k in NO_ACCOUNT_CHANNELS))):
+        try:
+            load_channel(kind, tables.get(kind, {}), None)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return ChannelsConfig(order=chosen, tables=tables)
 
 
 @lru_cache(maxsize=4096)
-def _cadence_cache(config: Config, plan: str, workstream: str | None, timezone: str | None) -> Any:
-    from jobs.calendar import WorkCalendar
-    from jobs.planner import Cadence
-
+def _cadence_cache(config: Config, plan: str, workstream: str | None, timezone: str | None) -> Cadence:
     plan_table = config.plans.get(plan, {})
     levels = [("cadence.", config.cadence), (f"plans.{plan!r}.cadence.", plan_table.get("cadence", {}))]
     if workstream is not None:
@@ -471,8 +483,6 @@ def _check_send_window(merged: dict[str, Any], origin: dict[str, str], path: str
     plan nudges only inside the window, so in a window of minutes a sweep that runs late or a
     restart would leave the day's nudges waiting for the next working day.
     """
-    from jobs.calendar import WorkCalendar
-
     default = WorkCalendar()
     send_at = merged.get("send_at", default.send_at)
     quiet = merged.get("quiet_hours", (default.quiet_start, default.quiet_end)) or ()

@@ -26,17 +26,23 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, bindparam, case, select, text, update
+from sqlalchemy import Engine, bindparam, case, func, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.channels import load_channel
-from bot.channels.base import Channel, ChannelError, Envelope, Item
+from bot.channels.base import (
+    Channel, ChannelError, Envelope, Item, Receipt, Recipient, Recorded, Secrets, can_update,
+)
 from bot.links import answer_links
-from chaser.config import Config
+from bot.routing import Route, choose, recipient_of, why_unreachable
 from storage.db import receipts_engine, session_factory
-from storage.models import Clock, Outbox, Person
+from storage.models import Clock, Outbox, Person, StatusUpdate
+from storage.reasons import why_of
+
+if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser.config
+    from chaser.config import Config
 
 log = logging.getLogger("chaser.dispatch")
 
@@ -47,25 +53,43 @@ class Claimed:
     reclaimed: bool  # its lease had expired: a previous send may have happened
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A claimed row, read and turned into the envelope a channel is handed."""
+
+    envelope: Envelope
+    kind: str  # nudge, lead_list, update
+    attempts: int
+    channel: str | None  # where it was routed last (None: not yet)
+    recipient: str
+    route: tuple[dict[str, Any], ...]  # the channels it left, and why
+    payload: dict[str, Any]
+    target: Receipt | None = None  # an update: the message it edits
+
+
 @dataclass
 class DispatchResult:
     sent: int = 0
     failed: int = 0
     parked: int = 0
+    rerouted: int = 0  # failed for good on one channel, queued for the next
     possible_duplicates: int = 0
     unrecorded: int = 0  # sent, but the record failed: back after the lease as a possible duplicate
     outbox_ids: list[int] = field(default_factory=list)
 
 
 _OUTBOX_COLUMNS = (Outbox.id, Outbox.kind, Outbox.person_id, Outbox.recipient, Outbox.payload, Outbox.channel,
-                   Outbox.attempts, Outbox.claimed_by, Outbox.state)
-_PERSON_COLUMNS = (Person.id, Person.name, Person.email, Person.slack_id, Person.teams_id)
+                   Outbox.attempts, Outbox.claimed_by, Outbox.state, Outbox.route, Outbox.target_id)
+_PERSON_COLUMNS = (Person.id, Person.name, Person.email, Person.slack_id, Person.teams_id, Person.channel)
+_TABLE = Outbox.__table__
 # Built once: constructing the statement for every message cost more than running it.
 _RECORD_SENT = (
-    update(Outbox.__table__)
-    .where(Outbox.id == bindparam("outbox_id"), Outbox.claimed_by == bindparam("worker"), Outbox.state == "sending")
-    .values(state="sent", receipt=bindparam("receipt"), sent_at=bindparam("sent_at"), lease_until=None,
-            last_error=None, possible_duplicate=bindparam("duplicate"))
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("outbox_id"), _TABLE.c.claimed_by == bindparam("worker"),
+           _TABLE.c.state == "sending")
+    .values(state="sent", receipt=bindparam("receipt", type_=_TABLE.c.receipt.type), sent_at=bindparam("sent_at"),
+            lease_until=None, last_error=None, possible_duplicate=bindparam("duplicate"),
+            channel=bindparam("channel"), recipient=bindparam("address"))
 )
 
 
@@ -99,12 +123,14 @@ class Dispatcher:
         secret: str,
         channels: dict[str, Channel] | None = None,
         worker: str | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
         self.clock = clock
         self.secret = secret
         self.channels = channels if channels is not None else {}
+        self.secrets = secrets or Secrets()
         self.worker = worker or worker_name()
         self.sessions = session_factory(engine)
         self.receipts = receipts_engine(engine)
@@ -115,15 +141,22 @@ class Dispatcher:
 
     # -- channels -------------------------------------------------------------------------
     def channel(self, kind: str) -> Channel:
+        """The channel of ``kind``, built from its ``[channels.<kind>]`` table the first time."""
         with self._lock:  # one instance per kind, even when two threads ask first at once
             if kind not in self.channels:
-                options: dict[str, Any] = {}
-                if kind == "outbox_folder":
-                    channels = self.config.channels
-                    options = {"folder": channels.outbox_folder, "sender": channels.sender,
-                               "file_mode": channels.outbox_file_mode}
-                self.channels[kind] = load_channel(kind, **options)
+                self.channels[kind] = load_channel(kind, self.config.channels.table(kind), self.secrets)
             return self.channels[kind]
+
+    def route(self, prepared: Prepared, failed: set[str]) -> Route | None:
+        """Where a message goes now: where it went last if that still works, else the first channel
+        (of the person's own, then ``[channels] order``) that reaches its recipient."""
+        order = self.config.channels.order
+        recipient = prepared.envelope.recipient
+        if prepared.channel in order and prepared.channel not in failed:
+            address = self.channel(prepared.channel).address(recipient)
+            if address:
+                return Route(prepared.channel, address)
+        return choose(recipient, order, self.channel, failed)
 
     # -- claiming -------------------------------------------------------------------------
     def claim(self, limit: int) -> list[Claimed]:
@@ -175,10 +208,13 @@ class Dispatcher:
             return sorted((Claimed(r[0], bool(r[1])) for r in rows), key=lambda c: c.id)
 
     # -- one unit of work -----------------------------------------------------------------
-    def envelope(self, session: Session, row: Any, now: dt.datetime, person: Any = None) -> Envelope:
-        """The envelope of an outbox row (an Outbox, or a row of _OUTBOX_COLUMNS) for ``person``."""
+    def envelope(self, session: Session, row: Any, now: dt.datetime, person: Any = None,
+                 recorded: dict[int, Recorded] | None = None) -> Envelope:
+        """The envelope of an outbox row (an Outbox, or a row of _OUTBOX_COLUMNS) for ``person``;
+        an update's row is its target's, with what was ``recorded`` since per action id."""
         if person is None and row.person_id is not None:
             person = session.get(Person, row.person_id)
+        recorded = recorded or {}
         items = []
         for item in row.payload["items"]:
             links = answer_links(
@@ -186,21 +222,23 @@ class Dispatcher:
                 person_id=row.person_id or 0, outbox_id=row.id,
             ) if row.person_id is not None else ()
             items.append(Item(
-                ref=item["ref"], title=item["title"], plan=item["plan"], rule=item["rule"], reason=item["reason"],
+                # why_of: a row queued before reasons were data has only its sentence, shown as is.
+                ref=item["ref"], title=item["title"], plan=item["plan"], rule=item["rule"], why=why_of(item),
                 due=dt.date.fromisoformat(item["due"]) if item.get("due") else None, due_text=item.get("due_text"),
-                status=item.get("status"), owner=item.get("owner"), links=links,
+                status=item.get("status"), owner=item.get("owner"), links=links, action_id=item["action_id"],
+                recorded=recorded.get(item["action_id"]),
             ))
+        if person is not None:
+            recipient = recipient_of(person)
+        else:  # the person left the directory: the address the message was planned for
+            recipient = Recipient(row.recipient, {"email": row.recipient} if "@" in row.recipient else {})
         return Envelope(
-            outbox_id=row.id, kind=row.kind,
-            recipient_name=person.name if person else row.recipient,
-            recipient_email=person.email if person else (row.recipient if "@" in row.recipient else None),
-            recipient_slack_id=person.slack_id if person else None,
-            recipient_teams_id=person.teams_id if person else None,
+            outbox_id=row.id, kind=row.kind, recipient=recipient,
             items=tuple(items), sent_at=now, notes=tuple(row.payload.get("notes", ())),
             more=int(row.payload.get("more", 0)), to_edi_lead=bool(row.payload.get("to_edi_lead")),
         )
 
-    def prepare(self, claimed: list[Claimed]) -> dict[int, tuple[Envelope, str, int]]:
+    def prepare(self, claimed: list[Claimed]) -> dict[int, Prepared]:
         """Envelopes for a claimed batch, read in two queries (not two per message)."""
         now = self.clock()
         ids = [c.id for c in claimed]
@@ -208,29 +246,68 @@ class Dispatcher:
             # Plain rows of the columns used, not ORM objects: a tenth of a message's time went
             # into loading and tracking objects nothing changes.
             rows = session.execute(select(*_OUTBOX_COLUMNS).where(Outbox.id.in_(ids))).all()
+            # Not ours any more (lost the lease to another worker): it records the outcome.
+            rows = [row for row in rows if row.claimed_by == self.worker and row.state == "sending"]
+            targets = {t.id: t for t in session.scalars(
+                select(Outbox).where(Outbox.id.in_([r.target_id for r in rows if r.target_id is not None])))}
             person_ids = {r.person_id for r in rows if r.person_id is not None}
             people = {p.id: p for p in session.execute(select(*_PERSON_COLUMNS).where(Person.id.in_(person_ids)))}
-            return {
-                row.id: (self.envelope(session, row, now, people.get(row.person_id or -1)), row.channel, row.attempts)
-                for row in rows
-                # Not ours any more (lost the lease to another worker): it records the outcome.
-                if row.claimed_by == self.worker and row.state == "sending"
-            }
+            prepared = {}
+            for row in rows:
+                person = people.get(row.person_id or -1)
+                common = {"attempts": row.attempts, "channel": row.channel, "recipient": row.recipient,
+                          "route": tuple(row.route or ()), "payload": row.payload}
+                target = targets.get(row.target_id or -1)
+                if row.kind == "update" and target is not None:
+                    envelope = self.envelope(session, target, now, person, recorded_since(session, target))
+                    receipt = Receipt.from_json(target.receipt) if target.receipt else None
+                    prepared[row.id] = Prepared(envelope=replace(envelope, outbox_id=row.id), kind=row.kind,
+                                                target=receipt, **common)
+                elif row.kind == "update":  # its message was deleted: nothing left to update
+                    prepared[row.id] = Prepared(envelope=Envelope(row.id, "nudge", Recipient(row.recipient), (), now),
+                                                kind=row.kind, **common)
+                else:
+                    prepared[row.id] = Prepared(envelope=self.envelope(session, row, now, person), kind=row.kind,
+                                                **common)
+            return prepared
 
-    def deliver(self, claimed: Claimed, result: DispatchResult, prepared: tuple[Envelope, str, int]) -> None:
-        """Send one prepared message and record the outcome."""
+    def deliver(self, claimed: Claimed, result: DispatchResult, prepared: Prepared) -> None:
+        """Route, send (or update in place) one prepared message and record the outcome."""
         now = self.clock()
-        envelope, channel_kind, attempts = prepared
-        envelope = replace(envelope, sent_at=now, resend=claimed.reclaimed)
-        channel = self.channel(channel_kind)
+        envelope = replace(prepared.envelope, sent_at=now, resend=claimed.reclaimed)
+        failed = {step["channel"] for step in prepared.route}
+        if prepared.kind == "update":
+            if prepared.target is None:
+                self.record_failure(claimed.id, prepared.attempts, ChannelError(
+                    "the message to update has no receipt (it was never sent, or was deleted)", permanent=True),
+                    result, prepared)
+                return
+            channel_kind, address = prepared.target.channel, prepared.recipient
+            channel = self.channel(channel_kind)
+            if not can_update(channel):
+                self.record_failure(claimed.id, prepared.attempts, ChannelError(
+                    f"the {channel_kind} channel cannot update a message it sent", permanent=True), result, prepared)
+                return
+        else:
+            chosen = self.route(prepared, failed)
+            if chosen is None:
+                why = why_unreachable(envelope.recipient, self.config.channels.order, failed)
+                self.record_failure(claimed.id, prepared.attempts, ChannelError(why, permanent=True), result, prepared)
+                return
+            channel_kind, address = chosen.channel, chosen.address
+            channel = self.channel(channel_kind)
         try:
-            receipt = channel.send(envelope)
+            if prepared.kind == "update":
+                assert prepared.target is not None
+                receipt = channel.update(prepared.target, envelope)  # type: ignore[attr-defined]
+            else:
+                receipt = channel.send(envelope)
         except ChannelError as exc:
-            self.record_failure(claimed.id, attempts, exc, result)
+            self.record_failure(claimed.id, prepared.attempts, exc, result, prepared, channel_kind)
             return
         # A channel that looks for its own earlier send (the outbox folder finds the file it
         # wrote) knows; for one that cannot, any resend after a lost lease may be a duplicate.
-        if getattr(channel, "checks_duplicates", False):
+        if channel.checks_duplicates:
             duplicate = receipt.possible_duplicate
         else:
             duplicate = receipt.possible_duplicate or claimed.reclaimed
@@ -240,8 +317,8 @@ class Dispatcher:
         # message is never lost, and the fsync per message no longer halves the sending rate.
         try:
             recorded = self.record_sent({
-                "outbox_id": claimed.id, "worker": self.worker, "receipt": receipt.provider_id[:500],
-                "sent_at": now, "duplicate": duplicate,
+                "outbox_id": claimed.id, "worker": self.worker, "receipt": replace(receipt, possible_duplicate=duplicate).to_json(),
+                "sent_at": now, "duplicate": duplicate, "channel": channel_kind, "address": address[:320],
             })
         except Exception:  # noqa: BLE001 - e.g. the database connection dropped
             # It went out. Marking it failed would send it again unflagged; left claimed, it
@@ -280,28 +357,70 @@ class Dispatcher:
             raise
         return done.rowcount == 1  # type: ignore[attr-defined]
 
-    def record_failure(self, outbox_id: int, attempts: int, exc: ChannelError, result: DispatchResult) -> None:
+    def record_failure(self, outbox_id: int, attempts: int, exc: ChannelError, result: DispatchResult,
+                       prepared: Prepared | None = None, channel_kind: str | None = None) -> None:
+        """Retry later; or, for a permanent failure or the last attempt, move the message to the
+        next channel that reaches its recipient (recorded in ``route``), else park it — and when
+        nobody could reach an owner anywhere, tell the EDI lead."""
         now = self.clock()
         settings = self.config.scheduler
         park = exc.permanent or attempts >= settings.max_attempts
         delay = exc.retry_after if exc.retry_after is not None else min(3600, settings.retry_base_seconds * 2 ** (attempts - 1))
+        route = list(prepared.route) if prepared is not None else []
+        if channel_kind is not None and park:
+            route.append({"channel": channel_kind, "error": str(exc)[:500], "at": now.isoformat()})
+        onward = None
+        if park and prepared is not None and prepared.kind != "update" and channel_kind is not None:
+            onward = self.route(prepared, {step["channel"] for step in route})
+        error = f"{channel_kind}: {exc}" if channel_kind else str(exc)
+        if onward is not None:
+            values: dict[str, Any] = {"state": "queued", "channel": onward.channel, "recipient": onward.address[:320],
+                                      "attempts": 0, "next_attempt_at": now}
+        elif park:
+            values = {"state": "parked", "next_attempt_at": now + dt.timedelta(seconds=delay)}
+        else:
+            values = {"state": "failed", "next_attempt_at": now + dt.timedelta(seconds=delay)}
+            if channel_kind is not None:
+                values["channel"] = channel_kind  # a retry goes where the failure was
         with self.sessions() as session, session.begin():
-            session.execute(
+            done = session.execute(
                 update(Outbox)
                 .where(Outbox.id == outbox_id, Outbox.claimed_by == self.worker)
-                .values(state="parked" if park else "failed", last_error=str(exc)[:2000], lease_until=None,
-                        next_attempt_at=now + dt.timedelta(seconds=delay))
+                .values(last_error=error[:2000], lease_until=None, route=route, **values)
                 .execution_options(synchronize_session=False)
-            )
+            ).rowcount
+            # A recipient no channel can reach (not a service that is down for everyone): the lead hears.
+            if done and park and onward is None and prepared is not None and exc.permanent:
+                self.tell_lead(session, outbox_id, prepared, error, now)
         with self._lock:
-            if park:
+            if onward is not None:
+                result.rerouted += 1
+            elif park:
                 result.parked += 1
             else:
                 result.failed += 1
-        if park:
-            log.error("outbox %d parked after %d attempt(s): %s", outbox_id, attempts, exc)
+        if onward is not None:
+            log.warning("outbox %d failed on %s (%s); trying %s next", outbox_id, channel_kind, exc, onward.channel)
+        elif park:
+            log.error("outbox %d parked after %d attempt(s): %s", outbox_id, attempts, error)
         else:
-            log.warning("outbox %d failed (attempt %d), retrying in %.0f s: %s", outbox_id, attempts, delay, exc)
+            log.warning("outbox %d failed (attempt %d), retrying in %.0f s: %s", outbox_id, attempts, delay, error)
+
+    def tell_lead(self, session: Session, outbox_id: int, prepared: Prepared, why: str, now: dt.datetime) -> None:
+        """Queue the EDI lead a list of the actions an unreachable owner's parked message was about."""
+        lead_email = self.config.edi_lead
+        if prepared.kind != "nudge" or not lead_email or not prepared.payload.get("items"):
+            return
+        lead = session.scalar(select(Person.id).where(func.lower(Person.email) == lead_email))
+        if lead is None or lead == prepared.envelope.recipient.person_id:
+            return
+        name = prepared.envelope.recipient.name
+        items = [{**item, "owner": item.get("owner") or name} for item in prepared.payload["items"]]
+        note = (f"{why}. Their message (outbox {outbox_id}) is parked: chase them another way, or add their "
+                f"address to the people directory and run 'chaser outbox retry {outbox_id}'.")
+        session.add(Outbox(kind="lead_list", person_id=lead, recipient=lead_email, channel=None,
+                           payload={"items": items, "notes": [note], "about_outbox": outbox_id},
+                           state="queued", attempts=0, created_at=now, next_attempt_at=now, route=[]))
 
     def run_once(self, *, batch: int = 50, limit: int | None = None) -> DispatchResult:
         """Send everything that is due now (or ``limit`` messages), then return."""
@@ -351,7 +470,7 @@ class Dispatcher:
         self.release([one.id for one in not_started if not one.reclaimed])
         return bool(not_started)
 
-    def attempt(self, one: Claimed, result: DispatchResult, prepared: tuple[Envelope, str, int]) -> bool:
+    def attempt(self, one: Claimed, result: DispatchResult, prepared: Prepared) -> bool:
         """Deliver one claimed message; False if a stop was requested before it started."""
         if self.stopping or self._halted:
             return False
@@ -382,3 +501,22 @@ class Dispatcher:
                 .values(state="queued", lease_until=None, attempts=Outbox.attempts - 1)
                 .execution_options(synchronize_session=False)
             )
+
+
+def recorded_since(session: Session, message: Outbox) -> dict[int, Recorded]:
+    """Per action of ``message``: the latest answer recorded since it was sent (what an in-place
+    update shows), by a person on any channel."""
+    action_ids = [item["action_id"] for item in message.payload.get("items", ())]
+    since = message.sent_at or message.created_at
+    rows = session.execute(
+        select(StatusUpdate.action_id, StatusUpdate.new_status, StatusUpdate.note, StatusUpdate.revised_due_text,
+               StatusUpdate.channel, StatusUpdate.created_at, func.coalesce(Person.name, StatusUpdate.by_text))
+        .outerjoin(Person, Person.id == StatusUpdate.by_person_id)
+        .where(StatusUpdate.action_id.in_(action_ids), StatusUpdate.created_at >= since,
+               StatusUpdate.channel != "import")
+        .order_by(StatusUpdate.id)
+    )
+    found: dict[int, Recorded] = {}
+    for action_id, status, note, due_text, via, at, by in rows:
+        found[action_id] = Recorded(status=status, note=note, due_text=due_text, by=by, via=via, at=at)
+    return found

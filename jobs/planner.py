@@ -21,15 +21,19 @@ action gets one catch-up, never one per missed occurrence. When several rules ar
 same action and person, the most urgent is sent and the others are recorded as superseded, so
 they do not follow a minute later. Nothing is sent outside the send window (working days, from
 ``send_at``, never in quiet hours); complete, snoozed and paused actions get nothing.
+
+Each nudge says why as data (``storage.reasons.Why``: the rule, the due date, working days to
+it, the board and its meeting...); the words are the templates' (``bot.render.phrase_reason``).
 """
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
-from functools import lru_cache, partial
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 from jobs.calendar import WorkCalendar
+from storage.reasons import Why
 
 # Higher is more urgent: what goes out when several rules are due for one action and person.
 URGENCY = {
@@ -116,7 +120,7 @@ class Nudge:
     rule: str
     occurrence: dt.date
     key: str
-    reason: str
+    why: Why  # what is due and why, as data: templates phrase it (bot.render.phrase_reason)
     owner_id: int | None = None  # whose action, when the person is a cover, manager or the EDI lead
 
     @property
@@ -142,15 +146,6 @@ class Plan:
 PROBLEM_RETRY = dt.timedelta(hours=1)
 
 
-@lru_cache(maxsize=8192)
-def _fmt(day: dt.date) -> str:
-    return f"{day:%a} {day.day} {day:%B %Y}"
-
-
-def _days(n: int) -> str:
-    return f"{n} working day{'s' if n != 1 else ''}"
-
-
 @dataclass(frozen=True)
 class _Addressee:
     """One recipient of an owner-bound nudge: ``whose`` goes into the key (the owner, or LEAD)."""
@@ -158,14 +153,17 @@ class _Addressee:
     whose: int | str
     recipient: int | None
     on_behalf_of: int | None  # the owner, when the recipient is their cover
-    note: str = ""  # added to the reason (the EDI lead is told which roles nobody holds)
+    unowned: bool = False  # the EDI lead, because nobody holds the owner roles: the why says so
+
+    def why(self, why: Why, action: ActionView) -> Why:
+        return replace(why, unowned=True, roles=action.owner_roles) if self.unowned else why
 
 
 @dataclass(frozen=True)
 class _Candidate:
     rule: str
     occurrence: dt.date
-    reason: str
+    why: Why
     to: str  # "owners" or "escalation"
 
 
@@ -182,7 +180,7 @@ def _deadline_candidates(action: ActionView, now: dt.datetime,
     cad, cal, due = action.cadence, action.cadence.calendar, action.due
     assert due is not None
     today = cal.today(now)
-    # (send time, rule, day): the reason is written only for the occurrence that is chosen.
+    # (send time, rule, day): the why is worked out only for the occurrence that is chosen.
     occurrences: list[tuple[dt.datetime, str, dt.date]] = []
     for n in sorted(set(cad.before_due), reverse=True):
         if n > 0:
@@ -211,15 +209,17 @@ def _deadline_candidates(action: ActionView, now: dt.datetime,
     found: list[_Candidate] = []
     if current:
         _, rule, day = max(current, key=lambda o: (o[0], URGENCY[o[1]]))
-        # Reasons say how things stand today, which after downtime is not the occurrence's own count.
+        # The why says how things stand today, which after downtime is not the occurrence's own
+        # count. An overdue nudge is always at least a day late; a before_due nudge never says
+        # overdue (only a catch-up with no on-due or overdue nudges could find it late); a due
+        # nudge on the working day before a weekend due date says "due today", as it always has.
         if rule == "overdue":
-            reason = f"Overdue by {_days(max(late, 1))}: it was due {_fmt(due)}."
+            working_days = -max(late, 1)
         elif rule == "before_due":
-            left = cal.working_days_between(today, due)
-            reason = f"Due in {_days(left)} ({_fmt(due)})." if left > 0 else f"Due today ({_fmt(due)})."
+            working_days = max(cal.working_days_between(today, due), 0)
         else:
-            reason = f"Due today ({_fmt(due)})." if late <= 0 else f"Overdue by {_days(late)}: it was due {_fmt(due)}."
-        found.append(_Candidate(rule, day, reason, "owners"))
+            working_days = -late if late > 0 else 0
+        found.append(_Candidate(rule, day, Why(rule, due=due, working_days=working_days), "owners"))
     return found, min(upcoming) if upcoming else None
 
 
@@ -233,8 +233,8 @@ def _escalation_candidate(action: ActionView, now: dt.datetime) -> tuple[_Candid
     if moment > now:
         return None, moment
     late = cal.working_days_between(due, cal.today(now))
-    reason = f"Escalated: {_days(max(late, cad.escalate_after))} overdue (due {_fmt(due)}) and not complete."
-    return _Candidate("escalation", day, reason, "escalation"), None
+    why = Why("escalation", due=due, working_days=-max(late, cad.escalate_after))
+    return _Candidate("escalation", day, why, "escalation"), None
 
 
 def _stale_candidate(action: ActionView, now: dt.datetime,
@@ -254,10 +254,9 @@ def _stale_candidate(action: ActionView, now: dt.datetime,
     due_at = cal.next_send_window(base + period)  # the first moment it may go out
     if due_at > now:
         return None, due_at
-    since = "an update" if action.last_update_at else "it was added"
-    kind = "recurring action" if action.recurring else "no due date"
-    reason = f"No update for {(now - updated).days} days since {since} ({kind}): how is it going?"
-    return _Candidate("stale", cal.today(due_at), reason, "owners"), cal.next_send_window(now + period)
+    why = Why("stale", days_since_update=(now - updated).days, never_updated=action.last_update_at is None,
+              recurring=action.recurring)
+    return _Candidate("stale", cal.today(due_at), why, "owners"), cal.next_send_window(now + period)
 
 
 def _key(rule: str, action_id: int, whose: int | str, occurrence: dt.date, board: str = "") -> str:
@@ -277,7 +276,7 @@ class _Planner:
         # (action id, recipient) -> candidate nudges, of which the most urgent is sent.
         self.pending: dict[tuple[int, int], list[Nudge]] = {}
 
-    def add(self, action: ActionView, rule: str, occurrence: dt.date, reason: str, whose: int | str,
+    def add(self, action: ActionView, rule: str, occurrence: dt.date, why: Why, whose: int | str,
             recipient: int | None, owner_id: int | None, board: str = "") -> None:
         key = _key(rule, action.id, whose, occurrence, board)
         if key in self.sent:
@@ -285,7 +284,7 @@ class _Planner:
         if recipient is None:
             self.result.unreachable.append((action.id, f"{rule} for {action.ref}: nobody can be reached"))
             return
-        nudge = Nudge(action.id, action.ref, recipient, rule, occurrence, key, reason, owner_id)
+        nudge = Nudge(action.id, action.ref, recipient, rule, occurrence, key, why, owner_id)
         self.pending.setdefault((action.id, recipient), []).append(nudge)
 
     def addressees(self, action: ActionView) -> tuple[list[_Addressee], dict[int, dt.date]]:
@@ -293,8 +292,7 @@ class _Planner:
         naming the roles nobody holds), and the owners away without cover: owner -> day back."""
         today = action.cadence.calendar.today(self.now)
         if not action.owner_ids:
-            roles = ", ".join(action.owner_roles) or "no owner named in the plan"
-            return [_Addressee(LEAD, self.edi_lead_id, None, f" Nobody in the people directory holds: {roles}.")], {}
+            return [_Addressee(LEAD, self.edi_lead_id, None, unowned=True)], {}
         found: list[_Addressee] = []
         away: dict[int, dt.date] = {}
         for owner_id in action.owner_ids:
@@ -310,14 +308,14 @@ class _Planner:
             found.append(_Addressee(owner_id, owner_id, None))
         return found, away
 
-    def to_owners(self, action: ActionView, rule: str, occurrence: dt.date, reason: str, board: str = "") -> None:
+    def to_owners(self, action: ActionView, rule: str, occurrence: dt.date, why: Why, board: str = "") -> None:
         """Address one nudge to every owner (or their cover); owners away without cover wait."""
         addressees, away = self.addressees(action)
         for a in addressees:
-            self.add(action, rule, occurrence, reason + a.note, a.whose, a.recipient, a.on_behalf_of, board)
+            self.add(action, rule, occurrence, a.why(why, action), a.whose, a.recipient, a.on_behalf_of, board)
         self.result.waiting.update(away)
 
-    def escalate(self, action: ActionView, occurrence: dt.date, reason: str) -> None:
+    def escalate(self, action: ActionView, occurrence: dt.date, why: Why) -> None:
         targets: list[tuple[int | None, int | None]] = []  # (recipient, whose action)
         for owner_id in action.owner_ids:
             person = self.people.get(owner_id)
@@ -328,7 +326,7 @@ class _Planner:
         if not targets:
             targets = [(self.edi_lead_id, None)]
         for recipient, owner_id in dict.fromkeys(targets):
-            self.add(action, "escalation", occurrence, reason, recipient if recipient is not None else LEAD,
+            self.add(action, "escalation", occurrence, why, recipient if recipient is not None else LEAD,
                      recipient, owner_id)
 
     def candidates(self, action: ActionView, recipient: int | None) -> tuple[list[_Candidate], list[dt.datetime]]:
@@ -370,7 +368,7 @@ class _Planner:
             due_now = due_now or bool(found)
             if in_window:
                 for candidate in found:
-                    self.add(action, candidate.rule, candidate.occurrence, candidate.reason + a.note, a.whose,
+                    self.add(action, candidate.rule, candidate.occurrence, a.why(candidate.why, action), a.whose,
                              a.recipient, a.on_behalf_of)
         for owner_id, back in away.items():
             found, later = self.candidates(action, owner_id)
@@ -384,7 +382,7 @@ class _Planner:
         if escalation is not None:
             due_now = True
             if in_window:
-                self.escalate(action, escalation.occurrence, escalation.reason)
+                self.escalate(action, escalation.occurrence, escalation.why)
         if due_now and not in_window:
             next_times.append(cal.next_send_window(self.now))
         self.result.next_check[action.id] = min(next_times) if next_times else None
@@ -397,19 +395,14 @@ class _Planner:
         if not (milestone.at <= self.now and today < milestone.meeting) or not cal.in_send_window(self.now):
             return
         answered = action.last_update_at is not None and action.last_update_at >= milestone.requested_at
-        meeting = _fmt(milestone.meeting)
-        if milestone.rule == "review_request":
-            reason = f"{milestone.board} meets on {meeting}: please send an update."
-            self.to_owners(action, "review_request", milestone.meeting, reason, milestone.board)
-        elif milestone.rule == "review_chase" and not answered:
-            reason = f"Reminder: {milestone.board} meets on {meeting} and this action has no update yet."
-            self.to_owners(action, "review_chase", milestone.meeting, reason, milestone.board)
+        why = Why(milestone.rule, board=milestone.board, meeting=milestone.meeting)
+        if milestone.rule == "review_request" or (milestone.rule == "review_chase" and not answered):
+            self.to_owners(action, milestone.rule, milestone.meeting, why, milestone.board)
         elif milestone.rule == "review_missing" and not answered:
-            owners = ", ".join(self.people[o].name for o in action.owner_ids if o in self.people) or "nobody"
-            away = [self.people[o] for o in action.owner_ids if o in self.people and self.people[o].away_on(today)]
-            note = "".join(f" {p.name} is away until {_fmt(p.away_until)}." for p in away if p.away_until)
-            reason = f"No update for {milestone.board} on {meeting} (owners: {owners}).{note}"
-            self.add(action, "review_missing", milestone.meeting, reason, LEAD, self.edi_lead_id, None, milestone.board)
+            owners = [self.people[o] for o in action.owner_ids if o in self.people]
+            why = replace(why, owners=tuple(p.name for p in owners),
+                          away=tuple((p.name, p.away_until) for p in owners if p.away_until and p.away_on(today)))
+            self.add(action, "review_missing", milestone.meeting, why, LEAD, self.edi_lead_id, None, milestone.board)
 
     def isolated(self, action: ActionView, step: Callable[[], None]) -> None:
         """Run one action's planning step; an error stays with that action (STYLE.md item 5).

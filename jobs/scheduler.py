@@ -14,29 +14,33 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
-from chaser.config import Config
 from chaser.errors import ChaserError
-from chaser.secrets import secret_key
 from jobs.dispatch import Dispatcher
 from jobs.sweep import run_sweep
 from storage.models import utcnow
 
+if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser.config
+    from chaser.config import Config
+
 log = logging.getLogger("chaser.run")
 
 
+def serve(engine: Engine, config: Config, dispatcher: Dispatcher, *, stop: threading.Event | None = None) -> None:
+    """Sweep and dispatch on the scheduler's clock until SIGTERM/SIGINT or ``stop`` is set.
 
-
-def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None) -> None:
+    ``dispatcher`` comes built by the caller (``chaser.runtime.build_runtime``), with its link
+    secret and clock: this module only schedules it.
+    """
     stop = stop or threading.Event()
-    dispatcher = Dispatcher(engine, config, clock=utcnow, secret=secret_key(engine))
 
     def sweep() -> None:
         try:
-            run_sweep(engine, config, utcnow())
+            run_sweep(engine, config, dispatcher.clock())  # one clock for planning and sending
         except Exception:  # noqa: BLE001 - log and try again at the next tick; never kill the loop
             log.exception("sweep failed; the next one runs as scheduled")
 
@@ -60,7 +64,7 @@ def serve(engine: Engine, config: Config, *, stop: threading.Event | None = None
 
         host, port = listen_address(config.web_base_url)
         app = create_app(engine, secret=dispatcher.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
-                         max_age_days=config.web_link_days, clock=utcnow)
+                         max_age_days=config.web_link_days, clock=dispatcher.clock)
         try:
             web = start_web(app, host, port)
         except WebServerError as exc:

@@ -14,21 +14,24 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, Select, bindparam, func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
-from chaser.config import Config
 from jobs.planner import PROBLEM_RETRY, ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
+from storage.dates import format_day
 from storage.db import id_chunks, id_in, session_factory
 from storage.importers.parse import split_owners
 from storage.models import (
     Action, ActionOwner, NudgeKey, Outbox, Person, Plan as PlanRow, Role, Sweep, UTCDateTime, Workstream,
 )
 from storage.people import NameIndex, holders, role_key
-from storage.updates import fold_history
+from storage.updates import due_standing, fold_history
+
+if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser.config
+    from chaser.config import Config
 
 log = logging.getLogger("chaser.sweep")
 UTC_COLUMN = UTCDateTime()  # reads an aggregate of timestamps as aware UTC, like the columns do
@@ -106,10 +109,9 @@ class _Loader:
                 for person in self.held.get(role_id, []):
                     if person.id not in people:
                         people.append(person.id)
-            revised = state.get("due", ...)
             views.append(ActionView(
                 id=r.id, ref=r.ref, plan_id=r.plan_id, workstream_id=r.workstream_id,
-                due=r.due_date if revised is ... else revised,
+                due=due_standing(state, r.due_date)[0],
                 recurring=r.recurring, status=state.get("status"), created_at=r.created_at,
                 cadence=self.config.cadence_for(r.plan_name, r.workstream_name, r.timezone),
                 owner_ids=tuple(people), owner_roles=tuple(role_names[x] for x in owners.get(r.id, [])),
@@ -285,12 +287,13 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
         notes: list[str] = []
         if person_id == lead and planned.waiting:
             for waiting_id, back in sorted(planned.waiting.items()):
-                notes.append(f"{loader.people[waiting_id].name} is away; their nudges wait until {back:%a} {back.day} {back:%B}.")
+                notes.append(f"{loader.people[waiting_id].name} is away; their nudges wait until "
+                             f"{format_day(back, year=False)}.")
         kind = "lead_list" if all(n.rule == "review_missing" for n in items) else "nudge"
         listed = _most_urgent(items, info)
         payload = {
             "items": [
-                {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "reason": n.reason, "key": n.key,
+                {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "why": n.why.to_json(), "key": n.key,
                  "owner": _owner_text(loader, n)}
                 for n in listed
             ],
@@ -301,8 +304,9 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
             payload["to_edi_lead"] = person_id == lead  # who to ask for the full list: not themselves
         outbox_rows.append({
             "kind": kind, "person_id": person_id, "recipient": person.email or person.name,
-            "channel": config.channels.default, "payload": payload, "state": "queued", "attempts": 0,
-            "created_at": now, "next_attempt_at": now, "possible_duplicate": False,
+            # The channel is chosen when it is sent (jobs.dispatch routes), not frozen here.
+            "channel": None, "payload": payload, "state": "queued", "attempts": 0,
+            "created_at": now, "next_attempt_at": now, "possible_duplicate": False, "route": [],
         })
     connection = session.connection()
     if outbox_rows:
@@ -369,11 +373,10 @@ def _action_info(session: Session, loader: _Loader, ids: Sequence[int]) -> dict[
         )
         for action_id, ref, title, due, due_text, plan_name in rows:
             state = history.get(action_id, {})
-            revised = state.get("due", ...)
-            due = due if revised is ... else revised
+            due, _, due_text = due_standing(state, due, None, due_text)
             info[action_id] = {
                 "ref": ref, "title": title, "plan": plan_name, "due": due.isoformat() if due else None,
-                "due_text": state.get("due_text", due_text), "status": state.get("status"),
+                "due_text": due_text, "status": state.get("status"),
             }
     return info
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Callable, Literal
 
-__all__ = ["KeyDate", "ParsedDate", "Precision", "parse_when"]
+__all__ = ["KeyDate", "ParsedDate", "Precision", "format_day", "parse_when"]
 
 Precision = Literal["day", "month", "quarter", "term", "year"]
 
@@ -345,7 +345,7 @@ def _read_quarter(m: re.Match[str], frag: str) -> _Reading:
     # Seen in a real plan ("Q3 21/21"): the first year is the one that is never mistyped.
     note = (
         f"read {_quote(frag)} as Q{quarter} of financial year {_fy_label(first)}, "
-        f"ending {period[1]:%d %B %Y}: the years in it are not consecutive"
+        f"ending {format_day(period[1], weekday=False)}: the years in it are not consecutive"
     )
     return _Reading(period, note=note)
 
@@ -698,3 +698,22 @@ def _quote(text: str, limit: int = 80) -> str:
     if len(flat) > limit:
         flat = flat[: limit - 1] + "\u2026"
     return f"'{flat}'"
+
+
+# ---- Writing a day for people ------------------------------------------------------------
+
+_WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+                "October", "November", "December")
+
+
+def format_day(day: date, *, weekday: bool = True, year: bool = True) -> str:
+    """``Thu 30 April 2026``: how every message, page and warning writes a day.
+
+    UK order, no leading zero, English names whatever the machine's locale (``%a``/``%B``
+    follow it). ``weekday=False`` gives ``30 April 2026``, ``year=False`` ``Thu 30 April``.
+    """
+    text = f"{day.day} {_MONTH_NAMES[day.month - 1]}"
+    if weekday:
+        text = f"{_WEEKDAY_NAMES[day.weekday()]} {text}"
+    return f"{text} {day.year}" if year else text

@@ -159,6 +159,8 @@ class Person(Base):
     # Leave: until this date (inclusive) nudges go to ``cover``, or wait when there is none.
     away_until: Mapped[dt.date | None] = mapped_column(Date)
     cover_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    # The channel this person prefers ("email", "slack", ...), ahead of [channels] order; NULL: the order.
+    channel: Mapped[str | None] = mapped_column(String(30))
 
     roles: Mapped[list[Role]] = relationship(secondary="person_roles", order_by="Role.name")
     manager: Mapped[Person | None] = relationship(foreign_keys=[manager_id], remote_side=[id])
@@ -273,17 +275,21 @@ class StatusUpdate(Base):
     revised_due_text: Mapped[str | None] = mapped_column(Text)
     # Owners the plan file changed, as "HR Business Partner → HR Business Partner, CS EDI Lead".
     owners_change: Mapped[str | None] = mapped_column(Text)
+    # The message the answer was prompted by, and the reply it came in (bot.inbound).
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+    reply_id: Mapped[int | None] = mapped_column(ForeignKey("replies.id", ondelete="SET NULL"))
 
     by_person: Mapped[Person | None] = relationship()
-
-
 
 
 class Outbox(Base):
     """One message to one person: the unit the dispatcher claims, sends and records.
 
     A message covers one or more nudges (``NudgeKey`` rows): an owner with several actions
-    needing attention in one sweep gets one message.
+    needing attention in one sweep gets one message. ``kind`` "update" is an in-place edit of
+    an earlier chat message (``target_id``) to show what was recorded: claimed, retried and
+    parked like a send. ``channel`` is NULL until the dispatcher routes the message; ``route``
+    lists the channels it left, and why (a permanent failure moves it to the next one).
     """
 
     __tablename__ = "outbox"
@@ -293,10 +299,10 @@ class Outbox(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[str] = mapped_column(String(30))  # nudge, lead_list
+    kind: Mapped[str] = mapped_column(String(30))  # nudge, lead_list, update
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
-    recipient: Mapped[str] = mapped_column(String(320))  # email or chat id at planning time
-    channel: Mapped[str] = mapped_column(String(30))
+    recipient: Mapped[str] = mapped_column(String(320))  # the address it went to (email or chat id)
+    channel: Mapped[str | None] = mapped_column(String(30))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the items and notes, as planned
     state: Mapped[str] = mapped_column(String(10), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -305,10 +311,13 @@ class Outbox(Base):
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     last_error: Mapped[str | None] = mapped_column(Text)
-    receipt: Mapped[str | None] = mapped_column(String(500))
+    # bot.channels.base.Receipt as JSON: {"channel": "slack", "ref": {"channel": "D1", "ts": "1.2"}, ...}
+    receipt: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"))
+    # [{"channel": "slack", "error": "...", "at": "2026-12-01T09:30:00+00:00"}, ...]
+    route: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
 
 
 class NudgeKey(Base):
@@ -341,6 +350,40 @@ class Sweep(Base):
     actions_checked: Mapped[int] = mapped_column(Integer, default=0)
     nudges_planned: Mapped[int] = mapped_column(Integer, default=0)
     messages_queued: Mapped[int] = mapped_column(Integer, default=0)
+
+
+REPLY_OUTCOMES = ("applied", "not_allowed", "unclear", "auto_reply", "duplicate")
+
+
+class Reply(Base):
+    """Every answer that came in, on any channel, and what became of it (bot.inbound).
+
+    ``(via, external_id)`` is unique: a Slack retry or a mail delivered twice is stored again
+    with outcome ``duplicate`` (``duplicate_of`` the first, ``external_id`` NULL) and changes nothing.
+    """
+
+    __tablename__ = "replies"
+    __table_args__ = (
+        UniqueConstraint("via", "external_id", name="uq_replies_via_external_id"),
+        CheckConstraint(f"outcome IN ({', '.join(repr(o) for o in REPLY_OUTCOMES)})", name="outcome"),
+        Index("ix_replies_outcome_id", "outcome", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    via: Mapped[str] = mapped_column(String(30))  # web, cli, email, slack, teams
+    external_id: Mapped[str | None] = mapped_column(String(300))
+    sender: Mapped[str] = mapped_column(String(320))  # as the channel named them: email, Slack user id...
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"))
+    refs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    due_text: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("replies.id", ondelete="SET NULL"))
 
 
 class Setting(Base):

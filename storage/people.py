@@ -11,7 +11,7 @@ import csv
 import datetime as dt
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,8 @@ from storage.importers.parse import norm_key
 from storage.models import Action, ActionOwner, Person, PersonRole, Role
 
 EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
-DIRECTORY_COLUMNS = ("name", "email", "roles", "manager", "slack_id", "teams_id", "delegate", "away_until", "cover")
+DIRECTORY_COLUMNS = ("name", "email", "roles", "manager", "slack_id", "teams_id", "delegate", "away_until", "cover",
+                     "channel")
 REQUIRED_COLUMNS = ("name", "email")
 
 
@@ -113,8 +114,10 @@ class DirectoryResult:
     changed_people: list[Person] = field(default_factory=list)
 
 
-def import_directory(session: Session, path: str | Path) -> DirectoryResult:
-    """Read a people CSV (name, email, roles, manager[, slack_id, teams_id, delegate]).
+def import_directory(session: Session, path: str | Path, channels: Collection[str] | None = None) -> DirectoryResult:
+    """Read a people CSV (name, email, roles, manager[, slack_id, teams_id, delegate, away_until,
+    cover, channel]). ``channel`` is the person's preferred channel, checked against ``channels``
+    (the registry's names, given by the caller: storage does not know the channels).
 
     All-or-nothing: the first bad row raises ``ImportFileError`` naming the row and column, and
     the caller's transaction is rolled back. A person's roles become exactly those in the file.
@@ -163,6 +166,11 @@ def import_directory(session: Session, path: str | Path) -> DirectoryResult:
                 raise ImportFileError(
                     shown, f"row {row_no} (away_until): {row['away_until']!r} is not a date written YYYY-MM-DD"
                 ) from None
+        channel = row.get("channel", "").lower()
+        if channel and channels is not None and channel not in channels:
+            raise ImportFileError(shown, f"row {row_no} (channel): {row['channel']!r} is not one of "
+                                  f"{', '.join(sorted(channels))} (or leave it empty for [channels] order)")
+        row["channel"] = channel
         seen[email] = row_no
         row["email"] = email
         rows.append((row_no, row))
@@ -185,6 +193,7 @@ def import_directory(session: Session, path: str | Path) -> DirectoryResult:
             "name": row["name"],
             "slack_id": row.get("slack_id") or None,
             "teams_id": row.get("teams_id") or None,
+            "channel": row.get("channel") or None,
         }
         dirty = fresh
         for attr, value in wanted.items():

@@ -82,6 +82,16 @@ def fold_history(session: Session, ids: Sequence[int], until: dt.datetime | None
     return out
 
 
+def due_standing(state: dict[str, Any], due: dt.date | None, precision: str | None = None,
+                 text: str | None = None) -> tuple[dt.date | None, str | None, str | None]:
+    """The revised-due rule, in one place: the latest revised date recorded in the action's
+    history (``fold_history``'s ``state``) stands over the plan's ``due``/``precision``/``text``,
+    even a revision to "no date" (``On-going``)."""
+    if "due" in state:
+        return state["due"], state["due_precision"], state["due_text"]
+    return due, precision, text
+
+
 def current_states(session: Session, actions: Iterable[Action], until: dt.datetime | None = None) -> dict[int, CurrentState]:
     """action id -> state folded from its history (one query for any number of actions), as it
     stood at ``until`` when given."""
@@ -90,12 +100,9 @@ def current_states(session: Session, actions: Iterable[Action], until: dt.dateti
     states = {}
     for a in actions:
         state = folded.get(a.id, {})
-        revised = "due" in state
+        due, precision, text = due_standing(state, a.due_date, a.due_precision, a.due_text)
         states[a.id] = CurrentState(
-            status=state.get("status"), note=state.get("note"),
-            due=state["due"] if revised else a.due_date,
-            due_precision=state["due_precision"] if revised else a.due_precision,
-            due_text=state["due_text"] if revised else a.due_text,
+            status=state.get("status"), note=state.get("note"), due=due, due_precision=precision, due_text=text,
             updated_at=state.get("updated_at"), updated_by=state.get("updated_by"),
         )
     return states
@@ -120,11 +127,11 @@ def current_state(session: Session, action: Action) -> CurrentState:
 
 
 def can_change(session: Session, action: Action, person: Person, edi_leads: Iterable[str]) -> bool:
-    """Only an action's owner, an owner's delegate, or an EDI lead may change it."""
+    """Only an action's owner, an owner's delegate or cover, or an EDI lead may change it."""
     if person.email.lower() in {e.lower() for e in edi_leads}:
         return True
     owners = owners_of(session, action, holders(session))
-    return any(person.id == o.id or (o.delegate_id is not None and o.delegate_id == person.id) for o in owners)
+    return any(person.id in (o.id, o.delegate_id, o.cover_id) for o in owners)
 
 
 def record_update(
@@ -140,10 +147,13 @@ def record_update(
     at: dt.datetime | None = None,
     edi_leads: Iterable[str] = (),
     previous_status: str | None | object = ...,
+    outbox_id: int | None = None,
+    reply_id: int | None = None,
 ) -> StatusUpdate:
     """Append one update to the action's history after checking who may make it.
 
-    ``channel`` names where it came from (cli, slack, teams, email, web, import). Only the
+    ``channel`` names where it came from (cli, slack, teams, email, web, import); ``outbox_id``
+    the message that prompted it and ``reply_id`` the reply it came in (bot.inbound). Only the
     ``import`` channel may act without a person: it is the plan file itself speaking. A bulk
     caller that already folded the history passes ``previous_status`` to save a query per action.
     """
@@ -161,7 +171,8 @@ def record_update(
             raise NotAllowed(f"{channel} updates must say who made them")
         if not can_change(session, action, by, edi_leads):
             raise NotAllowed(
-                f"{by.email} may not update {action.ref}: only its owners, their delegates or the EDI lead may"
+                f"{by.email} may not update {action.ref}: only its owners, their delegates or cover, "
+                "or the EDI lead may"
             )
         actor = by.email
     previous = current_state(session, action).status if previous_status is ... else previous_status
@@ -177,6 +188,8 @@ def record_update(
         revised_due=due.end if due is not None else None,
         revised_due_precision=due.precision if due is not None else None,
         revised_due_text=due.raw if due is not None else None,
+        outbox_id=outbox_id,
+        reply_id=reply_id,
     )
     session.add(update)
     # A status, note or date changes what is due: the reminder sweep looks at it again.

@@ -1,11 +1,13 @@
 """Outbound channels: an explicit registry of kind -> "module:Class", imported on first use.
 
 Add a channel by adding one line to :data:`CHANNELS`; nothing scans folders. A channel class
-takes its options as keyword arguments and implements :class:`bot.channels.base.Channel`.
+implements :class:`bot.channels.base.Channel` and builds itself from its ``[channels.<kind>]``
+table with ``from_settings(table, secrets)``. Only the channels the config enables are imported.
 """
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from chaser.errors import ConfigError
@@ -16,6 +18,8 @@ from bot.channels.base import (
     Item,
     Link,
     Receipt,
+    Recipient,
+    Secrets,
     UnknownChannel,
 )
 
@@ -44,13 +48,10 @@ def channel_class(kind: str) -> type:
     return cls
 
 
-def load_channel(kind: str, **options: Any) -> Channel:
-    """A ready channel of ``kind``; ``options`` are passed to its constructor."""
-    cls = channel_class(kind)
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ConfigError(f"channel {kind!r}: bad options ({exc})") from exc
+def load_channel(kind: str, table: Mapping[str, Any], secrets: Secrets | None) -> Channel:
+    """A ready channel of ``kind`` built from its config ``table`` (``secrets=None``: only check it)."""
+    channel: Channel = channel_class(kind).from_settings(table, secrets)
+    return channel
 
 
 __all__ = [
@@ -61,6 +62,8 @@ __all__ = [
     "Item",
     "Link",
     "Receipt",
+    "Recipient",
+    "Secrets",
     "UnknownChannel",
     "channel_class",
     "load_channel",

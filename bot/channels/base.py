@@ -7,11 +7,15 @@ no sooner than ``retry_after`` seconds when the service said so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from chaser.errors import ChaserError, ConfigError
+from storage.reasons import Why
 
 
 @dataclass(frozen=True)
@@ -30,12 +34,46 @@ class Item:
     title: str
     plan: str
     rule: str                # before_due, due, overdue, escalation, stale, review_request, review_chase, review_missing
-    reason: str              # a sentence: "Due in 2 working days (Thu 30 April 2026)."
+    # What is due and why, as data (bot.render.phrase_reason says it); a str is the sentence of
+    # an outbox row queued before reasons were data, shown as written (storage.reasons.why_of).
+    why: Why | str
     due: date | None
     due_text: str | None     # as the plan wrote it: "April 2026"
     status: str | None       # green/amber/red/complete/not_started or None
     owner: str | None = None  # whose action, when the recipient is a cover, manager or the EDI lead
     links: tuple[Link, ...] = ()  # one-click answers
+    action_id: int | None = None  # which action the item is: a button's value names it
+    recorded: Recorded | None = None  # set in an in-place update: what was recorded since
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who a message is for, with their address on each channel: ``{"email": …, "slack": …,
+    "teams": …}`` (only the ones known). ``channel`` is the channel they prefer, if any."""
+
+    name: str
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    person_id: int | None = None
+    channel: str | None = None
+
+    def address(self, kind: str) -> str | None:
+        return self.addresses.get(kind) or None
+
+    @property
+    def email(self) -> str | None:
+        return self.address("email")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What was recorded for an item since its message went out (shown by an in-place update)."""
+
+    status: str | None
+    note: str | None
+    due_text: str | None
+    by: str  # the person's name
+    via: str  # web, email, slack, teams, cli
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -44,10 +82,7 @@ class Envelope:
 
     outbox_id: int
     kind: str                # "nudge" (owner/cover/manager) or "lead_list" (the EDI lead)
-    recipient_name: str
-    recipient_email: str | None
-    recipient_slack_id: str | None
-    recipient_teams_id: str | None
+    recipient: Recipient
     items: tuple[Item, ...]
     sent_at: datetime        # aware; the (possibly simulated) time of sending
     notes: tuple[str, ...] = ()  # extra lines for lead lists
@@ -57,13 +92,28 @@ class Envelope:
     # process died): a channel that can look for that send should look afresh, not in a cache.
     resend: bool = False
 
+    @property
+    def recipient_name(self) -> str:
+        return self.recipient.name
+
 
 @dataclass(frozen=True)
 class Receipt:
-    """What the service gave back: Message-ID, Slack ts, activity id or file path."""
+    """What the service gave back, by channel: ``ref`` is {"message_id": …} for email,
+    {"channel": …, "ts": …} for Slack, {"conversation": …, "activity": …} for Teams,
+    {"path": …} for a file. Stored as JSON on the outbox row (``to_json``/``from_json``)."""
 
-    provider_id: str
+    channel: str
+    ref: Mapping[str, str]
     possible_duplicate: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"channel": self.channel, "ref": dict(self.ref), "possible_duplicate": self.possible_duplicate}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Receipt:
+        return cls(channel=str(data["channel"]), ref=dict(data.get("ref") or {}),
+                   possible_duplicate=bool(data.get("possible_duplicate", False)))
 
 
 class ChannelError(ChaserError):
@@ -83,22 +133,73 @@ class UnknownChannel(ConfigError):
     """A channel kind that is not in ``bot.channels.CHANNELS``."""
 
 
+class Secrets:
+    """Where a channel reads its secrets: the environment variable ``NAME``, or the file named by
+    ``NAME_FILE`` (a mounted secret). Values are never shown in ``repr`` or errors."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value:
+            return value
+        named = self._environ.get(f"{name}_FILE")
+        if not named:
+            return None
+        try:
+            return Path(named).read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{name}_FILE: cannot read {named} ({exc})") from None
+
+    def require(self, name: str, why: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise ConfigError(f"{name} is not set (nor {name}_FILE): {why}")
+        return value
+
+    def __repr__(self) -> str:
+        return "Secrets(<environment>)"
+
+
 @runtime_checkable
 class Channel(Protocol):
     """The narrow contract every channel module implements.
 
-    ``checks_duplicates``: the channel looks for its own earlier send of an outbox id and says
-    so in ``Receipt.possible_duplicate`` (the outbox folder finds its file); when False, any
-    resend after a lost lease is counted as a possible duplicate.
+    ``from_settings(table, secrets)`` builds the channel from its ``[channels.<kind>]`` table
+    (a ConfigError names the key); called with ``secrets=None`` it only checks the table
+    (``chaser`` commands that send nothing must not need Slack's token). ``address`` answers
+    "can I reach this person?" (None: not here, the dispatcher routes on). ``checks_duplicates``:
+    the channel looks for its own earlier send of an outbox id and says so in
+    ``Receipt.possible_duplicate``; when False, any resend after a lost lease is counted as a
+    possible duplicate. A channel that can edit what it sent also has ``update(receipt,
+    envelope) -> Receipt`` (see :func:`can_update`).
     """
 
     kind: str
     checks_duplicates: bool
 
-    def address(self, envelope: Envelope) -> str | None:
+    @classmethod
+    def from_settings(cls, table: Mapping[str, Any], secrets: Secrets | None) -> Channel:
+        ...
+
+    def address(self, recipient: Recipient) -> str | None:
         """Where the message would go, or None when the recipient is unreachable here."""
         ...
 
     def send(self, envelope: Envelope) -> Receipt:
         """Deliver the message or raise :class:`ChannelError`."""
         ...
+
+
+def can_update(channel: Any) -> bool:
+    """Whether a channel (or its class) edits messages it sent: it has ``update(receipt, envelope)``."""
+    return callable(getattr(channel, "update", None))
+
+
+def check_keys(table: Mapping[str, Any], kind: str, allowed: set[str]) -> None:
+    """A ConfigError naming the first key of ``[channels.<kind>]`` the channel does not know."""
+    for key in table:
+        if key not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise ConfigError(f"unknown key 'channels.{kind}.{key}' (known keys: {known})")

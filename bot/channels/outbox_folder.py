@@ -24,15 +24,19 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import threading
+from collections.abc import Mapping
 from email import policy
 from email.parser import BytesHeaderParser
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
+from typing import Any
 
-from bot.channels.base import ChannelError, Envelope, Receipt
+from bot.channels.base import ChannelError, Envelope, Receipt, Recipient, Secrets, check_keys
 from bot.mime import BadAddress, Mailbox, build_email
 from bot.render import Rendered, chat_blocks, render, slug
+from chaser.errors import ConfigError
 
 EVENT_TYPE = "chaser_nudge"
 
@@ -56,15 +60,27 @@ class OutboxFolder:
         self._index_mtime = 0
         self._lock = threading.Lock()  # guards the index and the moves into the folder
 
-    def address(self, envelope: Envelope) -> str | None:
-        """The email address, else the Slack id (only the .json is written), else None."""
-        return envelope.recipient_email or envelope.recipient_slack_id or None
+    @classmethod
+    def from_settings(cls, table: Mapping[str, Any], secrets: Secrets | None) -> OutboxFolder:
+        """``[channels.outbox_folder]``: ``folder`` (default "outbox"), ``sender``, ``file_mode``."""
+        check_keys(table, cls.kind, {"enabled", "folder", "sender", "file_mode"})
+        folder = table.get("folder", "outbox")
+        if not isinstance(folder, str) or not folder:
+            raise ConfigError(f"'channels.outbox_folder.folder' must be a folder name, got {folder!r}")
+        sender = table.get("sender", "chaser@localhost")
+        check_sender(sender, "'channels.outbox_folder.sender'")
+        return cls(folder=folder, sender=sender, file_mode=file_mode(table.get("file_mode"),
+                                                                    "'channels.outbox_folder.file_mode'"))
+
+    def address(self, recipient: Recipient) -> str | None:
+        """The email address, else the Slack or Teams id (only the .json is written), else None."""
+        return recipient.email or recipient.address("slack") or recipient.address("teams")
 
     def send(self, envelope: Envelope) -> Receipt:
         """Write the message's files, or find them already written (a possible duplicate)."""
-        if self.address(envelope) is None:
+        if self.address(envelope.recipient) is None:
             raise ChannelError(
-                f"{envelope.recipient_name} has no address (no email and no Slack id)", permanent=True
+                f"{envelope.recipient_name} has no address (no email, Slack or Teams id)", permanent=True
             )
         written: list[tuple[str, Path]] = []  # (temporary file, final path)
         try:
@@ -73,11 +89,12 @@ class OutboxFolder:
                 existing = self._existing(envelope.outbox_id, fresh=envelope.resend)
             if existing:
                 return self._receipt_for(existing)
-            chat_shaped = bool(envelope.recipient_slack_id or envelope.recipient_teams_id)
+            recipient = envelope.recipient
+            chat_shaped = bool(recipient.address("slack") or recipient.address("teams"))
             rendered = render(envelope, chat=chat_shaped)
             stem = file_stem(envelope)
             message_id = None
-            if envelope.recipient_email:
+            if recipient.email:
                 data, message_id = self._email(envelope, rendered)
                 written.append((_write_temporary(self.temporary, data, self.file_mode), self.folder / f"{stem}.eml"))
             if chat_shaped:
@@ -88,7 +105,10 @@ class OutboxFolder:
             for temporary, _ in written:
                 _remove(temporary)
             raise ChannelError(str(exc), permanent=False) from exc
-        return Receipt(provider_id=message_id or str(written[-1][1]))
+        ref = {"path": str(written[-1][1])}
+        if message_id:
+            ref["message_id"] = message_id
+        return Receipt(self.kind, ref)
 
     def _publish(self, written: list[tuple[str, Path]]) -> None:
         """Move the message's files into the folder and into the index."""
@@ -133,13 +153,14 @@ class OutboxFolder:
                 with path.open("rb") as handle:
                     headers = BytesHeaderParser(policy=policy.default).parse(handle)
                 if headers["Message-ID"]:
-                    return Receipt(provider_id=str(headers["Message-ID"]), possible_duplicate=True)
-        return Receipt(provider_id=str(existing[0]), possible_duplicate=True)
+                    return Receipt(self.kind, {"path": str(existing[-1]), "message_id": str(headers["Message-ID"])},
+                                   possible_duplicate=True)
+        return Receipt(self.kind, {"path": str(existing[-1])}, possible_duplicate=True)
 
     def _email(self, envelope: Envelope, rendered: Rendered) -> tuple[bytes, str]:
-        assert envelope.recipient_email is not None
+        assert envelope.recipient.email is not None
         try:
-            to = Mailbox.parse(envelope.recipient_name, envelope.recipient_email)
+            to = Mailbox.parse(envelope.recipient_name, envelope.recipient.email)
         except BadAddress as exc:
             raise ChannelError(str(exc), permanent=True) from exc
         return build_email(
@@ -150,7 +171,8 @@ class OutboxFolder:
 
     def _chat_json(self, envelope: Envelope, rendered: Rendered) -> bytes:
         document = {
-            "channel": envelope.recipient_slack_id or envelope.recipient_email,
+            "channel": envelope.recipient.address("slack") or envelope.recipient.address("teams")
+            or envelope.recipient.email,
             "text": rendered.chat,
             "blocks": chat_blocks(envelope, rendered),
             "metadata": {
@@ -160,6 +182,41 @@ class OutboxFolder:
         }
         # Compact: indent= switches json to its pure-Python encoder, a tenth of the send time.
         return (json.dumps(document, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def check_sender(sender: Any, named: str) -> None:
+    """One address, as the outbox folder reads it ("Name <a@b>" or "a@b"), that an email can carry."""
+    try:
+        if not isinstance(sender, str):
+            raise BadAddress(str(sender))
+        found = getaddresses([sender])
+        # getaddresses drops what it cannot read ("a@b.org junk" -> "a@b.orgjunk"): the address
+        # it found must be written as such in the text, and be the only one.
+        if len(found) != 1 or not found[0][1] or found[0][1] not in sender:
+            raise BadAddress(sender)
+        Mailbox.parse(*found[0])
+    except BadAddress:
+        raise ConfigError(
+            f"{named} must be one email address such as \"chaser@council.example\" or "
+            f"\"Chaser <chaser@council.example>\", got {sender!r}"
+        ) from None
+
+
+_FILE_MODE = re.compile(r"^0?[0-7]{3}$")
+
+
+def file_mode(value: Any, named: str) -> int | None:
+    """``"0640"`` -> 0o640. A string, because a TOML number 640 would be read as decimal."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _FILE_MODE.match(value):
+        raise ConfigError(f"{named} must be an octal mode in quotes such as \"0640\", got {value!r}")
+    mode = int(value, 8)
+    if mode & 0o600 != 0o600 or mode & 0o111:
+        # Chaser reads its own files back (to spot a duplicate send); they are not programs.
+        raise ConfigError(f"{named} {value!r} must give the owner read and write "
+                          "permission and nobody execute permission, such as \"0640\" or \"0644\"")
+    return mode
 
 
 def file_stem(envelope: Envelope) -> str:

@@ -129,7 +129,7 @@ class AnswerPages:
                     "cannot record an update. If you still look after it, ask the EDI lead to update the "
                     "people directory.",
                 ])
-            chosen = chosen_status(query, link.payload)
+            chosen = chosen_status(query)
             return self.form(session, link, action, person, chosen=chosen or "")
 
     def submit(self, link: _Link, fields: dict[str, str]) -> Response:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bot.channels.base import Envelope, Item, Link
+from bot.channels.base import Envelope, Item, Link, Recipient
+from storage.reasons import Why
 
 SENT_AT = dt.datetime(2026, 4, 28, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
 
@@ -22,7 +23,7 @@ def make_item(ref: str = "HW 3", **changes: Any) -> Item:
         "title": "Publish the gender pay gap report",
         "plan": "Lambeth Children's Services EDI Action Plan",
         "rule": "before_due",
-        "reason": "Due in 2 working days (Thu 30 April 2026).",
+        "why": Why("before_due", due=dt.date(2026, 4, 30), working_days=2),  # "Due in 2 working days (Thu 30 April 2026)."
         "due": dt.date(2026, 4, 30),
         "due_text": "April 2026",
         "status": "amber",
@@ -44,4 +45,8 @@ def make_envelope(*items: Item, **changes: Any) -> Envelope:
         "sent_at": SENT_AT,
     }
     values.update(changes)
+    # The recipient as the dispatcher builds it: only the addresses the person has.
+    addresses = {kind: values.pop(f"recipient_{key}") for kind, key in
+                 (("email", "email"), ("slack", "slack_id"), ("teams", "teams_id"))}
+    values["recipient"] = Recipient(values.pop("recipient_name"), {k: v for k, v in addresses.items() if v})
     return Envelope(**values)

@@ -31,7 +31,7 @@ def test_writes_a_multipart_email_and_a_chat_message(tmp_path: Path) -> None:
     folder = tmp_path / "outbox" / "new"          # created on first send
     channel = OutboxFolder(folder=folder, sender="Chaser <chaser@lambeth.example.gov.uk>")
     envelope = make_envelope()
-    assert channel.address(envelope) == "priya.shah@lambeth.example.gov.uk"
+    assert channel.address(envelope.recipient) == "priya.shah@lambeth.example.gov.uk"
 
     receipt = channel.send(envelope)
 
@@ -48,8 +48,9 @@ def test_writes_a_multipart_email_and_a_chat_message(tmp_path: Path) -> None:
     assert message["Subject"] == "Update needed: HW 3 due in 2 working days"
     assert message["Date"] == format_datetime(SENT_AT)
     assert message["Date"].datetime == SENT_AT
-    assert message["Message-ID"] == receipt.provider_id
-    assert receipt.provider_id.startswith("<") and receipt.provider_id.endswith("@lambeth.example.gov.uk>")
+    assert message["Message-ID"] == receipt.ref["message_id"]
+    assert receipt.ref["message_id"].startswith("<") and receipt.ref["message_id"].endswith("@lambeth.example.gov.uk>")
+    assert receipt.channel == "outbox_folder" and receipt.ref["path"].endswith(".json")
     assert message["X-Chaser-Outbox-Id"] == "42"
     plain = message.get_body(preferencelist=("plain",)).get_content()
     html = message.get_body(preferencelist=("html",)).get_content()
@@ -82,7 +83,7 @@ def test_sending_the_same_outbox_id_twice_writes_once(tmp_path: Path) -> None:
     later = make_envelope(sent_at=SENT_AT.replace(hour=11))   # a retry after a crash, later on
     second = OutboxFolder(folder=tmp_path).send(later)
     assert second.possible_duplicate is True
-    assert second.provider_id == first.provider_id
+    assert second.ref == first.ref
     assert {path: path.read_bytes() for path in files(tmp_path)} == before
     other = channel.send(make_envelope(outbox_id=43))
     assert other.possible_duplicate is False
@@ -97,18 +98,18 @@ def test_an_email_only_recipient_gets_only_the_eml(tmp_path: Path) -> None:
 def test_slack_only_recipient_gets_only_the_json(tmp_path: Path) -> None:
     channel = OutboxFolder(folder=tmp_path)
     envelope = make_envelope(recipient_email=None)
-    assert channel.address(envelope) == "U024BE7LH"
+    assert channel.address(envelope.recipient) == "U024BE7LH"
     receipt = channel.send(envelope)
     assert [path.suffix for path in files(tmp_path)] == [".json"]
-    assert receipt.provider_id == str(files(tmp_path)[0])
+    assert receipt.ref == {"path": str(files(tmp_path)[0])}
     again = channel.send(envelope)
-    assert again.possible_duplicate is True and again.provider_id == receipt.provider_id
+    assert again.possible_duplicate is True and again.ref == receipt.ref
 
 
 def test_no_address_is_a_permanent_error(tmp_path: Path) -> None:
     channel = OutboxFolder(folder=tmp_path)
     envelope = make_envelope(recipient_email=None, recipient_slack_id=None)
-    assert channel.address(envelope) is None
+    assert channel.address(envelope.recipient) is None
     with pytest.raises(ChannelError, match="has no address") as caught:
         channel.send(envelope)
     assert caught.value.permanent is True
@@ -150,14 +151,14 @@ def test_threads_sending_at_once_write_each_message_once(tmp_path: Path) -> None
     with ThreadPoolExecutor(max_workers=8) as pool:
         first = list(pool.map(channel.send, envelopes))
     assert not any(receipt.possible_duplicate for receipt in first)
-    assert len({receipt.provider_id for receipt in first}) == 200
+    assert len({receipt.ref["message_id"] for receipt in first}) == 200
     names = [path.name for path in files(tmp_path)]
     assert sorted(int(name.split("-")[1]) for name in names if name.endswith(".eml")) == list(range(1, 201))
     assert len(names) == 400  # .eml and .json each
     with ThreadPoolExecutor(max_workers=8) as pool:  # all again, as after a crash: nothing new
         again = list(pool.map(channel.send, envelopes))
     assert [receipt.possible_duplicate for receipt in again] == [True] * 200
-    assert [receipt.provider_id for receipt in again] == [receipt.provider_id for receipt in first]
+    assert [receipt.ref for receipt in again] == [receipt.ref for receipt in first]
     assert len(files(tmp_path)) == 400
 
 
@@ -169,7 +170,7 @@ def test_a_file_someone_else_put_in_the_folder_is_seen(tmp_path: Path) -> None:
     # A resend (its lease ran out) always looks afresh; so does any send once the folder's
     # mtime moved, unless the other write fell in the same clock tick as ours.
     again = channel.send(make_envelope(outbox_id=2, resend=True))
-    assert again == Receipt(written.provider_id, possible_duplicate=True)
+    assert again == Receipt("outbox_folder", written.ref, possible_duplicate=True)
     assert files(tmp_path) == sorted(tmp_path / name for name in (
         "20260428T093000-000001-priya-shah.eml", "20260428T093000-000001-priya-shah.json",
         "20260428T093000-000002-priya-shah.eml", "20260428T093000-000002-priya-shah.json"))
@@ -212,21 +213,21 @@ def test_a_write_that_fails_halfway_leaves_no_temporary_file(tmp_path: Path, mon
 # ---- the registry ------------------------------------------------------------------------
 
 def test_load_channel_memory() -> None:
-    channel = load_channel("memory")
+    channel = load_channel("memory", {}, None)
     assert isinstance(channel, Memory)
     assert isinstance(channel, Channel)
     assert channel.kind == "memory"
 
 
 def test_load_channel_passes_options(tmp_path: Path) -> None:
-    channel = load_channel("outbox_folder", folder=tmp_path, sender="chaser@council.example")
+    channel = load_channel("outbox_folder", {"folder": str(tmp_path), "sender": "chaser@council.example"}, None)
     assert isinstance(channel, OutboxFolder)
     assert channel.folder == tmp_path
 
 
 def test_unknown_channel_names_the_known_ones() -> None:
     with pytest.raises(UnknownChannel) as caught:
-        load_channel("pigeon")
+        load_channel("pigeon", {}, None)
     assert isinstance(caught.value, ChaserError)
     for kind in CHANNELS:
         assert kind in str(caught.value)
@@ -234,8 +235,8 @@ def test_unknown_channel_names_the_known_ones() -> None:
 
 
 def test_bad_options_are_a_chaser_error() -> None:
-    with pytest.raises(ChaserError, match="memory"):
-        load_channel("memory", colour="blue")
+    with pytest.raises(ChaserError, match="unknown key 'channels.memory.colour'"):
+        load_channel("memory", {"colour": "blue"}, None)
 
 
 # ---- the memory channel ------------------------------------------------------------------
@@ -248,7 +249,7 @@ def test_memory_fails_then_succeeds() -> None:
             channel.send(envelope)
         assert caught.value.permanent is False
     receipt = channel.send(envelope)
-    assert receipt.provider_id == "memory:42:1"
+    assert receipt == Receipt("memory", {"id": "memory:42:1"})
     assert channel.sent == [envelope]
     assert channel.attempts == 3
     assert channel.send(envelope).possible_duplicate is True
@@ -260,6 +261,6 @@ def test_memory_permanent_failure_and_address() -> None:
         channel.send(make_envelope())
     assert caught.value.permanent is True
     assert channel.sent == []
-    assert channel.address(make_envelope()) == "priya.shah@lambeth.example.gov.uk"
-    assert channel.address(make_envelope(recipient_email=None)) == "U024BE7LH"
-    assert channel.address(make_envelope(recipient_email=None, recipient_slack_id=None)) == "memory"
+    assert channel.address(make_envelope().recipient) == "priya.shah@lambeth.example.gov.uk"
+    assert channel.address(make_envelope(recipient_email=None).recipient) == "U024BE7LH"
+    assert channel.address(make_envelope(recipient_email=None, recipient_slack_id=None).recipient) == "memory"

@@ -12,11 +12,14 @@ from bot.render import (
     SECTION_TEXT_MAX,
     Rendered,
     chat_blocks,
+    environment,
     mrkdwn_escape,
+    phrase_reason,
     render,
     truncate_mrkdwn,
 )
 from bot.channels.base import Link
+from storage.reasons import Why
 from tests.bot import make_envelope, make_item, make_links
 
 
@@ -24,9 +27,10 @@ def three_items() -> tuple:
     return (
         make_item("HW 3"),
         make_item("HW 7", title="Run race equality training", rule="overdue",
-                  reason="Overdue by 3 working days (due Mon 27 April 2026).",
+                  why=Why("overdue", due=dt.date(2026, 4, 27), working_days=-3),
                   due=dt.date(2026, 4, 27), due_text="27/04/2026", status=None, links=make_links(7)),
-        make_item("R1.A-2", title="Agree the pledge", rule="stale", reason="No update since 2 March 2026.",
+        make_item("R1.A-2", title="Agree the pledge", rule="stale",
+                  why=Why("stale", days_since_update=40, recurring=True),
                   due=None, due_text="Q1 26/27", status="green", links=make_links(9)),
     )
 
@@ -55,8 +59,8 @@ def test_three_item_nudge() -> None:
     assert rendered.text.startswith("Hello Priya Shah,\n")
     for ref, reason, due_text in (
         ("HW 3", "Due in 2 working days (Thu 30 April 2026).", "Due: April 2026"),
-        ("HW 7", "Overdue by 3 working days (due Mon 27 April 2026).", "Due: 27/04/2026"),
-        ("R1.A-2", "No update since 2 March 2026.", "Due: Q1 26/27"),
+        ("HW 7", "Overdue by 3 working days: it was due Mon 27 April 2026.", "Due: 27/04/2026"),
+        ("R1.A-2", "No update for 40 days (recurring action): how is it going?", "Due: Q1 26/27"),
     ):
         assert ref in rendered.text and ref in rendered.html and ref in rendered.chat
         assert reason in rendered.text and reason in rendered.html
@@ -66,9 +70,81 @@ def test_three_item_nudge() -> None:
     assert len(rendered.chat_items) == 3
 
 
-def test_subject_headline_falls_back_to_the_rule_when_the_reason_is_long() -> None:
-    item = make_item(rule="overdue", reason="The owner was asked three times " + "and again " * 10 + ".")
-    assert render(make_envelope(item)).subject == "Update needed: HW 3 overdue"
+MEETING = dt.date(2027, 1, 5)
+DUE = dt.date(2026, 12, 18)
+
+
+@pytest.mark.parametrize(("why", "sentence", "subject"), [
+    (Why("before_due", due=DUE, working_days=10), "Due in 10 working days (Fri 18 December 2026).",
+     "Update needed: HW 3 due in 10 working days"),
+    (Why("before_due", due=DUE, working_days=1), "Due in 1 working day (Fri 18 December 2026).",
+     "Update needed: HW 3 due in 1 working day"),
+    (Why("due", due=DUE, working_days=0), "Due today (Fri 18 December 2026).", "Update needed: HW 3 due today"),
+    (Why("due", due=DUE, working_days=-2), "Overdue by 2 working days: it was due Fri 18 December 2026.",
+     "Update needed: HW 3 overdue by 2 working days"),
+    (Why("overdue", due=DUE, working_days=-1), "Overdue by 1 working day: it was due Fri 18 December 2026.",
+     "Update needed: HW 3 overdue by 1 working day"),
+    (Why("escalation", due=DUE, working_days=-12),
+     "Escalated: 12 working days overdue (due Fri 18 December 2026) and not complete.",
+     "Update needed: HW 3 escalated: 12 working days overdue"),
+    (Why("stale", days_since_update=43, recurring=True), "No update for 43 days (recurring action): how is it going?",
+     "Update needed: HW 3 has had no update for 43 days"),
+    (Why("stale", days_since_update=1, never_updated=True),
+     "No update for 1 day since it was added (no due date): how is it going?",
+     "Update needed: HW 3 has had no update for 1 day"),
+    (Why("review_request", board="EDI Board", meeting=MEETING), "EDI Board meets on Tue 5 January 2027: please send an update.",
+     "Update needed: HW 3 for EDI Board on Tue 5 January 2027"),
+    (Why("review_chase", board="EDI Board", meeting=MEETING),
+     "Reminder: EDI Board meets on Tue 5 January 2027 and this action has no update yet.",
+     "Update needed: HW 3 for EDI Board on Tue 5 January 2027"),
+    (Why("review_missing", board="CSMT", meeting=MEETING, owners=("Priya Shah", "Sam Ade"),
+         away=(("Sam Ade", dt.date(2027, 1, 8)),)),
+     "No update for CSMT on Tue 5 January 2027 (owners: Priya Shah, Sam Ade). Sam Ade is away until Fri 8 January 2027.",
+     "Update needed: HW 3 missing its review for CSMT"),
+    (Why("review_missing", board="CSMT", meeting=MEETING), "No update for CSMT on Tue 5 January 2027 (owners: nobody).",
+     "Update needed: HW 3 missing its review for CSMT"),
+    (Why("due", due=DUE, working_days=0, unowned=True, roles=("CSEDIWG", "Head of HR")),
+     "Due today (Fri 18 December 2026). Nobody in the people directory holds: CSEDIWG, Head of HR.",
+     "Update needed: HW 3 due today"),
+    (Why("before_due", due=DUE, working_days=2, unowned=True),
+     "Due in 2 working days (Fri 18 December 2026). The plan names no owner for it.",
+     "Update needed: HW 3 due in 2 working days"),
+])
+def test_every_reason_is_phrased_in_the_body_and_the_subject(why: Why, sentence: str, subject: str) -> None:
+    assert phrase_reason(why) == sentence
+    rendered = render(make_envelope(make_item(rule=why.rule, why=why)))
+    assert rendered.subject == subject
+    assert f"Why now: {sentence}" in rendered.text
+    assert sentence in rendered.chat
+    assert f">{sentence}</p>" in rendered.html
+
+
+def test_a_reason_is_escaped_for_where_it_goes() -> None:
+    why = Why("review_request", board="EDI <Board> & Partners", meeting=MEETING)
+    rendered = render(make_envelope(make_item(rule=why.rule, why=why)))
+    assert "EDI <Board> & Partners meets on Tue 5 January 2027" in rendered.text
+    assert "EDI &lt;Board&gt; &amp; Partners meets on" in rendered.html and "<Board>" not in rendered.html
+    assert "EDI &lt;Board&gt; &amp; Partners meets on" in rendered.chat
+
+
+def test_subject_headline_falls_back_to_the_rule_when_it_would_be_long() -> None:
+    why = Why("review_request", board="Children's Services Improvement and Transformation Board", meeting=MEETING)
+    assert render(make_envelope(make_item(rule=why.rule, why=why))).subject == "Update needed: HW 3 due for review"
+
+
+def test_a_message_queued_before_reasons_were_data_shows_its_sentence_as_written() -> None:
+    # Outbox rows written by an older sweep carry only the sentence: it is shown unchanged, and
+    # the subject names the rule instead of reading words back out of it.
+    old = "Overdue by 3 working days: it was due Mon 27 April 2026."
+    assert phrase_reason(old) == old
+    rendered = render(make_envelope(make_item(rule="overdue", why=old)))
+    assert rendered.subject == "Update needed: HW 3 overdue"
+    assert f"Why now: {old}" in rendered.text and old in rendered.html and old in rendered.chat
+
+
+def test_templates_write_days_with_the_day_filter() -> None:
+    template = environment().from_string("{{ d|day }} / {{ d|day(weekday=False) }} / {{ d|day(year=False) }}")
+    assert template.render(d=dt.date(2026, 4, 3)) == "Fri 3 April 2026 / 3 April 2026 / Fri 3 April"
 
 
 def test_due_date_without_text_is_written_out() -> None:

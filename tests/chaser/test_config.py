@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from chaser.cli import main
+from bot.channels.outbox_folder import OutboxFolder
 from chaser.config import Config, load_config
 from chaser.errors import ConfigError
 
@@ -209,6 +210,7 @@ def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path: Path) -> Non
     assert (cadence.before_due, cadence.overdue_every, cadence.stale_after_days) == ((260, 1), 260, 3660)
     assert sorted(cadence.calendar.working_days) == [0, 1, 2, 6]
     assert str(config.cadence_for("P", None).calendar.send_at) == "22:00:00"
-    assert (config.channels.outbox_file_mode, config.channels.sender) == (0o640, "Chaser <chaser@council.example>")
+    folder = OutboxFolder.from_settings(config.channels.table("outbox_folder"), None)
+    assert (folder.file_mode, folder.sender.name, folder.sender.address) == (0o640, "Chaser", "chaser@council.example")
     assert config.web_base_url == "https://council.example:8443/chaser"
-    assert Config().channels.outbox_file_mode is None  # by default the umask decides
+    assert OutboxFolder.from_settings(Config().channels.table("outbox_folder"), None).file_mode is None  # the umask decides

@@ -75,7 +75,8 @@ def test_only_owners_delegates_and_the_edi_lead_may_update(run, tmp_path: Path) 
     run("people", "import", str(people))
     denied = run("update", "CP1", "--status", "G", "--by", "out@lambeth.example", expect=2)
     assert denied.stderr.strip() == (
-        "chaser: out@lambeth.example may not update CP1: only its owners, their delegates or the EDI lead may"
+        "chaser: out@lambeth.example may not update CP1: only its owners, their delegates or cover, "
+        "or the EDI lead may"
     )
     run("update", "CP1", "--status", "G", "--by", "sam@lambeth.example")
     Path("chaser.toml").write_text('edi_lead = "out@lambeth.example"\n')

@@ -35,14 +35,23 @@ def run(chaser: Chaser, tmp_path: Path) -> Chaser:
 def test_preview_lists_what_would_be_sent_without_sending(run) -> None:  # type: ignore[no-untyped-def]
     items = json.loads(run("preview", "--at", "2023-04-17T10:00", "--format", "json").stdout)
     cp1 = [i for i in items if i["ref"] == "CP1"]
+    key = cp1[0]["key"]
     assert cp1 == [{
         "ref": "CP1", "person": "priya@lambeth.example", "name": "Priya Shah", "channel": "outbox_folder",
-        "rule": "before_due", "key": cp1[0]["key"], "reason": "Due in 9 working days (Sun 30 April 2023).",
-        "on_behalf_of": None,
+        "rule": "before_due", "key": key, "reason": "Due in 9 working days (Sun 30 April 2023).",
+        "why": {"rule": "before_due", "due": "2023-04-30", "working_days": 9}, "on_behalf_of": None,
     }]
+    # The key is the nudge's identity: rule, action, whose (the owner), occurrence (today's catch-up).
+    rule, action_id, whose, occurrence = key.split(":")
+    assert (rule, occurrence) == ("before_due", "2023-04-17") and action_id.isdigit() and whose.isdigit()
     assert {i["rule"] for i in items} <= {"before_due", "due", "overdue", "escalation", "stale"}
     assert json.loads(run("outbox", "--format", "json").stdout) == []
     assert not Path("out").exists()
+    # What the preview listed is exactly what a run at that time then sends, key for key.
+    run("run", "--once", "--at", "2023-04-17T10:00")
+    sent = json.loads(run("outbox", "--format", "json").stdout)
+    assert sorted(k for m in sent for k in m["keys"]) == sorted(i["key"] for i in items)
+    assert key in next(m["keys"] for m in sent if m["person"] == "priya@lambeth.example")
 
 
 def test_run_once_writes_real_emails_and_a_second_run_sends_nothing(run) -> None:  # type: ignore[no-untyped-def]
@@ -82,7 +91,7 @@ def test_a_message_waiting_over_an_hour_makes_status_fail(run) -> None:  # type:
     late = json.loads(run("status", "--at", "2023-04-17T11:05", "--format", "json", expect=1).stdout)
     assert late["problems"][0] == "a message has waited 65 minutes to be sent"
     assert late["problems"][1].startswith("message 1 to ") and "has been failing for 65 minutes (2 attempt(s)): " \
-        "[Errno 20] Not a directory" in late["problems"][1]
+        "outbox_folder: [Errno 20] Not a directory" in late["problems"][1]
     assert len(late["problems"]) == 4 and late["outbox"]["failed"] == 3
 
 
@@ -99,7 +108,7 @@ def test_parked_messages_make_status_fail_and_are_listed(run) -> None:  # type: 
     parked = [line for line in status.splitlines() if "is parked" in line]
     assert len(parked) == 3
     assert parked[0].startswith("  problem: message 1 to ") and parked[0].endswith(
-        "is parked after 1 attempt(s): [Errno 20] Not a directory: 'out/.tmp' (after fixing the cause: "
+        "is parked after 1 attempt(s): outbox_folder: [Errno 20] Not a directory: 'out/.tmp' (after fixing the cause: "
         "chaser outbox retry 1)")
     for outbox_id in (1, 2, 3):
         run("outbox", "retry", str(outbox_id))
@@ -128,11 +137,39 @@ def test_people_away_sends_nudges_to_the_cover(run) -> None:  # type: ignore[no-
     assert "back" in run("people", "away", "priya@lambeth.example", "--until", "back").stdout
 
 
-def test_a_parked_message_can_be_retried(run) -> None:  # type: ignore[no-untyped-def]
+def test_a_parked_message_can_be_retried_and_the_next_run_sends_it(run) -> None:  # type: ignore[no-untyped-def]
+    Path("chaser.toml").write_text(
+        'edi_lead = "lead@lambeth.example"\n[scheduler]\nmax_attempts = 1\n[channels.outbox_folder]\nfolder = "out"\n')
+    Path("out").write_text("a file where the folder should be")  # every send fails, and one attempt parks it
+    assert "parked 3" in run("run", "--once", "--at", "2023-04-17T10:00", expect=1).stdout
+    parked = json.loads(run("outbox", "--state", "parked", "--format", "json").stdout)
+    priya = next(m for m in parked if m["person"] == "priya@lambeth.example")
+    assert (priya["attempts"], priya["sent_at"]) == (1, None) and "Not a directory" in priya["last_error"]
+    Path("out").unlink()  # the cause is fixed; a parked message still waits for someone to retry it
+    assert "Sent 0," in run("run", "--once", "--at", "2023-04-17T10:05").stdout
+
+    # --at is when the retry happens: the message is due again from then, with fresh attempts.
+    assert run("outbox", "retry", str(priya["id"]), "--at", "2023-04-17T10:10").stdout == (
+        f"Queued outbox message {priya['id']} again.\n")
+    (queued,) = json.loads(run("outbox", "--state", "queued", "--format", "json").stdout)
+    assert (queued["id"], queued["attempts"], queued["last_error"]) == (priya["id"], 0, None)
+    assert queued["next_attempt_at"] == "2023-04-17T09:10:00+00:00"  # 10:10 BST
+    assert "Sent 0," in run("run", "--once", "--at", "2023-04-17T10:09").stdout  # not due yet
+    assert "Sent 1, failed 0, parked 0." in run("run", "--once", "--at", "2023-04-17T10:10").stdout
+    (sent,) = json.loads(run("outbox", "--state", "sent", "--format", "json").stdout)
+    assert (sent["id"], sent["attempts"], sent["sent_at"]) == (priya["id"], 1, "2023-04-17T09:10:00+00:00")
+    (eml,) = Path("out").glob("*.eml")  # the one message retried is the one written
+    assert "priya" in eml.name
+    assert len(json.loads(run("outbox", "--state", "parked", "--format", "json").stdout)) == 2
+
+
+def test_only_parked_or_failed_messages_can_be_retried(run) -> None:  # type: ignore[no-untyped-def]
     assert run("outbox", "retry", "99", expect=2).stderr == "chaser: no outbox message 99\n"
     run("run", "--once", "--at", "2023-04-17T10:00")
     sent_id = json.loads(run("outbox", "--format", "json").stdout)[0]["id"]
-    assert "only parked or failed" in run("outbox", "retry", str(sent_id), expect=2).stderr
+    refused = run("outbox", "retry", str(sent_id), expect=2).stderr
+    assert refused == f"chaser: outbox message {sent_id} is sent; only parked or failed messages can be retried\n"
+    assert json.loads(run("outbox", "--format", "json").stdout)[0]["state"] == "sent"
 
 
 def test_at_without_an_offset_is_local_time(run) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, insert, select
 
-from bot.channels.base import ChannelError, Envelope, Receipt
+from bot.channels.base import ChannelError, Envelope, Receipt, Recipient
 from bot.channels.memory import Memory
 from chaser.cli import main
-from chaser.config import Config, parse_config
+from chaser.config import ChannelsConfig, Config, parse_config
 from chaser.errors import ChaserError
 from jobs.dispatch import Dispatcher
 from storage.db import session_factory
@@ -47,8 +48,10 @@ EML = re.compile(r"^[^-]+-(\d{6,})-.*\.eml$")
 
 
 # -- helpers ------------------------------------------------------------------------------
-def make_config(**scheduler: int) -> Config:
-    return parse_config({"scheduler": scheduler, "channels": {"default": "memory"}}, "test")
+def make_config(*, order: tuple[str, ...] = ("memory",), **scheduler: int) -> Config:
+    """A config whose ``[channels] order`` may name test channels (handed to the dispatcher)."""
+    config = parse_config({"scheduler": scheduler, "channels": {"default": "memory"}}, "test")
+    return replace(config, channels=ChannelsConfig(order=order))
 
 
 def add_people(engine: Engine, count: int) -> list[tuple[int, str]]:
@@ -62,7 +65,7 @@ def item(n: int) -> dict[str, Any]:
             "reason": "Due today.", "key": f"k{n}", "due": None, "due_text": None, "status": None, "owner": None}
 
 
-def queue(engine: Engine, people: list[tuple[int, str]], count: int, *, channel: str = "memory",
+def queue(engine: Engine, people: list[tuple[int, str]], count: int, *, channel: str | None = "memory",
           at: dt.datetime = T0, channels: list[str] | None = None) -> list[int]:
     """Insert ``count`` queued messages, round-robin over ``people``; returns their ids in order."""
     rows = [
@@ -97,12 +100,13 @@ class AlwaysDown:
     """A channel whose service is down: every send fails, transiently."""
 
     kind = "flaky"
+    checks_duplicates = False
 
     def __init__(self) -> None:
         self.attempts = 0
 
-    def address(self, envelope: Envelope) -> str | None:
-        return envelope.recipient_email
+    def address(self, recipient: Recipient) -> str | None:
+        return recipient.email
 
     def send(self, envelope: Envelope) -> Receipt:
         self.attempts += 1
@@ -113,19 +117,34 @@ class Recording:
     """A thread-safe channel that records which outbox ids it was handed."""
 
     kind = "memory"
+    checks_duplicates = False
 
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.lock = threading.Lock()
 
-    def address(self, envelope: Envelope) -> str | None:
-        return envelope.recipient_email
+    def address(self, recipient: Recipient) -> str | None:
+        return recipient.email
 
     def send(self, envelope: Envelope) -> Receipt:
         digest = hashlib.sha256(repr(envelope).encode()).hexdigest()  # a little real work, like rendering
         with self.lock:
             self.ids.append(envelope.outbox_id)
-        return Receipt(provider_id=f"rec:{envelope.outbox_id}:{digest[:8]}")
+        return Receipt(self.kind, {"id": f"rec:{envelope.outbox_id}:{digest[:8]}"})
+
+
+class Refuses(Memory):
+    """Refuses one address for good (a mailbox that does not exist), delivers the others."""
+
+    def __init__(self, refused: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.refused = refused
+
+    def send(self, envelope: Envelope) -> Receipt:
+        if envelope.recipient.email == self.refused:
+            self.attempts += 1
+            raise ChannelError(f"{self.refused} refused: no such mailbox (permanent)", permanent=True)
+        return super().send(envelope)
 
 
 def require_postgresql(db_url: str) -> None:
@@ -163,40 +182,42 @@ def test_a_channel_that_fails_twice_then_succeeds_delivers_once(engine: Engine) 
     assert [e.outbox_id for e in memory.sent] == [outbox_id]
     row = outbox(engine)[outbox_id]
     assert (row.state, row.attempts, row.last_error, row.possible_duplicate) == ("sent", 3, None, False)
-    assert row.receipt == f"memory:{outbox_id}:1"
+    assert row.receipt == {"channel": "memory", "ref": {"id": f"memory:{outbox_id}:1"}, "possible_duplicate": False}
+    assert (row.channel, row.recipient, row.route) == ("memory", "owner0@c.example", [])
     assert row.sent_at == T0 + dt.timedelta(seconds=90)
     assert run(3600).sent == 0 and len(memory.sent) == 1  # sent is final
 
 
-def test_a_permanently_failing_channel_parks_the_message_and_the_loop_goes_on(engine: Engine) -> None:
-    broken_id, good_id = queue(engine, add_people(engine, 2), 2, channels=["broken", "memory"])
-    broken, memory = Memory(permanent_failure=True), Memory()
+def test_a_permanent_failure_on_the_only_channel_parks_the_message_and_the_loop_goes_on(engine: Engine) -> None:
+    broken_id, good_id = queue(engine, add_people(engine, 2), 2)
+    memory = Refuses("owner0@c.example")
     config = make_config()
 
-    result = dispatcher(engine, config, T0, channels={"broken": broken, "memory": memory}).run_once()
+    result = dispatcher(engine, config, T0, channels={"memory": memory}).run_once()
 
     assert (result.sent, result.failed, result.parked, result.outbox_ids) == (1, 0, 1, [good_id])
     rows = outbox(engine)
     assert rows[broken_id].state == "parked" and rows[broken_id].attempts == 1
-    assert "refuses" in rows[broken_id].last_error and "permanent" in rows[broken_id].last_error
+    assert rows[broken_id].last_error == "memory: owner0@c.example refused: no such mailbox (permanent)"
+    assert [step["channel"] for step in rows[broken_id].route] == ["memory"]
     assert rows[good_id].state == "sent" and rows[good_id].receipt
     assert [e.outbox_id for e in memory.sent] == [good_id]
     # Parked is parked: a day later nobody tries it again.
-    later = dispatcher(engine, config, T0 + dt.timedelta(days=1), channels={"broken": broken, "memory": memory}).run_once()
-    assert (later.sent, later.parked) == (0, 0) and broken.attempts == 1
+    later = dispatcher(engine, config, T0 + dt.timedelta(days=1), channels={"memory": memory}).run_once()
+    assert (later.sent, later.parked) == (0, 0) and memory.attempts == 2
 
 
 def test_repeated_transient_failures_park_after_max_attempts(engine: Engine, db_url: str) -> None:
     [outbox_id] = queue(engine, add_people(engine, 1), 1, channel="flaky")
     down = AlwaysDown()
-    config = make_config(max_attempts=3)
+    config = make_config(max_attempts=3, order=("flaky",))
 
     expected = [(0, "failed", 1, 30), (30, "failed", 2, 90), (90, "parked", 3, 90 + 120)]
     for seconds, state, attempts, next_at in expected:
         result = dispatcher(engine, config, T0 + dt.timedelta(seconds=seconds), channels={"flaky": down}).run_once()
         assert (result.failed, result.parked) == ((1, 0) if state == "failed" else (0, 1))
         row = outbox(engine)[outbox_id]
-        assert (row.state, row.attempts, row.last_error) == (state, attempts, "down")
+        assert (row.state, row.attempts, row.last_error) == (state, attempts, "flaky: down")
         assert row.next_attempt_at == T0 + dt.timedelta(seconds=next_at)
     assert down.attempts == 3
     assert dispatcher(engine, config, T0 + dt.timedelta(days=30), channels={"flaky": down}).run_once().parked == 0
@@ -204,7 +225,7 @@ def test_repeated_transient_failures_park_after_max_attempts(engine: Engine, db_
 
     runner, env = CliRunner(), {"CHASER_DATABASE_URL": db_url}
     listed = runner.invoke(main, ["outbox", "--state", "parked", "--format", "json"], env=env, catch_exceptions=False)
-    assert [(m["id"], m["attempts"], m["last_error"]) for m in json.loads(listed.stdout)] == [(outbox_id, 3, "down")]
+    assert [(m["id"], m["attempts"], m["last_error"]) for m in json.loads(listed.stdout)] == [(outbox_id, 3, "flaky: down")]
     retried = runner.invoke(main, ["outbox", "retry", str(outbox_id)], env=env, catch_exceptions=False)
     assert retried.exit_code == 0, retried.output
     assert f"Queued outbox message {outbox_id} again." in retried.stdout

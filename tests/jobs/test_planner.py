@@ -10,6 +10,7 @@ import pytest
 
 from jobs.calendar import WorkCalendar
 from jobs.planner import ActionView, Cadence, PersonView, ReviewMilestone, plan
+from storage.reasons import Why
 
 UTC = dt.timezone.utc
 LONDON = WorkCalendar()
@@ -142,7 +143,7 @@ def test_an_action_nobody_owns_goes_to_the_edi_lead_and_without_one_is_reported(
     orphan = action(owner_ids=(), owner_roles=("CSEDIWG",))
     result = plan(at("2026-12-18 09:30"), [orphan], PEOPLE, set(), edi_lead_id=LEAD)
     assert [(n.rule, n.person_id) for n in result.nudges] == [("due", LEAD)]
-    assert "Nobody in the people directory holds: CSEDIWG" in result.nudges[0].reason
+    assert result.nudges[0].why == Why("due", due=dt.date(2026, 12, 18), working_days=0, unowned=True, roles=("CSEDIWG",))
     lost = plan(at("2026-12-18 09:30"), [orphan], PEOPLE, set())
     assert lost.nudges == [] and [why for _, why in lost.unreachable] == ["due for HW 3: nobody can be reached"]
 
@@ -200,10 +201,66 @@ def test_review_cycle_requests_chases_and_tells_the_lead_who_has_not_answered() 
     ]
 
 
+def test_review_nudges_name_the_board_its_meeting_and_for_the_lead_the_owners_and_who_is_away() -> None:
+    meeting = dt.date(2027, 1, 5)
+    request, missing = at("2026-12-17 09:30"), at("2026-12-31 09:30")
+    two_owners = action(id=1, due=dt.date(2027, 6, 30), owner_ids=(OWNER, COVER))
+    people = {**PEOPLE, COVER: replace(PEOPLE[COVER], away_until=dt.date(2027, 1, 8))}
+    asked = plan(request, [], people, set(), edi_lead_id=LEAD,
+                 reviews=[ReviewMilestone("EDI Board", meeting, "review_request", request, request)],
+                 review_actions=[two_owners])
+    assert [(n.person_id, n.why) for n in asked.nudges] == [
+        (OWNER, Why("review_request", board="EDI Board", meeting=meeting))]  # Sam is away with no cover: waits
+    told = plan(missing, [], people, set(), edi_lead_id=LEAD,
+                reviews=[ReviewMilestone("EDI Board", meeting, "review_missing", missing, request)],
+                review_actions=[two_owners])
+    assert [(n.person_id, n.why) for n in told.nudges] == [(LEAD, Why(
+        "review_missing", board="EDI Board", meeting=meeting, owners=("Priya Shah", "Sam Ade"),
+        away=(("Sam Ade", dt.date(2027, 1, 8)),)))]
+
+
 def test_a_late_import_says_how_many_working_days_are_really_left() -> None:
     # Added three working days before the deadline: the 10-day reminder goes once, telling the truth.
     result = plan(at("2026-12-15 11:00"), [action()], PEOPLE, set())
-    assert [(n.rule, n.reason) for n in result.nudges] == [("before_due", "Due in 3 working days (Fri 18 December 2026).")]
+    assert [n.why for n in result.nudges] == [Why("before_due", due=dt.date(2026, 12, 18), working_days=3)]
+
+
+def test_each_deadline_nudge_says_how_things_stand_on_the_day_it_goes() -> None:
+    due = dt.date(2026, 12, 18)
+    whys = {when: [(n.person_id, n.why) for n in plan(at(when), [action()], PEOPLE, set()).nudges]
+            for when in ("2026-12-04 09:30", "2026-12-18 09:30", "2026-12-29 09:30", "2027-01-06 09:30")}
+    assert whys == {
+        "2026-12-04 09:30": [(OWNER, Why("before_due", due=due, working_days=10))],
+        "2026-12-18 09:30": [(OWNER, Why("due", due=due, working_days=0))],
+        # Christmas, Boxing Day (observed Mon 28) are not working days: 5 working days late.
+        "2026-12-29 09:30": [(OWNER, Why("overdue", due=due, working_days=-5))],
+        "2027-01-06 09:30": [(OWNER, Why("overdue", due=due, working_days=-10)),
+                             (MANAGER, Why("escalation", due=due, working_days=-10))],
+    }
+
+
+def test_a_catch_up_after_downtime_counts_todays_working_days_not_the_missed_days() -> None:
+    # The sweep was down from the due date on: the one catch-up on 3 February says 30 days late.
+    late = plan(at("2027-02-03 09:30"), [action(cadence=Cadence(escalate_after=0))], PEOPLE, set())
+    assert [n.why for n in late.nudges] == [Why("overdue", due=dt.date(2026, 12, 18), working_days=-30)]
+    # A due date on a Saturday: the due nudge goes on the Friday before, and says "due today".
+    weekend = plan(at("2026-12-18 09:30"), [action(due=dt.date(2026, 12, 19))], PEOPLE, set())
+    assert [n.why for n in weekend.nudges] == [Why("due", due=dt.date(2026, 12, 19), working_days=0)]
+
+
+def test_an_update_request_says_how_long_the_action_has_been_quiet_and_what_kind_it_is() -> None:
+    recurring = action(due=None, recurring=True, last_update_at=dt.datetime(2026, 10, 20, tzinfo=UTC))
+    undated = action(id=11, ref="CP1", due=None)  # added on 1 September, never updated
+    result = plan(at("2026-12-02 10:00"), [recurring, undated], PEOPLE, set())
+    assert {n.ref: n.why for n in result.nudges} == {
+        "HW 3": Why("stale", days_since_update=43, recurring=True),
+        "CP1": Why("stale", days_since_update=92, never_updated=True),
+    }
+
+
+def test_the_lead_is_told_when_the_plan_names_no_owner_at_all() -> None:
+    result = plan(at("2026-12-04 09:30"), [action(owner_ids=(), owner_roles=())], PEOPLE, set(), edi_lead_id=LEAD)
+    assert [(n.person_id, n.why.unowned, n.why.roles) for n in result.nudges] == [(LEAD, True, ())]
 
 
 def test_an_action_that_cannot_be_planned_stays_a_problem_of_its_own() -> None:

@@ -16,11 +16,14 @@ from sqlalchemy import select
 
 from chaser.config import parse_config
 from chaser.errors import ChaserError
-from jobs.scheduler import serve
+from chaser.runtime import build_runtime
 from storage.db import make_engine, session_factory
 from storage.models import StatusUpdate
 from tests.conftest import LAMBETH, Chaser
 from tests.importers.makers import write_csv
+
+
+SECRET = {"CHASER_SECRET_KEY": "k" * 32}  # the key the chaser fixture signs with
 
 
 def free_port() -> int:
@@ -29,7 +32,7 @@ def free_port() -> int:
 
 
 def test_a_link_in_a_sent_message_opens_the_form_chaser_run_serves_and_records_the_answer(
-        chaser: Chaser, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        chaser: Chaser, db_url: str, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{free_port()}"
     Path("chaser.toml").write_text(f'[channels.outbox_folder]\nfolder = "out"\n[web]\nbase_url = "{base}"\n')
     chaser("import", str(LAMBETH))
@@ -41,10 +44,10 @@ def test_a_link_in_a_sent_message_opens_the_form_chaser_run_serves_and_records_t
     amber = re.search(rf"{re.escape(base)}/answer/\S+\?s=amber", text)
     assert amber is not None, text
 
-    monkeypatch.setenv("CHASER_SECRET_KEY", "k" * 32)  # the key the messages were signed with
     config = parse_config({"channels": {"outbox_folder": {"folder": str(tmp_path / "out")}},
                            "web": {"base_url": base}}, "test")
     engine = make_engine(db_url)
+    runtime = build_runtime(config, engine=engine, environ=SECRET)
     stop, answered = threading.Event(), []
 
     def owner() -> None:  # runs while serve() blocks the main thread, as chaser run does
@@ -70,7 +73,7 @@ def test_a_link_in_a_sent_message_opens_the_form_chaser_run_serves_and_records_t
     run_log.addHandler(handler)
     run_log.setLevel(logging.INFO)
     try:
-        serve(engine, config, stop=stop)
+        runtime.serve(stop=stop)
     finally:
         run_log.removeHandler(handler)
         run_log.setLevel(level)
@@ -83,13 +86,12 @@ def test_a_link_in_a_sent_message_opens_the_form_chaser_run_serves_and_records_t
     engine.dispose()
 
 
-def test_chaser_run_says_which_address_it_cannot_serve_on(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHASER_SECRET_KEY", "k" * 32)
+def test_chaser_run_says_which_address_it_cannot_serve_on(db_url: str) -> None:
     engine = make_engine(db_url)
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         config = parse_config({"web": {"base_url": f"http://127.0.0.1:{port}"}}, "test")
         with pytest.raises(ChaserError, match=rf"127\.0\.0\.1:{port} \(Address already in use\); change \[web\] "
                                               r"base_url or set \[web\] enabled = false"):
-            serve(engine, config, stop=threading.Event())
+            build_runtime(config, engine=engine, environ=SECRET).serve(stop=threading.Event())
     engine.dispose()

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bot.channels.memory import Memory
 from chaser.config import Config, parse_config
-from jobs.dispatch import Dispatcher
+from chaser.runtime import build_runtime
 from jobs.sweep import run_sweep
 from storage.controls import set_away, set_paused, snooze
 from storage.importers.load import import_plan_file
@@ -22,6 +22,7 @@ from storage.updates import record_update
 from tests.importers.makers import write_csv
 
 UTC = dt.timezone.utc
+SECRET = {"CHASER_SECRET_KEY": "s" * 32}  # the environment build_runtime reads the link key from
 
 
 def at(text: str) -> dt.datetime:
@@ -60,9 +61,8 @@ def tick(engine: Engine, config: Config, when: str, memory: Memory | None = None
     """One `chaser run --once` at a local time; returns (recipient, rules, refs) per message sent."""
     memory = memory or Memory()
     now = at(when)
-    run_sweep(engine, config, now)
-    Dispatcher(engine, config, clock=lambda: now, secret="s" * 32, channels={"memory": memory}).run_once()
-    return [(e.recipient_email or "", [i.rule for i in e.items], [i.ref for i in e.items]) for e in memory.sent]
+    build_runtime(config, clock=lambda: now, environ=SECRET, engine=engine, channels={"memory": memory}).run_once()
+    return [(e.recipient.email or "", [i.rule for i in e.items], [i.ref for i in e.items]) for e in memory.sent]
 
 
 def test_an_owner_gets_one_message_covering_all_their_actions(plan: Engine, config: Config) -> None:
@@ -181,7 +181,7 @@ def test_messages_to_the_lead_say_who_is_away(plan: Engine, config: Config, sess
         set_away(session, people["priya@c.example"], dt.date(2027, 4, 9), None)
     memory = Memory()
     tick(plan, config, "2027-03-31 09:30", memory)
-    (lead,) = [e for e in memory.sent if e.recipient_email == "lead@c.example"]
+    (lead,) = [e for e in memory.sent if e.recipient.email == "lead@c.example"]
     assert lead.notes == ("Priya Shah is away; their nudges wait until Mon 12 April.",)
 
 
@@ -219,8 +219,8 @@ def test_due_nudges_go_at_half_past_nine_local_across_clock_changes(
     quiet = replace(config, cadence={"before_due": []})
     memory = Memory()
     for moment in (utc_send - dt.timedelta(days=3), utc_send - dt.timedelta(minutes=1), utc_send, utc_send + dt.timedelta(minutes=1)):
-        run_sweep(engine, quiet, moment)
-        Dispatcher(engine, quiet, clock=lambda m=moment: m, secret="s" * 32, channels={"memory": memory}).run_once()
+        build_runtime(quiet, clock=lambda m=moment: m, environ=SECRET, engine=engine,
+                      channels={"memory": memory}).run_once()
         if moment < utc_send:
             assert memory.sent == [], moment
     assert [(e.sent_at, [i.rule for i in e.items]) for e in memory.sent] == [(utc_send, ["due"])]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.dates import EARLIEST, LATEST, KeyDate, ParsedDate, parse_when
+from storage.dates import EARLIEST, LATEST, KeyDate, ParsedDate, format_day, parse_when
 
 
 def last_day(year: int, month: int) -> date:
@@ -182,7 +182,7 @@ def test_typo_year_pair_is_read_with_a_warning() -> None:
     assert parsed.warning is not None
     assert "'Q3 21/21'" in parsed.warning
     assert "2021/22" in parsed.warning
-    assert "not consecutive" in parsed.warning
+    assert "ending 31 December 2021: the years in it are not consecutive" in parsed.warning
 
 
 def test_quarter_with_a_single_year_is_a_calendar_quarter() -> None:
@@ -554,3 +554,15 @@ def test_a_far_key_date_is_dropped_with_a_warning_and_the_deadline_kept() -> Non
     parsed = parse_when("May 2023 and 31/12/9999")
     assert (parsed.end, parsed.key_dates) == (date(2023, 5, 31), ())
     assert parsed.warning == "'31/12/9999' is not kept as a key date (dates must fall between 1990 and 2100)"
+
+
+def test_a_day_is_written_uk_style_without_a_leading_zero_whatever_the_locale() -> None:
+    assert format_day(date(2026, 4, 30)) == "Thu 30 April 2026"
+    assert format_day(date(2026, 4, 3), weekday=False) == "3 April 2026"
+    assert format_day(date(2026, 12, 3), year=False) == "Thu 3 December"
+    assert format_day(date(2027, 1, 4), weekday=False, year=False) == "4 January"
+
+
+@given(d=four_digit_year_dates)
+def test_a_written_day_reads_back_as_the_same_day(d: date) -> None:
+    assert parse_when(format_day(d, weekday=False)).end == d

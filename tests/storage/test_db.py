@@ -83,3 +83,36 @@ def test_receipts_commit_on_their_own_without_waiting_for_the_disk(engine: Engin
         assert conn.execute(text("SELECT count(*) FROM plans WHERE name = 'Receipts'")).scalar() == 1
     engine.dispose()
     assert receipts.pool.checkedin() == 0  # disposed with its engine
+
+
+def test_the_migrations_build_exactly_the_schema_the_models_describe(engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from storage.models import Base
+
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert differences == []
+
+
+def test_an_upgrade_keeps_the_receipts_of_messages_already_sent(db_url: str) -> None:
+    from alembic import command
+
+    from storage.db import alembic_config, session_factory
+    from storage.models import Outbox
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0003")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO people (id, name, email) VALUES (1, 'Sam', 'sam@c.example')"))
+        conn.execute(text(
+            "INSERT INTO outbox (kind, person_id, recipient, channel, payload, state, attempts, created_at, "
+            "next_attempt_at, receipt, possible_duplicate) VALUES ('nudge', 1, 'sam@c.example', 'outbox_folder', "
+            "'{\"items\": []}', 'sent', 1, '2026-11-30 09:30:00', '2026-11-30 09:30:00', '<abc@c.example>', false)"))
+    upgrade(engine)
+    with session_factory(engine)() as session:
+        (row,) = session.query(Outbox).all()
+        assert row.receipt == {"channel": "outbox_folder", "ref": {"id": "<abc@c.example>"}, "possible_duplicate": False}
+        assert row.route == [] and row.channel == "outbox_folder"
+    engine.dispose()

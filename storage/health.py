@@ -1,4 +1,8 @@
-"""Is Chaser delivering? The rules behind ``chaser status`` (and, later, the EDI lead's pages).
+"""Is Chaser delivering? The rules behind ``chaser status`` (and, to come, ``GET /healthz`` and the
+EDI lead's pages).
+
+Pure queries over the outbox, the sweeps and the actions: it lives in ``storage`` so that the
+command line, the web app and the digests all judge health by the same rules.
 
 Unhealthy when: no sweep has run, or the last one is older than three sweep intervals; a
 message has waited over an hour to be sent; a message is parked (it will not be tried again

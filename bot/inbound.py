@@ -1,0 +1,247 @@
+"""The one inbound path: every answer, from any channel, becomes a :class:`Reply` and goes
+through :func:`handle_reply`.
+
+Channels only parse (a Slack click, a Teams invoke, an email, the web form, ``chaser update``)
+into a ``Reply``; this function decides, in one place, what becomes of it:
+
+1. **De-duplicate** on ``(via, external_id)`` (a Slack retry, a mail delivered twice, a form
+   sent twice): the first is claimed by a unique row in ``replies`` before any work is done,
+   so two copies arriving at once cannot both apply; the second is kept as ``duplicate``.
+2. An automatic reply (out of office) changes nothing: ``auto_reply``.
+3. **Who**: the person the channel vouches for (a signed link names them), else the sender's
+   address on that channel; then whether they may change every action answered (an owner,
+   an owner's delegate or cover, or the EDI lead): else ``not_allowed`` and nothing changes.
+4. **What**: the actions named (ids from buttons and links, or refs as written), else the one
+   action of the message answered; a status, note or date that cannot be read is ``unclear``
+   (kept with the reason, for the EDI lead: ``chaser replies --outcome unclear``).
+5. **Record** through ``record_update`` (tied to the message that prompted it:
+   ``StatusUpdate.outbox_id``), all of the reply's actions or none, and queue an in-place
+   update of every open chat message about those actions (an outbox row of kind ``update``),
+   so nobody answers twice.
+
+Nothing is committed here: the caller commits (or rolls back) with its own transaction.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bot.channels import channel_class
+from bot.channels.base import can_update
+from chaser.errors import InvalidValue, NotAllowed
+from storage.dates import parse_when
+from storage.importers.parse import ref_key
+from storage.models import Action, NudgeKey, Outbox, Person, Plan, Reply as ReplyRow, StatusUpdate
+from storage.statuses import STATUSES
+from storage.updates import can_change, record_update
+
+log = logging.getLogger("chaser.inbound")
+
+MAX_DUE_CHARS = 100  # a date, written any way a plan writes one, not a paragraph
+MAX_RAW_CHARS = 20_000  # of the text as received, kept for the EDI lead to read
+# Chat messages older than this are not edited in place any more (their links have expired too).
+REFRESH_WINDOW = dt.timedelta(days=60)
+# Which column holds a person's address on each channel; email (and web, cli) use the email.
+ADDRESS_COLUMNS = {"slack": Person.slack_id, "teams": Person.teams_id}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer as a channel read it. Give ``person_id`` only when the channel vouches for the
+    person (a signed link); otherwise ``sender`` (their address on ``via``) says who it is."""
+
+    via: str  # web, cli, email, slack, teams
+    sender: str
+    received_at: dt.datetime
+    person_id: int | None = None
+    action_ids: tuple[int, ...] = ()  # the actions answered, from buttons and links
+    refs: tuple[str, ...] = ()  # or as a person wrote them ("HW 3"), in ``plan`` if given
+    plan: str | None = None
+    outbox_id: int | None = None  # the message answered
+    status: str | None = None  # green, amber, red, complete, not_started
+    note: str | None = None
+    due_text: str | None = None
+    raw: str | None = None  # the text as received
+    external_id: str | None = None  # the channel's id of this event: a repeat of it is a duplicate
+    auto_reply: bool = False
+
+
+@dataclass(frozen=True)
+class ReplyResult:
+    outcome: str  # applied, not_allowed, unclear, auto_reply, duplicate
+    detail: str | None
+    reply_id: int
+    actions: tuple[Action, ...] = ()
+    updates: tuple[StatusUpdate, ...] = ()
+    person: Person | None = None
+    refreshes: int = 0  # in-place updates of chat messages queued
+
+    @property
+    def applied(self) -> bool:
+        return self.outcome == "applied"
+
+
+def handle_reply(session: Session, reply: Reply, config: Any) -> ReplyResult:
+    """Decide, record and store one reply; see the module's docstring. ``config`` gives the EDI
+    lead (``edi_lead``) and the channels in use (``channels.order``)."""
+    row = ReplyRow(received_at=reply.received_at, via=reply.via, external_id=reply.external_id,
+                   sender=reply.sender[:320], person_id=None, outbox_id=reply.outbox_id, refs=list(reply.refs),
+                   status=reply.status, note=reply.note, due_text=(reply.due_text or None),
+                   raw=reply.raw[:MAX_RAW_CHARS] if reply.raw else None, outcome="unclear")
+    if reply.external_id is not None:
+        first = session.scalar(select(ReplyRow.id).where(ReplyRow.via == reply.via,
+                                                         ReplyRow.external_id == reply.external_id))
+        if first is None:
+            try:
+                with session.begin_nested():  # claims the event: a copy arriving at once fails here
+                    session.add(row)
+            except IntegrityError:
+                first = session.scalar(select(ReplyRow.id).where(ReplyRow.via == reply.via,
+                                                                 ReplyRow.external_id == reply.external_id))
+                if first is None:  # not the unique claim that failed: a real error
+                    raise
+        if first is not None:
+            copy = ReplyRow(**{**_columns(row), "external_id": None, "outcome": "duplicate", "duplicate_of": first,
+                               "detail": f"the same {reply.via} event as reply {first}: recorded once"})
+            session.add(copy)
+            session.flush()
+            return ReplyResult("duplicate", copy.detail, copy.id)
+    else:
+        session.add(row)
+    session.flush()
+
+    def done(outcome: str, detail: str | None = None, **found: Any) -> ReplyResult:
+        row.outcome, row.detail = outcome, detail
+        session.flush()
+        if outcome != "applied":
+            log.info("reply %d via %s from %s: %s (%s)", row.id, reply.via, reply.sender, outcome, detail)
+        return ReplyResult(outcome, detail, row.id, **found)
+
+    if reply.auto_reply:
+        return done("auto_reply", "an automatic reply (out of office or similar): nothing was changed")
+    person = _person(session, reply)
+    if person is None:
+        return done("not_allowed", f"{reply.sender} is not in the people directory")
+    row.person_id = person.id
+    try:
+        actions = _actions(session, reply)
+        status, due = _values(reply)
+    except InvalidValue as exc:
+        return done("unclear", str(exc), person=person)
+    row.refs = [a.ref for a in actions]
+    edi_leads = [config.edi_lead] if getattr(config, "edi_lead", None) else []
+    refused = [a.ref for a in actions if not can_change(session, a, person, edi_leads)]
+    if refused:
+        return done("not_allowed", f"{person.email} is not an owner of {', '.join(refused)} (nor their delegate or "
+                    "cover, nor the EDI lead), so nothing was changed", person=person, actions=tuple(actions))
+    try:
+        with session.begin_nested():  # all of the reply's actions, or none
+            updates = tuple(
+                record_update(session, action, channel=reply.via, by=person, status=status, note=reply.note,
+                              due=due, at=reply.received_at, edi_leads=edi_leads, outbox_id=reply.outbox_id,
+                              reply_id=row.id)
+                for action in actions
+            )
+    except InvalidValue as exc:
+        return done("unclear", str(exc), person=person, actions=tuple(actions))
+    except NotAllowed as exc:
+        return done("not_allowed", str(exc), person=person, actions=tuple(actions))
+    refreshes = queue_refreshes(session, [a.id for a in actions], reply.received_at, updatable_channels(config))
+    return done("applied", None, person=person, actions=tuple(actions), updates=updates, refreshes=refreshes)
+
+
+def updatable_channels(config: Any) -> tuple[str, ...]:
+    """The enabled channels that can edit a message they sent (Slack's chat.update, Teams)."""
+    return tuple(kind for kind in config.channels.order if can_update(channel_class(kind)))
+
+
+def queue_refreshes(session: Session, action_ids: Sequence[int], now: dt.datetime, channels: Sequence[str]) -> int:
+    """Queue an in-place update of every sent chat message about these actions (on a channel that
+    can edit messages, sent within REFRESH_WINDOW) that has none waiting yet. The update row is
+    claimed, retried and parked like a send; the dispatcher reads what to show when it sends."""
+    if not channels or not action_ids:
+        return 0
+    messages = session.execute(
+        select(Outbox.id, Outbox.person_id, Outbox.recipient, Outbox.channel)
+        .where(Outbox.id.in_(select(NudgeKey.outbox_id).where(NudgeKey.action_id.in_(action_ids))),
+               Outbox.state == "sent", Outbox.kind.in_(("nudge", "lead_list")), Outbox.channel.in_(channels),
+               Outbox.created_at >= now - REFRESH_WINDOW)
+    ).all()
+    waiting = set(session.scalars(select(Outbox.target_id).where(
+        Outbox.target_id.in_([m.id for m in messages]), Outbox.state.in_(("queued", "failed")))))
+    queued = 0
+    for message in messages:
+        if message.id in waiting:
+            continue  # one waiting update shows every answer: it reads them when it is sent
+        session.add(Outbox(kind="update", target_id=message.id, person_id=message.person_id,
+                           recipient=message.recipient, channel=message.channel, payload={"items": []},
+                           state="queued", attempts=0, created_at=now, next_attempt_at=now, route=[]))
+        queued += 1
+    session.flush()
+    return queued
+
+
+def _columns(row: ReplyRow) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in ReplyRow.__table__.columns if c.key != "id"}
+
+
+def _person(session: Session, reply: Reply) -> Person | None:
+    if reply.person_id is not None:
+        return session.get(Person, reply.person_id)
+    column = ADDRESS_COLUMNS.get(reply.via)
+    if column is not None:
+        return session.scalar(select(Person).where(column == reply.sender.strip()))
+    return session.scalar(select(Person).where(Person.email == reply.sender.strip().lower()))
+
+
+def _actions(session: Session, reply: Reply) -> list[Action]:
+    """The actions a reply answers; InvalidValue says why they cannot be told."""
+    found: list[Action] = []
+    for action_id in reply.action_ids:
+        action = session.get(Action, action_id)
+        if action is None:
+            raise InvalidValue(f"action {action_id} is no longer in the tracker")
+        found.append(action)
+    for ref in reply.refs:
+        query = select(Action).where(Action.ref_key == ref_key(ref))
+        if reply.plan:
+            query = query.join(Plan, Plan.id == Action.plan_id).where(Plan.name == reply.plan)
+        matches = list(session.scalars(query))
+        if not matches:
+            raise InvalidValue(f"there is no action {ref}" + (f" in plan {reply.plan!r}" if reply.plan else ""))
+        if len(matches) > 1:
+            raise InvalidValue(f"{ref} is in several plans: say which")
+        found.append(matches[0])
+    if not found and reply.outbox_id is not None:
+        message = session.get(Outbox, reply.outbox_id)
+        items = message.payload.get("items", []) if message is not None else []
+        if len(items) == 1:
+            action = session.get(Action, items[0]["action_id"])
+            found = [action] if action is not None else []
+        elif items:
+            refs = ", ".join(item["ref"] for item in items)
+            raise InvalidValue(f"the reminder was about {len(items)} actions ({refs}): say which one this is about")
+    if not found:
+        raise InvalidValue("it does not say which action it is about")
+    return list(dict.fromkeys(found))  # once each, in order
+
+
+def _values(reply: Reply) -> tuple[str | None, Any]:
+    status = reply.status
+    if status is not None and status not in STATUSES:
+        raise InvalidValue(f"{status!r} is not a status: choose on track, at risk, off track or done")
+    due = None
+    if reply.due_text:
+        if len(reply.due_text) > MAX_DUE_CHARS:
+            raise InvalidValue(f"the new due date is longer than {MAX_DUE_CHARS} characters: write just the date")
+        due = parse_when(reply.due_text)
+    if status is None and not (reply.note or "").strip() and due is None:
+        raise InvalidValue("nothing to record: give a status, a note or a new date")
+    return status, due

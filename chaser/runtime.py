@@ -1,0 +1,119 @@
+"""The one place a running Chaser is put together: engine, link secret, dispatcher.
+
+``chaser run`` (the daemon and ``--once``) and tests build what sends messages here, so the
+dispatcher is constructed one way only. ``jobs`` never imports this module: the runtime hands
+its parts to ``jobs.scheduler.serve``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from bot.channels import load_channel
+from bot.channels.base import Channel, Secrets
+from chaser.config import Config
+from chaser.secrets import LEGACY_FILE, ensure_link_key, secret_key
+from jobs.dispatch import Dispatcher, DispatchResult
+from jobs.scheduler import serve
+from jobs.sweep import SweepResult, run_sweep
+from storage.db import make_engine, require_current_schema, upgrade
+from storage.models import Clock, utcnow
+
+
+@dataclass(frozen=True)
+class RunOnce:
+    """What one sweep and one dispatch did (``chaser run --once``)."""
+
+    at: dt.datetime
+    swept: SweepResult
+    sent: DispatchResult
+
+
+@dataclass
+class Runtime:
+    config: Config
+    engine: Engine
+    clock: Clock
+    secret: str  # signs and checks answer links
+    dispatcher: Dispatcher
+    owns_engine: bool = False  # built by build_runtime, so close() disposes of it
+
+    def run_once(self) -> RunOnce:
+        """One sweep at the clock's time, then send everything due, then return."""
+        now = self.clock()
+        swept = run_sweep(self.engine, self.config, now)
+        return RunOnce(at=now, swept=swept, sent=self.dispatcher.run_once())
+
+    def serve(self, *, stop: threading.Event | None = None) -> None:
+        """The daemon: sweep and dispatch on schedule until SIGTERM/SIGINT (or ``stop``)."""
+        serve(self.engine, self.config, self.dispatcher, stop=stop)
+
+    def close(self) -> None:
+        if self.owns_engine:
+            self.engine.dispose()
+
+
+def build_runtime(
+    config: Config,
+    *,
+    clock: Clock = utcnow,
+    environ: Mapping[str, str] | None = None,
+    engine: Engine | None = None,
+    channels: dict[str, Channel] | None = None,
+    worker: str | None = None,
+) -> Runtime:
+    """Everything ``chaser run`` needs, from the configuration.
+
+    ``environ`` is where ``CHASER_SECRET_KEY``/``CHASER_SECRET_KEY_FILE`` are looked for (default:
+    the process's environment; without them the key lives in the database). ``engine`` is an
+    engine already open on the configured database (else one is made, its schema checked, and
+    disposed of by :meth:`Runtime.close`); ``channels`` hands in ready channel instances by kind
+    (tests pass a ``Memory``); ``worker`` names this process in claims.
+    """
+    owns = engine is None
+    if engine is None:
+        engine = make_engine(config.database.url)
+    try:
+        if owns:
+            require_current_schema(engine)
+        secret = secret_key(engine, dict(environ) if environ is not None else None)
+    except BaseException:
+        if owns:
+            engine.dispose()
+        raise
+    # Every enabled channel is built now, with its secrets: a missing token stops `chaser run` at
+    # start with the variable's name, not at the first message.
+    secrets = Secrets(environ)
+    built = dict(channels or {})
+    try:
+        for kind in config.channels.order:
+            if kind not in built:
+                built[kind] = load_channel(kind, config.channels.table(kind), secrets)
+    except BaseException:
+        if owns:
+            engine.dispose()
+        raise
+    dispatcher = Dispatcher(engine, config, clock=clock, secret=secret, channels=built, worker=worker,
+                            secrets=secrets)
+    return Runtime(config=config, engine=engine, clock=clock, secret=secret, dispatcher=dispatcher, owns_engine=owns)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What ``chaser init`` did: the schema before and after, and how the link key came to be."""
+
+    schema_before: str | None  # None: the database was empty
+    schema_after: str
+    link_key: str | None  # "generated", "adopted" from the 0.1 key file, or None: it was already there
+
+
+def set_up_database(engine: Engine, *, legacy: Path | None = LEGACY_FILE) -> Setup:
+    """Create or upgrade the schema, then make sure the link key every process signs with exists."""
+    before, after = upgrade(engine)
+    _, how = ensure_link_key(engine, legacy=legacy)
+    return Setup(schema_before=before, schema_after=after, link_key=how)

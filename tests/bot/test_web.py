@@ -225,6 +225,28 @@ def test_a_busy_database_says_the_answer_was_not_recorded_and_keeps_it(
     assert fetch(url, {"status": "red", "note": "Supplier gone"})[0] == 200  # pressed again a minute later
 
 
+def test_owners_answering_together_while_the_database_is_busy_are_all_told_soon(
+        server: str, session: Session, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import storage.db
+
+    path = urllib.parse.urlsplit(links(session, server)["Red"]).path
+    session.rollback()
+    monkeypatch.setattr(storage.db, "LOCK_WAIT_SECONDS", 0.3)
+    with another_process_writing(engine.url.render_as_string(hide_password=False)):
+        web = start_web(create_app(make_engine(engine.url.render_as_string(hide_password=False)), secret=SECRET,
+                                   clock=lambda: NOW), "127.0.0.1", 0)
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda n: fetch(web.url + path, {"status": "red", "note": f"answer {n}"}),
+                                        range(4)))
+        finally:
+            web.stop()
+    # Each waits its turn and the database's wait, both bounded: told, not left hanging.
+    assert [status for status, _ in answers] == [503] * 4
+    assert all("Your update was not recorded: the tracker is busy" in html for _, html in answers)
+    assert session.scalars(select(StatusUpdate)).all() == []
+
+
 def test_someone_who_no_longer_owns_the_action_is_told_so_when_opening_the_link(server: str, session: Session) -> None:
     status, html = fetch(links(session, server, "other@c.example")["Green"])
     assert status == 403 and "You are no longer an owner of this action" in html

@@ -48,6 +48,28 @@ def test_an_owner_a_named_owner_and_a_delegate_may_update(session: Session, plan
     ]
 
 
+def test_where_every_owner_role_is_held_its_holders_their_delegates_and_cover_may_update(
+        engine: Engine, session: Session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv(tmp_path / "plan.csv", [["Ref", "Action", "Owner", "Deadline"],
+                                             ["P2", "Train managers", "HR Business Partner / Comms Lead", "May 2024"]])
+    import_plan_file(engine, path, plan_name="Held")
+    hr, comms = (session.scalars(select(Role).where(Role.key == key)).one() for key in ("hr business partner", "comms lead"))
+    deputy, cover = Person(name="Deputy", email="deputy@c.example"), Person(name="Cover", email="cover@c.example")
+    session.add_all([
+        deputy, cover, Person(name="Other", email="other@c.example"),
+        Person(name="Hr", email="hr@c.example", roles=[hr], delegate=deputy),
+        Person(name="Comms", email="comms@c.example", roles=[comms], cover=cover),
+    ])
+    session.commit()
+    action, who = session.scalars(select(Action)).one(), people(session)
+    for name in ("hr", "comms", "deputy", "cover"):
+        record_update(session, action, channel="web", by=who[name], note=f"from {name}")
+    with pytest.raises(NotAllowed, match="other@c.example may not update P2"):
+        record_update(session, action, channel="web", by=who["other"], note="from other")
+    session.commit()
+    assert [u.by_text.split("@")[0] for u in session.scalars(select(StatusUpdate))] == ["hr", "comms", "deputy", "cover"]
+
+
 def test_someone_else_may_not_and_nothing_is_recorded(session: Session, plan: Action) -> None:
     with pytest.raises(NotAllowed, match="other@c.example may not update P1"):
         record_update(session, plan, channel="slack", by=people(session)["other"], status="green")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
-from bench.pg import fresh_database  # noqa: E402
+from bench.pg import fresh_database, fresh_schema, pg_schema  # noqa: E402
 from bot.links import answer_links  # noqa: E402
 from bot.web import csrf_token  # noqa: E402
 from storage.db import make_engine, session_factory, upgrade  # noqa: E402
@@ -183,6 +183,8 @@ def main() -> None:
             finally:
                 child.stdin.close()  # type: ignore[union-attr]
                 child.wait(30)
+                if database == "postgresql":
+                    fresh_schema(pg_schema(url), drop_only=True)
 
 
 if __name__ == "__main__":

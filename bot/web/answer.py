@@ -8,8 +8,9 @@ buttons must not answer for the owner. The token is checked with
 field (bot.web.forms) or nothing is recorded; the answer path checks that the person may still
 change the action.
 
-The handlers (``show``, ``submit``) are plain sync functions run in Starlette's thread pool,
-with the sync database code; only reading the body is async. A database that stays busy past
+The handlers (``show``, ``submit``) are plain sync functions run in the thread pool Starlette
+uses (anyio's), with the sync database code, at most as many at once as the engine's pool keeps
+connections; only reading the body is async. A database that stays busy past
 its bounded wait gives a 503 page saying the answer was not recorded, with the form still
 filled in.
 """
@@ -23,10 +24,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.pool import QueuePool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -36,8 +38,8 @@ from bot.render import environment
 from bot.web.forms import BadRequest, csrf_token, from_our_page, new_nonce, read_form
 from bot.web.pages import page
 from chaser.errors import InvalidValue, NotAllowed
-from storage.dates import parse_when
 from storage import db
+from storage.dates import parse_when
 from storage.db import DatabaseBusy, explain, session_factory
 from storage.models import Action, Clock, Person
 from storage.statuses import STATUS_LABELS
@@ -54,6 +56,7 @@ _HINTS = {"green": "on track", "amber": "at risk: it may slip", "red": "off trac
 CHOICES = (*((status, STATUS_LABELS[status], hint) for status, hint in _HINTS.items()),
            ("", "No change", "just add a note or a new date"))
 MAX_DUE_CHARS = 100
+HANDLERS = 40  # at most, as Starlette's own thread pool
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,11 @@ class AnswerPages:
         # sleeps 1-100 ms between tries, and eight owners answering at once wait for the sleeps
         # (bench/web_bench.py: 270/s -> 375/s). Other processes still meet the busy handler.
         self._writes = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # As many handlers at once as the engine keeps connections: more would only wait for
+        # one, or open and close an overflow connection per request (SQLAlchemy closes those
+        # on return), which is what made PostgreSQL's slowest answers slow.
+        size = engine.pool.size() if isinstance(engine.pool, QueuePool) else HANDLERS
+        self._handlers = anyio.CapacityLimiter(max(1, min(size, HANDLERS)))
         self.secret = secret
         self.edi_leads = tuple(edi_leads)
         self.max_age = max_age_days * 86400
@@ -116,7 +124,7 @@ class AnswerPages:
         except BadAnswerLink as exc:
             return page(400, "This link does not work", [str(exc)])
         if request.method != "POST":
-            return await run_in_threadpool(self.show, link, request.url.query)
+            return await anyio.to_thread.run_sync(self.show, link, request.url.query, limiter=self._handlers)
         try:
             fields = await read_form(request)  # all of it, before the database is touched
         except BadRequest as exc:
@@ -127,7 +135,7 @@ class AnswerPages:
                 "This form did not come from the page your link opens, so nothing was recorded.",
                 "Please open the link in the reminder again and send your update from that page.",
             ])
-        return await run_in_threadpool(self.submit, link, fields)
+        return await anyio.to_thread.run_sync(self.submit, link, fields, limiter=self._handlers)
 
     def show(self, link: _Link, query: str) -> Response:
         with self.sessions() as session:

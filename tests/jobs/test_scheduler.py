@@ -22,7 +22,6 @@ from storage.models import StatusUpdate
 from tests.conftest import LAMBETH, Chaser
 from tests.importers.makers import write_csv
 
-
 SECRET = {"CHASER_SECRET_KEY": "k" * 32}  # the key the chaser fixture signs with
 
 

@@ -139,8 +139,9 @@ def handle_reply(session: Session, reply: Reply, config: Any) -> ReplyResult:
     edi_leads = [config.edi_lead] if getattr(config, "edi_lead", None) else []
     refused = [a.ref for a in actions if not can_change(session, a, person, edi_leads)]
     if refused:
-        return done("not_allowed", f"{person.email} is not an owner of {', '.join(refused)} (nor their delegate or "
-                    "cover, nor the EDI lead), so nothing was changed", person=person, actions=tuple(actions))
+        # The words record_update uses, so every channel says it alike.
+        return done("not_allowed", f"{person.email} may not update {', '.join(refused)}: only its owners, their "
+                    "delegates or cover, or the EDI lead may", person=person, actions=tuple(actions))
     try:
         with session.begin_nested():  # all of the reply's actions, or none
             updates = tuple(

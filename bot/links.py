@@ -53,7 +53,8 @@ def answer_links(
     """The five one-click links for one action in one message to one person (one token)."""
     token = _serializer(secret).dumps({"a": action_id, "p": person_id, "o": outbox_id})
     address = f"{base_url.rstrip('/')}/answer/{token}"
-    return tuple(Link(label=label, url=f"{address}?s={status}" if status else address) for label, status in ANSWERS)
+    return tuple(Link(label=label, url=f"{address}?s={status}" if status else address, status=status)
+                 for label, status in ANSWERS)
 
 
 def chosen_status(query_string: str) -> str | None:

@@ -11,6 +11,7 @@ go: HTML by autoescaping (``.html.j2`` only), Slack mrkdwn by the ``mrkdwn`` fil
 """
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -272,13 +273,16 @@ def _section(text: str, block_id: str) -> dict[str, Any]:
     return {"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": text}}
 
 
-def _button(link: Link, action_id: str) -> dict[str, Any]:
+def _button(link: Link, action_id: str, value: dict[str, Any]) -> dict[str, Any]:
     button: dict[str, Any] = {
         "type": "button",
         "text": {"type": "plain_text", "text": truncate_plain(link.label, BUTTON_TEXT_MAX), "emoji": True},
         "url": link.url,
         "action_id": action_id,
-        "value": truncate_plain(link.label, BUTTON_VALUE_MAX),
+        # What a click answers, so the inbound handler needs nothing else: the message ("o"), the
+        # action ("a") and the status ("s", null for a note). A few dozen characters, far under
+        # BUTTON_VALUE_MAX; not a secret (the click is verified by the platform's signature).
+        "value": json.dumps(value, separators=(",", ":")),
     }
     style = {"green": "primary", "red": "danger"}.get(link.label.strip().lower())
     if style:
@@ -300,7 +304,8 @@ def chat_blocks(envelope: Envelope, rendered: Rendered) -> list[dict[str, Any]]:
     shown = 0
     for index, (item, text) in enumerate(zip(envelope.items, rendered.chat_items)):
         buttons = [
-            _button(link, f"answer-{index}-{number}-{slug(link.label)}")
+            _button(link, f"answer-{index}-{number}-{slug(link.label)}",
+                    {"o": envelope.outbox_id, "a": item.action_id, "s": link.status})
             for number, link in enumerate(item.links[:25])
             if link.url and _units(link.url) <= BUTTON_URL_MAX
         ]

@@ -23,7 +23,7 @@ from chaser.errors import InvalidValue, NotFound
 from storage.controls import actions_of, recheck, set_paused
 from storage.db import id_chunks, id_in
 from storage.importers.parse import ref_key
-from storage.models import Action, ActionOwner, Outbox, Person, Plan, StatusUpdate
+from storage.models import Action, ActionOwner, Outbox, Person, Plan, Reply, StatusUpdate
 from storage.people import DirectoryResult, holders, import_directory, owners_of
 from storage.updates import CurrentState, current_states
 
@@ -333,3 +333,38 @@ def retry_message(session: Session, outbox_id: int, now: dt.datetime) -> OutboxE
     session.flush()
     email = session.scalar(select(Person.email).where(Person.id == row.person_id)) if row.person_id else None
     return _entry(row, email)
+
+
+# --- replies ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplyEntry(_Data):
+    """One answer that came in, as ``chaser replies`` lists it (field names are a contract)."""
+
+    id: int
+    received_at: dt.datetime
+    via: str
+    sender: str  # shown as "from"
+    outcome: str  # applied, not_allowed, unclear, auto_reply, duplicate
+    refs: list[str]
+    status: str | None
+    note: str | None
+    due: str | None  # the new date as written
+    message_id: int | None  # the outbox message it answers
+    detail: str | None  # why it was not applied
+
+    def as_json(self) -> dict[str, Any]:
+        data = super().as_json()
+        return {("from" if key == "sender" else key): value for key, value in data.items()}
+
+
+def list_replies(session: Session, outcome: str | None = None) -> list[ReplyEntry]:
+    """Every reply, oldest first (or those with ``outcome``)."""
+    query = select(Reply).order_by(Reply.id)
+    if outcome is not None:
+        query = query.where(Reply.outcome == outcome)
+    return [ReplyEntry(id=r.id, received_at=r.received_at, via=r.via, sender=r.sender, outcome=r.outcome,
+                       refs=list(r.refs or []), status=r.status, note=r.note, due=r.due_text,
+                       message_id=r.outbox_id, detail=r.detail)
+            for r in session.scalars(query)]

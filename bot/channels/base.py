@@ -24,6 +24,7 @@ class Link:
 
     label: str
     url: str
+    status: str | None = None  # the status it answers (None: "Add a note", no status)
 
 
 @dataclass(frozen=True)

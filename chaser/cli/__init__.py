@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import click
 
-from chaser.cli import database, outbox, people, plans, run
+from chaser.cli import database, outbox, people, plans, replies, run
 from chaser.cli.common import Context
 
-MODULES = (database, plans, people, run, outbox)
+MODULES = (database, plans, people, run, outbox, replies)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -24,9 +24,9 @@ from chaser.cli.common import (
     parse_at,
     pass_ctx,
 )
-from chaser.errors import InvalidValue, NotFound
+from bot.inbound import Reply, handle_reply
+from chaser.errors import InvalidValue, NotAllowed, NotFound
 from storage.controls import snooze as snooze_action
-from storage.dates import parse_when
 from storage.exporters import export_plan
 from storage.importers.load import import_plan_file
 from storage.importers.parse import read_status
@@ -42,7 +42,7 @@ from storage.tracker import (
     list_actions,
     set_plan_paused,
 )
-from storage.updates import current_state, record_update
+from storage.updates import current_state
 
 STATUS_STYLE = {"green": "green", "amber": "yellow", "red": "red", "complete": "blue", "not_started": "dim"}
 
@@ -257,22 +257,27 @@ def _due_line(detail: ActionDetail) -> str:
 @handles_errors
 def update(ctx: Context, ref: str, status: str | None, note: str | None, due_text: str | None, by_email: str,
            plan_name: str | None) -> None:
-    """Record a status, note or revised due date, as an owner replying would."""
+    """Record a status, note or revised due date, as an owner replying would (through the one
+    inbound path: it is listed by 'chaser replies', and open chat messages show it)."""
     status_value = None
     if status is not None:
         status_value = status if status in STATUSES else read_status(status)
         if status_value is None:
             raise InvalidValue(f"--status {status!r} is not one of G, A, R, C, {', '.join(STATUSES)}")
-    due = parse_when(due_text) if due_text is not None else None
     with ctx.session() as session:
         action = find_action(session, ref, plan_name)
         person = find_person(session, by_email)
         if person is None:
             raise NotFound(f"--by {by_email}: nobody with that email in the people directory (chaser people import)")
-        record_update(
-            session, action, channel="cli", by=person, status=status_value, note=note, due=due, edi_leads=ctx.edi_leads
-        )
+        result = handle_reply(session, Reply(
+            via="cli", sender=person.email, person_id=person.id, received_at=ctx.clock(), action_ids=(action.id,),
+            status=status_value, note=note, due_text=due_text), ctx.config)
         state = current_state(session, action)
+    # The reply is kept whatever became of it (committed above); a refusal is still an error here.
+    if result.outcome == "not_allowed":
+        raise NotAllowed(result.detail or "not allowed")
+    if not result.applied:
+        raise InvalidValue(result.detail or result.outcome)
     click.echo(
         f"Recorded for {action.ref}: status {state.status or UNKNOWN}, due "
         f"{state.due.isoformat() if state.due else state.due_text or 'none'}."

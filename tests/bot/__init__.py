@@ -12,8 +12,9 @@ SENT_AT = dt.datetime(2026, 4, 28, 9, 30, tzinfo=dt.timezone(dt.timedelta(hours=
 
 def make_links(action: int = 1) -> tuple[Link, ...]:
     return tuple(
-        Link(label, f"https://chaser.example.gov.uk/answer/a{action}-{label.lower().replace(' ', '-')}")
-        for label in ("Green", "Amber", "Red", "Complete", "Add a note")
+        Link(label, f"https://chaser.example.gov.uk/answer/a{action}-{label.lower().replace(' ', '-')}", status)
+        for label, status in (("Green", "green"), ("Amber", "amber"), ("Red", "red"), ("Complete", "complete"),
+                              ("Add a note", None))
     )
 
 

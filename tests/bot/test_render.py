@@ -25,11 +25,11 @@ from tests.bot import make_envelope, make_item, make_links
 
 def three_items() -> tuple:
     return (
-        make_item("HW 3"),
-        make_item("HW 7", title="Run race equality training", rule="overdue",
+        make_item("HW 3", action_id=3),
+        make_item("HW 7", action_id=7, title="Run race equality training", rule="overdue",
                   why=Why("overdue", due=dt.date(2026, 4, 27), working_days=-3),
                   due=dt.date(2026, 4, 27), due_text="27/04/2026", status=None, links=make_links(7)),
-        make_item("R1.A-2", title="Agree the pledge", rule="stale",
+        make_item("R1.A-2", action_id=9, title="Agree the pledge", rule="stale",
                   why=Why("stale", days_since_update=40, recurring=True),
                   due=None, due_text="Q1 26/27", status="green", links=make_links(9)),
     )
@@ -222,8 +222,11 @@ def test_block_kit_buttons_carry_links_and_unique_action_ids() -> None:
     assert len({block["block_id"] for block in blocks}) == len(blocks)
     for item, block in zip(envelope.items, actions):
         assert [button["url"] for button in block["elements"]] == [link.url for link in item.links]
-        assert [button["value"] for button in block["elements"]] == [link.label for link in item.links]
+        # A click says what it answers: the message, the action and the status.
+        assert [json.loads(button["value"]) for button in block["elements"]] == [
+            {"o": 42, "a": item.action_id, "s": link.status} for link in item.links]
         assert [button["text"]["text"] for button in block["elements"]] == [link.label for link in item.links]
+    assert [item.action_id for item in envelope.items] == [3, 7, 9]
     sections = [block for block in blocks if block["type"] == "section"]
     assert all(section["text"]["type"] == "mrkdwn" for section in sections)
     assert "HW 7" in sections[2]["text"]["text"]

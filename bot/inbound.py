@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -40,7 +40,7 @@ from storage.dates import parse_when
 from storage.importers.parse import ref_key
 from storage.models import Action, NudgeKey, Outbox, Person, Plan, Reply as ReplyRow, StatusUpdate
 from storage.statuses import STATUSES
-from storage.updates import can_change, record_update
+from storage.updates import can_change, clean_note, record_update
 
 log = logging.getLogger("chaser.inbound")
 
@@ -88,13 +88,35 @@ class ReplyResult:
         return self.outcome == "applied"
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What the inbound path needs of the configuration: who the EDI leads are (they may answer
+    for anyone) and which enabled channels edit their messages in place."""
+
+    edi_leads: tuple[str, ...] = ()
+    updatable: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, config: Any) -> Policy:
+        """From a ``chaser.config.Config`` (``edi_lead``, ``channels.order``), or a Policy as it is."""
+        if isinstance(config, Policy):
+            return config
+        return cls(edi_leads=(config.edi_lead,) if config.edi_lead else (), updatable=updatable_channels(config))
+
+
 def handle_reply(session: Session, reply: Reply, config: Any) -> ReplyResult:
-    """Decide, record and store one reply; see the module's docstring. ``config`` gives the EDI
-    lead (``edi_lead``) and the channels in use (``channels.order``)."""
+    """Decide, record and store one reply; see the module's docstring. ``config`` is the
+    configuration (the EDI lead, the channels in use) or a :class:`Policy` taken from it."""
+    policy = Policy.of(config)
+    if reply.outbox_id is not None and session.get(Outbox, reply.outbox_id) is None:
+        reply = replace(reply, outbox_id=None)  # the message was deleted since: the answer still counts
+    # Kept as received, less control characters (a NUL cannot be stored on PostgreSQL).
+    raw = clean_note(reply.raw, limit=False)
     row = ReplyRow(received_at=reply.received_at, via=reply.via, external_id=reply.external_id,
-                   sender=reply.sender[:320], person_id=None, outbox_id=reply.outbox_id, refs=list(reply.refs),
-                   status=reply.status, note=reply.note, due_text=(reply.due_text or None),
-                   raw=reply.raw[:MAX_RAW_CHARS] if reply.raw else None, outcome="unclear")
+                   sender=(clean_note(reply.sender, limit=False) or "?")[:320], person_id=None,
+                   outbox_id=reply.outbox_id, refs=list(reply.refs), status=reply.status,
+                   note=clean_note(reply.note, limit=False), due_text=clean_note(reply.due_text, limit=False),
+                   raw=raw[:MAX_RAW_CHARS] if raw else None, outcome="unclear")
     if reply.external_id is not None:
         first = session.scalar(select(ReplyRow.id).where(ReplyRow.via == reply.via,
                                                          ReplyRow.external_id == reply.external_id))
@@ -136,7 +158,7 @@ def handle_reply(session: Session, reply: Reply, config: Any) -> ReplyResult:
     except InvalidValue as exc:
         return done("unclear", str(exc), person=person)
     row.refs = [a.ref for a in actions]
-    edi_leads = [config.edi_lead] if getattr(config, "edi_lead", None) else []
+    edi_leads = policy.edi_leads
     refused = [a.ref for a in actions if not can_change(session, a, person, edi_leads)]
     if refused:
         # The words record_update uses, so every channel says it alike.
@@ -154,7 +176,7 @@ def handle_reply(session: Session, reply: Reply, config: Any) -> ReplyResult:
         return done("unclear", str(exc), person=person, actions=tuple(actions))
     except NotAllowed as exc:
         return done("not_allowed", str(exc), person=person, actions=tuple(actions))
-    refreshes = queue_refreshes(session, [a.id for a in actions], reply.received_at, updatable_channels(config))
+    refreshes = queue_refreshes(session, [a.id for a in actions], reply.received_at, policy.updatable)
     return done("applied", None, person=person, actions=tuple(actions), updates=updates, refreshes=refreshes)
 
 

@@ -11,17 +11,22 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
+from starlette.applications import Starlette
 
 from bot.channels import load_channel
 from bot.channels.base import Channel, Secrets
+from bot.inbound import updatable_channels
+from bot.web import create_app
 from chaser.config import Config
 from chaser.secrets import LEGACY_FILE, ensure_link_key, secret_key
 from jobs.dispatch import Dispatcher, DispatchResult
 from jobs.scheduler import serve
 from jobs.sweep import SweepResult, run_sweep
-from storage.db import make_engine, require_current_schema, upgrade
+from storage.db import make_engine, require_current_schema, session_factory, upgrade
+from storage.health import check_health
 from storage.models import Clock, utcnow
 
 
@@ -50,8 +55,23 @@ class Runtime:
         return RunOnce(at=now, swept=swept, sent=self.dispatcher.run_once())
 
     def serve(self, *, stop: threading.Event | None = None) -> None:
-        """The daemon: sweep and dispatch on schedule until SIGTERM/SIGINT (or ``stop``)."""
-        serve(self.engine, self.config, self.dispatcher, stop=stop)
+        """The daemon: sweep and dispatch on schedule until SIGTERM/SIGINT (or ``stop``), serving
+        the web app when ``[web] enabled``."""
+        serve(self.engine, self.config, self.dispatcher, web_app=self.web_app() if self.config.web_enabled else None,
+              stop=stop)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """``chaser status``'s verdict now, for ``GET /healthz``."""
+        with session_factory(self.engine)() as session:
+            verdict = check_health(session, self.clock(), sweep_every=self.config.scheduler.sweep_every_seconds)
+        return verdict.healthy, verdict.as_json()
+
+    def web_app(self) -> Starlette:
+        """The one web app: the answer pages and ``/healthz`` (Slack and Teams mount here later)."""
+        config = self.config
+        return create_app(self.engine, secret=self.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
+                          max_age_days=config.web_link_days, clock=self.clock, health=self.health,
+                          updatable=updatable_channels(config))
 
     def close(self) -> None:
         if self.owns_engine:

@@ -14,7 +14,7 @@ import logging
 import signal
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
@@ -30,11 +30,13 @@ if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser
 log = logging.getLogger("chaser.run")
 
 
-def serve(engine: Engine, config: Config, dispatcher: Dispatcher, *, stop: threading.Event | None = None) -> None:
-    """Sweep and dispatch on the scheduler's clock until SIGTERM/SIGINT or ``stop`` is set.
+def serve(engine: Engine, config: Config, dispatcher: Dispatcher, *, web_app: Any = None,
+          stop: threading.Event | None = None) -> None:
+    """Sweep and dispatch on the scheduler's clock until SIGTERM/SIGINT or ``stop`` is set, and
+    serve ``web_app`` (when ``[web] enabled``) on the host and port of ``[web] base_url``.
 
-    ``dispatcher`` comes built by the caller (``chaser.runtime.build_runtime``), with its link
-    secret and clock: this module only schedules it.
+    ``dispatcher`` and ``web_app`` come built by the caller (``chaser.runtime.build_runtime``),
+    with their link secret and clock: this module only schedules and serves them.
     """
     stop = stop or threading.Event()
 
@@ -59,14 +61,12 @@ def serve(engine: Engine, config: Config, dispatcher: Dispatcher, *, stop: threa
         stop.set()
 
     web = None
-    if config.web_enabled:
-        from bot.web import WebServerError, create_app, listen_address, start_web
+    if config.web_enabled and web_app is not None:
+        from bot.web import WebServerError, listen_address, start_web
 
         host, port = listen_address(config.web_base_url)
-        app = create_app(engine, secret=dispatcher.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
-                         max_age_days=config.web_link_days, clock=dispatcher.clock)
         try:
-            web = start_web(app, host, port)
+            web = start_web(web_app, host, port)
         except WebServerError as exc:
             raise ChaserError(f"{exc}; change [web] base_url or set [web] enabled = false") from None
         log.info("answer form at %s/answer/…", config.web_base_url)
@@ -80,8 +80,9 @@ def serve(engine: Engine, config: Config, dispatcher: Dispatcher, *, stop: threa
     scheduler.add_job(dispatch, "interval", seconds=config.scheduler.dispatch_every_seconds, id="dispatch",
                       next_run_time=utcnow())
     scheduler.start()
-    log.info("chaser running: sweep every %d s, dispatch every %d s, channel %s",
-             config.scheduler.sweep_every_seconds, config.scheduler.dispatch_every_seconds, config.channels.default)
+    log.info("chaser running: sweep every %d s, dispatch every %d s, channels %s",
+             config.scheduler.sweep_every_seconds, config.scheduler.dispatch_every_seconds,
+             ", ".join(config.channels.order))
     try:
         stop.wait()
     finally:

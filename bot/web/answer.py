@@ -33,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.inbound import Policy, Reply, ReplyResult, handle_reply
 from bot.links import BadAnswerLink, chosen_status, read_answer_token
 from bot.render import environment
 from bot.web.forms import BadRequest, csrf_token, from_our_page, new_nonce, read_form
@@ -43,7 +44,7 @@ from storage.dates import parse_when
 from storage.db import DatabaseBusy, explain, session_factory
 from storage.models import Action, Clock, Person
 from storage.statuses import STATUS_LABELS
-from storage.updates import NOTE_MAX_CHARS, can_change, current_state, record_update
+from storage.updates import NOTE_MAX_CHARS, can_change, current_state
 
 log = logging.getLogger("chaser.web")
 
@@ -97,7 +98,7 @@ class AnswerPages:
     """The answer form's routes, bound to one database and one link secret."""
 
     def __init__(self, engine: Engine, *, secret: str, edi_leads: Iterable[str], max_age_days: int,
-                 clock: Clock) -> None:
+                 clock: Clock, updatable: Iterable[str] = ()) -> None:
         self.sessions = session_factory(engine)
         # SQLite has one writer at a time. This process's answers take turns on a lock, which
         # hands over the moment a commit ends; left to SQLite's busy handler, a waiting writer
@@ -111,6 +112,7 @@ class AnswerPages:
         self._handlers = anyio.CapacityLimiter(max(1, min(size, HANDLERS)))
         self.secret = secret
         self.edi_leads = tuple(edi_leads)
+        self.policy = Policy(edi_leads=self.edi_leads, updatable=tuple(updatable))
         self.max_age = max_age_days * 86400
         self.clock = clock
 
@@ -169,10 +171,14 @@ class AnswerPages:
                 if len(due_text) > MAX_DUE_CHARS:
                     raise InvalidValue(f"the new due date is longer than {MAX_DUE_CHARS} characters: write just the date")
                 with self._one_writer():
-                    self.record(session, FormAnswer(action=action, person=person, status=status, note=note,
-                                                    due_text=due_text, outbox_id=link.outbox_id,
-                                                    external_id=fields["nonce"], at=self.clock()))
-                    session.commit()
+                    result = self.record(session, FormAnswer(action=action, person=person, status=status, note=note,
+                                                             due_text=due_text, outbox_id=link.outbox_id,
+                                                             external_id=fields["nonce"], at=self.clock()))
+                    session.commit()  # the reply is kept whatever became of it (chaser replies)
+                if result.outcome == "not_allowed":
+                    raise NotAllowed(result.detail or "you may not update this action")
+                if result.outcome not in ("applied", "duplicate"):  # a double submit was recorded once
+                    raise InvalidValue(result.detail or "your update could not be read")
             except InvalidValue as exc:
                 session.rollback()
                 return self.form(session, link, action, person, error=str(exc), status_code=422, **retry)
@@ -216,14 +222,14 @@ class AnswerPages:
         finally:
             self._writes.release()
 
-    def record(self, session: Session, answer: FormAnswer) -> None:
-        """The one place the form records an answer; raises InvalidValue or NotAllowed, and the
-        caller commits (taking SQLite's one-writer turn around both). ``outbox_id`` and
-        ``external_id`` are for the one inbound path (``bot.inbound.handle_reply``, which ties an
-        answer to its message and de-duplicates on the nonce); the call below is to become that."""
-        record_update(session, answer.action, channel="web", by=answer.person, status=answer.status,
-                      note=answer.note, due=parse_when(answer.due_text) if answer.due_text else None,
-                      at=answer.at, edi_leads=self.edi_leads)
+    def record(self, session: Session, answer: FormAnswer) -> ReplyResult:
+        """The form's answer through the one inbound path, which ties it to the message whose link
+        was opened and de-duplicates on the form's nonce (the same page sent twice is one answer);
+        the caller commits, taking SQLite's one-writer turn around both."""
+        return handle_reply(session, Reply(
+            via="web", sender=answer.person.email, received_at=answer.at, person_id=answer.person.id,
+            action_ids=(answer.action.id,), outbox_id=answer.outbox_id, status=answer.status, note=answer.note,
+            due_text=answer.due_text or None, external_id=answer.external_id), self.policy)
 
     @staticmethod
     def _find(session: Session, link: _Link) -> tuple[Action, Person] | Response:

@@ -44,13 +44,16 @@ MAX_BODY_BYTES = 1_000_000  # any route: Slack and Teams events are a few KB
 
 
 def create_app(engine: Engine, *, secret: str, edi_leads: Iterable[str] = (), max_age_days: int = 60,
-               clock: Clock = utcnow, health: Health | None = None, routes: Sequence[BaseRoute] = ()) -> Starlette:
+               clock: Clock = utcnow, health: Health | None = None, routes: Sequence[BaseRoute] = (),
+               updatable: Sequence[str] = ()) -> Starlette:
     """The web app. ``secret`` signs answer links and form tokens; ``edi_leads`` may answer for
     anyone; links older than ``max_age_days`` are refused; ``clock`` is the time answers are
     recorded at; ``health`` serves ``/healthz``; ``routes`` are mounted as they are (the
     runtime's ``/slack/events``, ``/teams/messages``) and get the same headers, limits and
-    error pages."""
-    answers = AnswerPages(engine, secret=secret, edi_leads=edi_leads, max_age_days=max_age_days, clock=clock)
+    error pages; ``updatable`` names the channels whose messages an answer updates in place
+    (bot.inbound.updatable_channels of the configuration)."""
+    answers = AnswerPages(engine, secret=secret, edi_leads=edi_leads, max_age_days=max_age_days, clock=clock,
+                          updatable=updatable)
     served: list[BaseRoute] = [*answers.routes()]
     if health is not None:
         served.append(Route("/healthz", _healthz(health), methods=["GET"], name="healthz"))

@@ -90,6 +90,19 @@ def run(ctx: Context, once: bool, at_text: str | None) -> None:
     ctx.runtime().serve()
 
 
+@click.command()
+@pass_ctx
+@handles_errors
+def serve(ctx: Context) -> None:
+    """Serve only the web pages (the answer form, /healthz) on [web] base_url's host and port, for a
+    deployment that runs the web front apart from 'chaser run' (set [web] enabled = false there)."""
+    from bot.web import listen_address, serve_forever
+
+    configure_logging()
+    host, port = listen_address(ctx.config.web_base_url)
+    serve_forever(ctx.runtime().web_app(), host, port)
+
+
 def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -129,4 +142,4 @@ def status(ctx: Context, at_text: str | None, fmt: str) -> None:
         sys.exit(1)
 
 
-COMMANDS = (preview, run, status)
+COMMANDS = (preview, run, status, serve)

@@ -330,7 +330,7 @@ def test_the_answer_path_gets_the_message_the_nonce_and_the_time(
     the request's external id, the clock's time, and who answered what."""
     received: list[FormAnswer] = []
     record = AnswerPages.record
-    monkeypatch.setattr(AnswerPages, "record", lambda self, s, answer: (received.append(answer), record(self, s, answer)))
+    monkeypatch.setattr(AnswerPages, "record", lambda self, s, answer: received.append(answer) or record(self, s, answer))
     action = session.scalars(select(Action)).one()
     url = answer_links("http://chaser.test", SECRET, action_id=action.id, person_id=action.id, outbox_id=42)[0].url
     with client(engine) as web:

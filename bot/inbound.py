@@ -9,8 +9,9 @@ into a ``Reply``; this function decides, in one place, what becomes of it:
    so two copies arriving at once cannot both apply; the second is kept as ``duplicate``.
 2. An automatic reply (out of office) changes nothing: ``auto_reply``.
 3. **Who**: the person the channel vouches for (a signed link names them), else the sender's
-   address on that channel; then whether they may change every action answered (an owner,
-   an owner's delegate or cover, or the EDI lead): else ``not_allowed`` and nothing changes.
+   address on that channel; ``record_update`` then checks that they may change every action
+   answered (an owner, an owner's delegate or cover, or the EDI lead): else ``not_allowed``
+   and nothing changes.
 4. **What**: the actions named (ids from buttons and links, or refs as written), else the one
    action of the message answered; a status, note or date that cannot be read is ``unclear``
    (kept with the reason, for the EDI lead: ``chaser replies --outcome unclear``).
@@ -23,14 +24,15 @@ Nothing is committed here: the caller commits (or rolls back) with its own trans
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.channels import channel_class
@@ -40,7 +42,7 @@ from storage.dates import parse_when
 from storage.importers.parse import ref_key
 from storage.models import Action, NudgeKey, Outbox, Person, Plan, Reply as ReplyRow, StatusUpdate
 from storage.statuses import STATUSES
-from storage.updates import can_change, clean_note, record_update
+from storage.updates import clean_note, record_update
 
 log = logging.getLogger("chaser.inbound")
 
@@ -108,76 +110,66 @@ def handle_reply(session: Session, reply: Reply, config: Any) -> ReplyResult:
     """Decide, record and store one reply; see the module's docstring. ``config`` is the
     configuration (the EDI lead, the channels in use) or a :class:`Policy` taken from it."""
     policy = Policy.of(config)
-    if reply.outbox_id is not None and session.get(Outbox, reply.outbox_id) is None:
-        reply = replace(reply, outbox_id=None)  # the message was deleted since: the answer still counts
     # Kept as received, less control characters (a NUL cannot be stored on PostgreSQL).
     raw = clean_note(reply.raw, limit=False)
-    row = ReplyRow(received_at=reply.received_at, via=reply.via, external_id=reply.external_id,
-                   sender=(clean_note(reply.sender, limit=False) or "?")[:320], person_id=None,
-                   outbox_id=reply.outbox_id, refs=list(reply.refs), status=reply.status,
-                   note=clean_note(reply.note, limit=False), due_text=clean_note(reply.due_text, limit=False),
-                   raw=raw[:MAX_RAW_CHARS] if raw else None, outcome="unclear")
-    if reply.external_id is not None:
+    values: dict[str, Any] = {
+        "received_at": reply.received_at, "via": reply.via, "external_id": reply.external_id,
+        "sender": (clean_note(reply.sender, limit=False) or "?")[:320], "person_id": None,
+        "refs": list(reply.refs), "status": reply.status,
+        "note": clean_note(reply.note, limit=False), "due_text": clean_note(reply.due_text, limit=False),
+        "raw": raw[:MAX_RAW_CHARS] if raw else None, "outcome": "applied", "detail": None, "duplicate_of": None,
+    }
+    # Read first, write once: who it is, which actions, what it says. The reply row then claims
+    # the event in one statement (a copy arriving at the same moment finds the unique
+    # (via, external_id) taken and changes nothing) with the outcome it expects; only an answer
+    # that record_update refuses is updated afterwards.
+    person = actions = status = due = None
+    if reply.auto_reply:
+        values.update(outcome="auto_reply", detail="an automatic reply (out of office or similar): nothing was changed")
+    elif (person := _person(session, reply)) is None:
+        values.update(outcome="not_allowed", detail=f"{reply.sender} is not in the people directory")
+    else:
+        values["person_id"] = person.id
+        try:
+            actions = _actions(session, reply)
+            values["refs"] = [a.ref for a in actions]
+            status, due = _values(reply)
+        except InvalidValue as exc:
+            values.update(outcome="unclear", detail=str(exc))
+    claimed = _claim(session, values, reply.outbox_id)
+    if claimed is None:
         first = session.scalar(select(ReplyRow.id).where(ReplyRow.via == reply.via,
                                                          ReplyRow.external_id == reply.external_id))
-        if first is None:
-            try:
-                with session.begin_nested():  # claims the event: a copy arriving at once fails here
-                    session.add(row)
-            except IntegrityError:
-                first = session.scalar(select(ReplyRow.id).where(ReplyRow.via == reply.via,
-                                                                 ReplyRow.external_id == reply.external_id))
-                if first is None:  # not the unique claim that failed: a real error
-                    raise
-        if first is not None:
-            copy = ReplyRow(**{**_columns(row), "external_id": None, "outcome": "duplicate", "duplicate_of": first,
-                               "detail": f"the same {reply.via} event as reply {first}: recorded once"})
-            session.add(copy)
-            session.flush()
-            return ReplyResult("duplicate", copy.detail, copy.id)
-    else:
-        session.add(row)
-    session.flush()
-
-    def done(outcome: str, detail: str | None = None, **found: Any) -> ReplyResult:
-        row.outcome, row.detail = outcome, detail
-        session.flush()
-        if outcome != "applied":
-            log.info("reply %d via %s from %s: %s (%s)", row.id, reply.via, reply.sender, outcome, detail)
-        return ReplyResult(outcome, detail, row.id, **found)
-
-    if reply.auto_reply:
-        return done("auto_reply", "an automatic reply (out of office or similar): nothing was changed")
-    person = _person(session, reply)
-    if person is None:
-        return done("not_allowed", f"{reply.sender} is not in the people directory")
-    row.person_id = person.id
+        detail = f"the same {reply.via} event as reply {first}: recorded once"
+        copy = _claim(session, {**values, "external_id": None, "outcome": "duplicate", "duplicate_of": first,
+                                "detail": detail}, reply.outbox_id)
+        assert copy is not None
+        return ReplyResult("duplicate", detail, copy[0], person=person)
+    reply_id, outbox_id = claimed  # outbox_id: None if that message was deleted since (the answer still counts)
+    found: dict[str, Any] = {"person": person, "actions": tuple(actions or ())}
+    if values["outcome"] != "applied":
+        log.info("reply %d via %s from %s: %s (%s)", reply_id, reply.via, reply.sender, values["outcome"],
+                 values["detail"])
+        return ReplyResult(values["outcome"], values["detail"], reply_id, **found)
+    assert person is not None and actions is not None
+    # record_update checks who may change each action (and says so in the same words on every
+    # channel); a reply about several actions is recorded for all of them or none.
+    several = session.begin_nested() if len(actions) > 1 else contextlib.nullcontext()
     try:
-        actions = _actions(session, reply)
-        status, due = _values(reply)
-    except InvalidValue as exc:
-        return done("unclear", str(exc), person=person)
-    row.refs = [a.ref for a in actions]
-    edi_leads = policy.edi_leads
-    refused = [a.ref for a in actions if not can_change(session, a, person, edi_leads)]
-    if refused:
-        # The words record_update uses, so every channel says it alike.
-        return done("not_allowed", f"{person.email} may not update {', '.join(refused)}: only its owners, their "
-                    "delegates or cover, or the EDI lead may", person=person, actions=tuple(actions))
-    try:
-        with session.begin_nested():  # all of the reply's actions, or none
+        with several:
             updates = tuple(
                 record_update(session, action, channel=reply.via, by=person, status=status, note=reply.note,
-                              due=due, at=reply.received_at, edi_leads=edi_leads, outbox_id=reply.outbox_id,
-                              reply_id=row.id)
+                              due=due, at=reply.received_at, edi_leads=policy.edi_leads, outbox_id=outbox_id,
+                              reply_id=reply_id)
                 for action in actions
             )
-    except InvalidValue as exc:
-        return done("unclear", str(exc), person=person, actions=tuple(actions))
-    except NotAllowed as exc:
-        return done("not_allowed", str(exc), person=person, actions=tuple(actions))
+    except (InvalidValue, NotAllowed) as exc:
+        outcome = "not_allowed" if isinstance(exc, NotAllowed) else "unclear"
+        session.execute(update(ReplyRow).where(ReplyRow.id == reply_id).values(outcome=outcome, detail=str(exc)))
+        log.info("reply %d via %s from %s: %s (%s)", reply_id, reply.via, reply.sender, outcome, exc)
+        return ReplyResult(outcome, str(exc), reply_id, **found)
     refreshes = queue_refreshes(session, [a.id for a in actions], reply.received_at, policy.updatable)
-    return done("applied", None, person=person, actions=tuple(actions), updates=updates, refreshes=refreshes)
+    return ReplyResult("applied", None, reply_id, updates=updates, refreshes=refreshes, **found)
 
 
 def updatable_channels(config: Any) -> tuple[str, ...]:
@@ -211,8 +203,16 @@ def queue_refreshes(session: Session, action_ids: Sequence[int], now: dt.datetim
     return queued
 
 
-def _columns(row: ReplyRow) -> dict[str, Any]:
-    return {c.key: getattr(row, c.key) for c in ReplyRow.__table__.columns if c.key != "id"}
+def _claim(session: Session, values: dict[str, Any], outbox_id: int | None) -> tuple[int, int | None] | None:
+    """Insert a reply row: (its id, the message it answers if that message still exists), or None
+    when its (via, external_id) is already taken."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    message = select(Outbox.id).where(Outbox.id == outbox_id).scalar_subquery() if outbox_id is not None else None
+    statement = insert(ReplyRow).values(**values, outbox_id=message)
+    statement = statement.on_conflict_do_nothing(index_elements=["via", "external_id"])
+    row = session.execute(statement.returning(ReplyRow.id, ReplyRow.outbox_id)).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def _person(session: Session, reply: Reply) -> Person | None:

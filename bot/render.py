@@ -20,7 +20,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from bot.channels.base import Envelope, Item, Link
+from bot.channels.base import Envelope, Item, Link, Recorded
 from storage.dates import format_day
 from storage.reasons import Why
 from storage.statuses import STATUS_LABELS
@@ -86,6 +86,31 @@ class _ItemView:
     status_colour: str
     owner: str | None
     links: tuple[_LinkView, ...]
+    recorded: _RecordedView | None = None
+
+
+# How each channel's answers are named where a message says what was recorded.
+VIA_WORDS = {"web": "answer page", "email": "email", "slack": "Slack", "teams": "Teams", "cli": "the tracker"}
+
+
+@dataclass(frozen=True)
+class _RecordedView:
+    """What was recorded for an item since its message went out, ready for a template."""
+
+    status: str | None  # the label: "Amber – at risk"
+    note: str | None
+    due: str | None
+    by: str
+    via: str  # words: "email", "answer page"
+    day: str
+
+
+def _recorded_view(recorded: Recorded | None) -> _RecordedView | None:
+    if recorded is None:
+        return None
+    return _RecordedView(status=STATUS_LABELS.get(recorded.status or "") if recorded.status else None,
+                         note=recorded.note, due=recorded.due_text, by=recorded.by,
+                         via=VIA_WORDS.get(recorded.via, recorded.via), day=format_day(recorded.at.date()))
 
 
 def mrkdwn_escape(text: str) -> str:
@@ -183,6 +208,7 @@ def _item_view(item: Item) -> _ItemView:
         ref=item.ref, title=item.title, plan=item.plan, rule=item.rule, reason=phrase_reason(item.why),
         headline=_headline(item.why, item.rule), due=due, status=status, status_background=background,
         status_colour=colour, owner=item.owner, links=tuple(_link_view(link) for link in item.links),
+        recorded=_recorded_view(item.recorded),
     )
 
 

@@ -283,3 +283,15 @@ def test_a_cut_list_says_where_the_rest_is_and_never_sends_the_lead_to_themselve
     lead = render(replace(make_envelope(), more=44, to_edi_lead=True))
     assert "chaser actions lists every action with its status" in lead.text
     assert "<code>chaser actions</code> lists every action" in lead.html and "ask the EDI lead" not in lead.text
+
+
+def test_a_message_updated_in_place_says_what_was_recorded_by_whom_escaped() -> None:
+    from bot.channels.base import Recorded
+
+    answered = Recorded(status="amber", note="Survey <!channel> delayed", due_text="30/06/2027", by="Priya <@U1>",
+                        via="email", at=dt.datetime(2026, 12, 3, 11, 0, tzinfo=dt.timezone.utc))
+    envelope = make_envelope(make_item(recorded=answered), make_item("HW 4"))
+    text = render(envelope, chat=True).chat
+    assert ("*Answered Thu 3 December 2026* by Priya &lt;@U1&gt; (email): Amber, new date 30/06/2027 "
+            "— “Survey &lt;!channel&gt; delayed”") in text
+    assert text.count("Answered") == 1  # HW 4 was not answered

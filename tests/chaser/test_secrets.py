@@ -13,7 +13,6 @@ from chaser.cli import main
 from chaser.errors import ConfigError
 from chaser.secrets import secret_key
 from storage.db import head_revision, make_engine
-from storage.db import make_engine
 
 
 def test_the_key_is_the_same_from_any_folder_and_no_file_is_written(engine: Engine, tmp_path: Path) -> None:

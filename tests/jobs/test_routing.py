@@ -10,7 +10,7 @@ from sqlalchemy import Engine, insert, select
 from bot.channels.memory import Memory
 from chaser.config import ChannelsConfig, parse_config
 from storage.db import session_factory
-from storage.models import Outbox, Person
+from storage.models import Person
 from tests.jobs.test_dispatch import T0, Refuses, dispatcher, outbox, queue
 
 ORDER = ("slack", "email")

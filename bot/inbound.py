@@ -39,9 +39,9 @@ from bot.channels import channel_class
 from bot.channels.base import can_update
 from chaser.errors import InvalidValue, NotAllowed
 from storage.dates import parse_when
-from storage.importers.parse import ref_key
 from storage.models import Action, NudgeKey, Outbox, Person, Plan, Reply as ReplyRow, StatusUpdate
 from storage.statuses import STATUSES
+from storage.tracker import actions_with_ref
 from storage.updates import clean_note, record_update
 
 log = logging.getLogger("chaser.inbound")
@@ -232,11 +232,11 @@ def _actions(session: Session, reply: Reply) -> list[Action]:
         if action is None:
             raise InvalidValue(f"action {action_id} is no longer in the tracker")
         found.append(action)
+    plan = session.scalar(select(Plan).where(Plan.name == reply.plan)) if reply.plan else None
+    if reply.plan and plan is None:
+        raise InvalidValue(f"there is no plan {reply.plan!r}")
     for ref in reply.refs:
-        query = select(Action).where(Action.ref_key == ref_key(ref))
-        if reply.plan:
-            query = query.join(Plan, Plan.id == Action.plan_id).where(Plan.name == reply.plan)
-        matches = list(session.scalars(query))
+        matches = actions_with_ref(session, ref, plan)
         if not matches:
             raise InvalidValue(f"there is no action {ref}" + (f" in plan {reply.plan!r}" if reply.plan else ""))
         if len(matches) > 1:

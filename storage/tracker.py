@@ -65,6 +65,16 @@ def find_plan(session: Session, name: str | None) -> Plan | None:
     return plan
 
 
+def actions_with_ref(session: Session, ref: str, plan: Plan | None = None) -> list[Action]:
+    """Every action ``ref`` names (in ``plan`` if given), ignoring case and spaces, by plan."""
+    query = select(Action).where(Action.ref_key == ref_key(ref)).options(
+        selectinload(Action.owners).selectinload(ActionOwner.role), selectinload(Action.plan)
+    )
+    if plan is not None:
+        query = query.where(Action.plan_id == plan.id)
+    return list(session.scalars(query.order_by(Action.plan_id)))
+
+
 def find_action(session: Session, ref: str, plan_name: str | None = None) -> Action:
     """The action ``ref`` names, ignoring case and spaces (``hw3`` finds ``HW 3``).
 
@@ -72,12 +82,7 @@ def find_action(session: Session, ref: str, plan_name: str | None = None) -> Act
     not say which.
     """
     plan = find_plan(session, plan_name)
-    query = select(Action).where(Action.ref_key == ref_key(ref)).options(
-        selectinload(Action.owners).selectinload(ActionOwner.role), selectinload(Action.plan)
-    )
-    if plan is not None:
-        query = query.where(Action.plan_id == plan.id)
-    found = list(session.scalars(query.order_by(Action.plan_id)))
+    found = actions_with_ref(session, ref, plan)
     if not found:
         where = f" in plan {plan.name!r}" if plan else ""
         raise NotFound(f"no action with ref {ref!r}{where}")

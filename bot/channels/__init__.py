@@ -24,6 +24,7 @@ from bot.channels.base import (
 )
 
 CHANNELS: dict[str, str] = {
+    "email": "bot.channels.email:Email",
     "memory": "bot.channels.memory:Memory",
     "outbox_folder": "bot.channels.outbox_folder:OutboxFolder",
 }

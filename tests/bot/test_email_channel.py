@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -243,3 +244,30 @@ def test_a_user_without_a_password_is_a_config_error_naming_the_variable() -> No
     with pytest.raises(ConfigError, match="CHASER_SMTP_PASSWORD is not set"):
         Email.from_settings({"from": SENDER}, Secrets({"CHASER_SMTP_USER": "chaser"}))
     assert Email.from_settings({"from": SENDER}, Secrets({})).user is None  # no login at all
+
+
+def test_after_a_long_idle_the_connection_is_checked_and_opened_again_if_dead() -> None:
+    recorder = Recorder()
+    port = free_port()
+    now = [0.0]
+    sender = channel(port, clock=lambda: now[0])
+    with smtp_server(recorder, port=port):
+        sender.send(make_envelope(outbox_id=1))
+        now[0] += 5  # within a batch: no NOOP
+        sender.send(make_envelope(outbox_id=2))
+    assert sender.connections == 1
+    with smtp_server(recorder, port=port):
+        now[0] += 60  # idle: NOOP finds the connection dead before any of the message is sent
+        sender.send(make_envelope(outbox_id=3))
+    assert len(recorder.received) == 3 and sender.connections == 2
+
+
+def test_sends_from_several_threads_share_the_one_connection() -> None:
+    recorder = Recorder()
+    with smtp_server(recorder) as server:
+        sender = channel(server.port)
+        with ThreadPoolExecutor(8) as pool:
+            receipts = list(pool.map(lambda n: sender.send(make_envelope(outbox_id=n)), range(40)))
+        sender.close()
+    assert sorted(int(parsed(got.data)["X-Chaser-Outbox-Id"]) for got in recorder.received) == list(range(40))
+    assert len({r.ref["message_id"] for r in receipts}) == 40 and sender.connections == 1

@@ -14,6 +14,7 @@ import trustme
 from bot.channels import CHANNELS, ChannelError, load_channel
 from bot.channels.base import Channel, Secrets
 from bot.channels.email import Email
+from chaser.config import parse_config
 from chaser.errors import ConfigError
 from tests.bot import make_envelope, make_item
 from tests.bot.smtp_server import Recorder, accept, free_port, server_tls, smtp_server
@@ -271,3 +272,12 @@ def test_sends_from_several_threads_share_the_one_connection() -> None:
         sender.close()
     assert sorted(int(parsed(got.data)["X-Chaser-Outbox-Id"]) for got in recorder.received) == list(range(40))
     assert len({r.ref["message_id"] for r in receipts}) == 40 and sender.connections == 1
+
+
+def test_the_config_file_names_a_bad_email_key_at_start_and_leaves_a_disabled_table_alone() -> None:
+    with pytest.raises(ConfigError, match="chaser.toml: 'channels.email.smtp_port' must be a port number"):
+        parse_config({"channels": {"order": ["email"], "email": {"enabled": True, "from": SENDER,
+                                                                 "smtp_port": "587"}}}, "chaser.toml")
+    config = parse_config({"channels": {"order": ["email", "outbox_folder"], "email": {"smtp_port": "587"}}},
+                          "chaser.toml")
+    assert config.channels.order == ("outbox_folder",)  # email needs an account: off until enabled

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
@@ -281,3 +282,23 @@ def test_the_config_file_names_a_bad_email_key_at_start_and_leaves_a_disabled_ta
     config = parse_config({"channels": {"order": ["email", "outbox_folder"], "email": {"smtp_port": "587"}}},
                           "chaser.toml")
     assert config.channels.order == ("outbox_folder",)  # email needs an account: off until enabled
+
+
+def test_starttls_trusts_the_bundle_named_by_ssl_cert_file(ca: trustme.CA, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    recorder = Recorder()
+    with smtp_server(recorder, tls_context=server_tls(ca), require_starttls=True) as server:
+        channel(server.port, security="starttls").send(make_envelope())
+    assert len(recorder.received) == 1
+
+
+def test_a_server_that_never_answers_times_out_as_a_transient_failure() -> None:
+    with socket.socket() as silent:  # listens, never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(ChannelError) as refused:
+            channel(silent.getsockname()[1], timeout=0.2).send(make_envelope())
+    assert refused.value.permanent is False and "timed out" in str(refused.value)

@@ -144,3 +144,17 @@ def test_status_words_and_letters_alone_on_a_line(text: str, status: str) -> Non
 def test_it_reads_a_new_date_in_uk_forms(text: str, due: str | None) -> None:
     (answer,) = read_answers(text, RECEIVED.date())
     assert answer.due_text == due
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_fast_compat32_parse_the_inbox_uses_reads_the_same(name: str) -> None:
+    data = (FIXTURES / f"{name}.eml").read_bytes()
+    fast = read_reply(BytesParser(policy=policy.compat32).parsebytes(data), received_at=RECEIVED)
+    modern = read_reply(load(name), received_at=RECEIVED)
+    assert (fast.sender, fast.subject, fast.thread_ids, fast.auto_reply, fast.answers) == \
+        (modern.sender, modern.subject, modern.thread_ids, modern.auto_reply, modern.answers)
+
+
+def test_the_status_word_that_leads_the_reply_is_not_repeated_in_the_note() -> None:
+    (answer,) = read_answers("Status: amber - survey delayed", RECEIVED.date())
+    assert (answer.status, answer.note) == ("amber", "survey delayed")

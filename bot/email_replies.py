@@ -39,8 +39,6 @@ from storage.dates import parse_when  # the one date reader
 QUOTE_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl"]
 _quotes = EmailReplyParser(languages=QUOTE_LANGUAGES)
 
-MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-          "november", "december")
 _MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|" \
          r"oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)"
 

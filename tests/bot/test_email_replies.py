@@ -158,3 +158,14 @@ def test_the_fast_compat32_parse_the_inbox_uses_reads_the_same(name: str) -> Non
 def test_the_status_word_that_leads_the_reply_is_not_repeated_in_the_note() -> None:
     (answer,) = read_answers("Status: amber - survey delayed", RECEIVED.date())
     assert (answer.status, answer.note) == ("amber", "survey delayed")
+
+
+@pytest.mark.parametrize("body", [
+    "On track\n\nOn Tue, 1 Dec 2026 at 09:00, Chaser <chaser@example.gov.uk> wrote:\n> Last status: Red\n",
+    "On track.\nOn Tue, 1 Dec 2026 at 09:00, Chaser <chaser@example.gov.uk>\nwrote:\n> Last status: Red\n",
+])
+def test_a_reply_starting_on_track_is_not_taken_for_the_quote_header(body: str) -> None:
+    message = BytesParser(policy=policy.default).parsebytes(
+        b"From: jo@example.gov.uk\nSubject: Re: HW 7\nMessage-ID: <x@example.gov.uk>\n\n" + body.encode())
+    (answer,) = read_reply(message, received_at=RECEIVED).answers
+    assert answer.status == "green"

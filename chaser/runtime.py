@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from bot.channels import load_channel
 from bot.channels.base import Channel, Secrets
 from bot.inbound import updatable_channels
+from bot.inbox import CollectResult, collect_inbox, inbox_folder
 from bot.web import create_app
 from chaser.config import Config
 from chaser.secrets import LEGACY_FILE, ensure_link_key, secret_key
@@ -32,11 +33,12 @@ from storage.models import Clock, utcnow
 
 @dataclass(frozen=True)
 class RunOnce:
-    """What one sweep and one dispatch did (``chaser run --once``)."""
+    """What one collection of replies, one sweep and one dispatch did (``chaser run --once``)."""
 
     at: dt.datetime
     swept: SweepResult
     sent: DispatchResult
+    collected: CollectResult
 
 
 @dataclass
@@ -49,16 +51,22 @@ class Runtime:
     owns_engine: bool = False  # built by build_runtime, so close() disposes of it
 
     def run_once(self) -> RunOnce:
-        """One sweep at the clock's time, then send everything due, then return."""
+        """Read the replies waiting in the inbox folder (so the sweep does not chase what was
+        just answered), one sweep at the clock's time, then send everything due, then return."""
         now = self.clock()
+        collected = self.collect()
         swept = run_sweep(self.engine, self.config, now)
-        return RunOnce(at=now, swept=swept, sent=self.dispatcher.run_once())
+        return RunOnce(at=now, swept=swept, sent=self.dispatcher.run_once(), collected=collected)
+
+    def collect(self) -> CollectResult:
+        """Read every reply dropped into the inbox folder (``[channels.email] inbox_folder``)."""
+        return collect_inbox(self.engine, self.config, inbox_folder(self.config), self.clock)
 
     def serve(self, *, stop: threading.Event | None = None) -> None:
         """The daemon: sweep and dispatch on schedule until SIGTERM/SIGINT (or ``stop``), serving
         the web app when ``[web] enabled``."""
         serve(self.engine, self.config, self.dispatcher, web_app=self.web_app() if self.config.web_enabled else None,
-              stop=stop)
+              stop=stop, collect=self.collect)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """``chaser status``'s verdict now, for ``GET /healthz``."""

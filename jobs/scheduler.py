@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +32,11 @@ log = logging.getLogger("chaser.run")
 
 
 def serve(engine: Engine, config: Config, dispatcher: Dispatcher, *, web_app: Any = None,
-          stop: threading.Event | None = None) -> None:
+          stop: threading.Event | None = None, collect: Callable[[], Any] | None = None) -> None:
     """Sweep and dispatch on the scheduler's clock until SIGTERM/SIGINT or ``stop`` is set, and
     serve ``web_app`` (when ``[web] enabled``) on the host and port of ``[web] base_url``.
 
+    ``collect`` (reading replies) runs at every dispatch tick, before the sends.
     ``dispatcher`` and ``web_app`` come built by the caller (``chaser.runtime.build_runtime``),
     with their link secret and clock: this module only schedules and serves them.
     """
@@ -47,6 +49,11 @@ def serve(engine: Engine, config: Config, dispatcher: Dispatcher, *, web_app: An
             log.exception("sweep failed; the next one runs as scheduled")
 
     def dispatch() -> None:
+        if collect is not None:  # replies first (the inbox folder): an answer read stops its nudges
+            try:
+                collect()
+            except Exception:  # noqa: BLE001 - log and try again at the next tick; never kill the loop
+                log.exception("reading replies failed; the next tick tries again")
         try:
             result = dispatcher.run_once()
             if result.sent or result.failed or result.parked or result.unrecorded:

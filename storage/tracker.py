@@ -75,6 +75,29 @@ def actions_with_ref(session: Session, ref: str, plan: Plan | None = None) -> li
     return list(session.scalars(query.order_by(Action.plan_id)))
 
 
+def outbox_for_message_ids(session: Session, message_ids: Iterable[str]) -> int | None:
+    """The outbox row whose receipt carries one of these email Message-IDs (with or without
+    angle brackets), trying them in the order given (a reply's In-Reply-To first); else None.
+
+    Read from the receipt JSON (``receipt.ref.message_id``), on SQLite and PostgreSQL alike;
+    no index yet, so it reads the sent email rows: fine for a council's outbox, and the column
+    to index when it is not.
+    """
+    wanted = [i.strip().strip("<>") for i in message_ids if i and i.strip().strip("<>")]
+    if not wanted:
+        return None
+    forms = {f"<{i}>": i for i in wanted} | {i: i for i in wanted}
+    stored = Outbox.receipt["ref"]["message_id"].as_string()
+    found = dict(session.execute(
+        select(stored, Outbox.id).where(Outbox.state == "sent", stored.in_(list(forms)))
+    ).all())
+    for message_id in wanted:
+        for form in (f"<{message_id}>", message_id):
+            if form in found:
+                return int(found[form])
+    return None
+
+
 def find_action(session: Session, ref: str, plan_name: str | None = None) -> Action:
     """The action ``ref`` names, ignoring case and spaces (``hw3`` finds ``HW 3``).
 

@@ -39,7 +39,7 @@ PASSWORD_ENV = "CHASER_SMTP_PASSWORD"
 # connection could not be told apart from one the server accepted.
 IDLE_CHECK_SECONDS = 10.0
 KEYS = {"enabled", "transport", "smtp_host", "smtp_port", "smtp_security", "smtp_ca_file", "smtp_timeout",
-        "from", "reply_to"}
+        "from", "reply_to", "inbox_folder"}  # inbox_folder: read by bot.inbox (replies dropped as .eml)
 
 
 class Email:
@@ -74,6 +74,9 @@ class Email:
     def from_settings(cls, table: Mapping[str, Any], secrets: Secrets | None) -> Email:
         """``[channels.email]``; the login from ``CHASER_SMTP_USER``/``CHASER_SMTP_PASSWORD`` (none if unset)."""
         check_keys(table, cls.kind, KEYS)
+        inbox = table.get("inbox_folder", "inbox")
+        if not isinstance(inbox, str) or not inbox:
+            raise ConfigError(f"'channels.email.inbox_folder' must be a folder name, got {inbox!r}")
         transport = table.get("transport", "smtp")
         if transport == "graph":
             raise ConfigError("'channels.email.transport' \"graph\" (Microsoft 365) is not available yet: "

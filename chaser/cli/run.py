@@ -46,7 +46,16 @@ def preview(ctx: Context, at_text: str | None, fmt: str) -> None:
 def _run_once(ctx: Context, now: dt.datetime) -> None:
     runtime = ctx.runtime(clock=lambda: now)
     done = runtime.run_once()
-    swept, sent = done.swept, done.sent
+    swept, sent, collected = done.swept, done.sent, done.collected
+    if collected.files:
+        outcomes = ", ".join(f"{count} {outcome}" for outcome, count in sorted(collected.outcomes.items()))
+        click.echo(f"Read {collected.replies} reply(ies) from {collected.files} file(s) in the inbox folder"
+                   + (f": {outcomes}" if outcomes else "") + ". See 'chaser replies'.")
+        if collected.failed:
+            click.echo(f"{collected.failed} file(s) could not be read as mail: moved to failed/.", err=True)
+        if collected.kept:
+            click.echo(f"{collected.kept} file(s) could not be recorded now: they are read again next time.",
+                       err=True)
     click.echo(
         f"Swept at {local_text(done.at, ctx.config.timezone)}: {swept.actions_checked} action(s) checked, "
         f"{len(swept.nudges)} nudge(s) in {swept.messages} message(s). "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import email
+import json
 import email.policy
 import logging
 import re
@@ -93,4 +94,33 @@ def test_chaser_run_says_which_address_it_cannot_serve_on(db_url: str) -> None:
         with pytest.raises(ChaserError, match=rf"127\.0\.0\.1:{port} \(Address already in use\); change \[web\] "
                                               r"base_url or set \[web\] enabled = false"):
             build_runtime(config, engine=engine, environ=SECRET).serve(stop=threading.Event())
+    engine.dispose()
+
+
+def test_chaser_run_reads_the_inbox_folder_on_its_dispatch_tick(chaser: Chaser, db_url: str, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    fixture = Path(__file__).parent.parent / "bot" / "fixtures" / "replies" / "ooo-with-headers.eml"
+    (inbox / "ooo.eml").write_bytes(fixture.read_bytes())
+    config = parse_config({"channels": {"outbox_folder": {"folder": str(tmp_path / "out")}}}, "test")
+    engine = make_engine(db_url)
+    runtime = build_runtime(config, engine=engine, environ=SECRET)
+    stop = threading.Event()
+
+    def watch() -> None:  # stops the daemon once the reply has been read and moved
+        for _ in range(200):
+            if (inbox / "done" / "ooo.eml").exists():
+                break
+            stop.wait(0.05)
+        stop.set()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        runtime.serve(stop=stop)
+    finally:
+        watcher.join(15)
+    assert (inbox / "done" / "ooo.eml").exists() and not (inbox / "ooo.eml").exists()
+    replies = json.loads(chaser("replies", "--format", "json").stdout)
+    assert [(r["via"], r["outcome"]) for r in replies] == [("email", "auto_reply")]
     engine.dispose()

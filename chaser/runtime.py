@@ -82,6 +82,7 @@ class Runtime:
                           updatable=updatable_channels(config))
 
     def close(self) -> None:
+        self.dispatcher.close()
         if self.owns_engine:
             self.engine.dispose()
 

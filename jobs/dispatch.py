@@ -147,6 +147,13 @@ class Dispatcher:
                 self.channels[kind] = load_channel(kind, self.config.channels.table(kind), self.secrets)
             return self.channels[kind]
 
+    def close(self) -> None:
+        """Let go of what channels hold open (the email channel's SMTP connection): on shutdown."""
+        for channel in list(self.channels.values()):
+            close = getattr(channel, "close", None)  # optional: most channels hold nothing open
+            if callable(close):
+                close()
+
     def route(self, prepared: Prepared, failed: set[str]) -> Route | None:
         """Where a message goes now: where it went last if that still works, else the first channel
         (of the person's own, then ``[channels] order``) that reaches its recipient."""

@@ -94,6 +94,7 @@ def serve(engine: Engine, config: Config, dispatcher: Dispatcher, *, web_app: An
         stop.wait()
     finally:
         scheduler.shutdown(wait=True)
+        dispatcher.close()
         if web is not None:
             web.stop()
         for sig, handler in previous.items():

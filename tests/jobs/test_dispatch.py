@@ -593,3 +593,15 @@ def test_sigterm_stops_chaser_run_cleanly(db_url: str, engine: Engine, tmp_path:
     unsent = [r for r in rows.values() if r.state == "queued"]
     assert all(r.attempts == 0 and r.lease_until is None for r in unsent)  # given back, as if never claimed
     assert sorted(eml_ids(folder)) == sorted(i for i, r in rows.items() if r.state == "sent")
+
+
+def test_closing_the_dispatcher_lets_its_channels_go(engine: Engine) -> None:
+    class HoldsAConnection(Memory):
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    held = HoldsAConnection()
+    dispatcher(engine, make_config(), T0, channels={"memory": held, "other": Recording()}).close()
+    assert held.closed == 1

@@ -270,6 +270,20 @@ def test_a_due_date_no_deadline_can_have_is_refused_on_the_form(server: str, ses
     assert session.scalars(select(StatusUpdate)).all() == []
 
 
+@pytest.mark.parametrize(("answer", "expected"), [
+    ({"status": "purple"}, "&#39;purple&#39; is not a status"),
+    ({"status": "amber", "due": "x" * 101}, "longer than 100 characters: write just the date"),
+])
+def test_an_answer_the_form_cannot_take_is_refused_kept_and_listed(server: str, session: Session,
+                                                                   answer: dict[str, str], expected: str) -> None:
+    from storage.models import Reply
+
+    status, html = fetch(links(session, server)["Amber"], answer)
+    assert status == 422 and expected in html
+    assert session.scalars(select(StatusUpdate)).all() == []
+    assert [r.outcome for r in session.scalars(select(Reply))] == ["unclear"]  # kept for the EDI lead
+
+
 # --- the form proves it came from our page --------------------------------------------------
 
 def hidden_fields(html: str) -> dict[str, str]:

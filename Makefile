@@ -26,8 +26,10 @@ run: $(BIN)/chaser
 	@echo "Outside working hours (Mon-Fri from 09:30 London, not bank holidays) nudges wait for the next window."
 	$(DEMO) $(BIN)/chaser run
 
-# The whole suite, on SQLite and on the PostgreSQL server at 127.0.0.1:5432.
+# The whole suite, on SQLite and on the PostgreSQL server at 127.0.0.1:5432, with the Debian
+# packages it talks to (an IMAP server, a headless browser) installed first when missing.
 test: $(BIN)/chaser
+	scripts/debian-packages
 	$(BIN)/python -m pytest
 
 bench: $(BIN)/chaser

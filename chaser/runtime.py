@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from bot.channels import load_channel
 from bot.channels.base import Channel, Secrets
 from bot.inbound import updatable_channels
-from bot.inbox import CollectResult, collect_inbox, inbox_folder
+from bot.inbox import CollectResult, MailSource, collect_mail, mail_source
 from bot.web import create_app
 from chaser.config import Config
 from chaser.secrets import LEGACY_FILE, ensure_link_key, secret_key
@@ -48,6 +48,7 @@ class Runtime:
     clock: Clock
     secret: str  # signs and checks answer links
     dispatcher: Dispatcher
+    source: MailSource  # where replies are read from ([channels.email] inbox)
     owns_engine: bool = False  # built by build_runtime, so close() disposes of it
 
     def run_once(self) -> RunOnce:
@@ -59,8 +60,9 @@ class Runtime:
         return RunOnce(at=now, swept=swept, sent=self.dispatcher.run_once(), collected=collected)
 
     def collect(self) -> CollectResult:
-        """Read every reply dropped into the inbox folder (``[channels.email] inbox_folder``)."""
-        return collect_inbox(self.engine, self.config, inbox_folder(self.config), self.clock)
+        """Read every reply waiting in the mail source: the inbox folder (``[channels.email]
+        inbox_folder``), or the IMAP or Microsoft 365 mailbox (``[channels.email] inbox``)."""
+        return collect_mail(self.engine, self.config, self.source, self.clock)
 
     def serve(self, *, stop: threading.Event | None = None) -> None:
         """The daemon: sweep and dispatch on schedule until SIGTERM/SIGINT (or ``stop``), serving
@@ -83,6 +85,7 @@ class Runtime:
 
     def close(self) -> None:
         self.dispatcher.close()
+        self.source.close()
         if self.owns_engine:
             self.engine.dispose()
 
@@ -123,13 +126,15 @@ def build_runtime(
         for kind in config.channels.order:
             if kind not in built:
                 built[kind] = load_channel(kind, config.channels.table(kind), secrets)
+        source = mail_source(config, secrets)
     except BaseException:
         if owns:
             engine.dispose()
         raise
     dispatcher = Dispatcher(engine, config, clock=clock, secret=secret, channels=built, worker=worker,
                             secrets=secrets)
-    return Runtime(config=config, engine=engine, clock=clock, secret=secret, dispatcher=dispatcher, owns_engine=owns)
+    return Runtime(config=config, engine=engine, clock=clock, secret=secret, dispatcher=dispatcher, source=source,
+                   owns_engine=owns)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from bot.mime import BadAddress, Mailbox, build_email
 from bot.render import render
 from chaser.errors import ConfigError
 
+INBOXES = ("folder", "imap", "graph")  # where replies are read from: bot.inbox.mail_source
 SECURITY_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 USER_ENV = "CHASER_SMTP_USER"
 PASSWORD_ENV = "CHASER_SMTP_PASSWORD"
@@ -39,7 +40,7 @@ PASSWORD_ENV = "CHASER_SMTP_PASSWORD"
 # connection could not be told apart from one the server accepted.
 IDLE_CHECK_SECONDS = 10.0
 KEYS = {"enabled", "transport", "smtp_host", "smtp_port", "smtp_security", "smtp_ca_file", "smtp_timeout",
-        "from", "reply_to", "inbox_folder"}  # inbox_folder: read by bot.inbox (replies dropped as .eml)
+        "from", "reply_to", "inbox", "inbox_folder"}  # inbox, inbox_folder: where bot.inbox reads replies
 
 
 class Email:
@@ -74,9 +75,12 @@ class Email:
     def from_settings(cls, table: Mapping[str, Any], secrets: Secrets | None) -> Email:
         """``[channels.email]``; the login from ``CHASER_SMTP_USER``/``CHASER_SMTP_PASSWORD`` (none if unset)."""
         check_keys(table, cls.kind, KEYS)
-        inbox = table.get("inbox_folder", "inbox")
-        if not isinstance(inbox, str) or not inbox:
-            raise ConfigError(f"'channels.email.inbox_folder' must be a folder name, got {inbox!r}")
+        inbox = table.get("inbox", "folder")
+        if inbox not in INBOXES:
+            raise ConfigError(f"'channels.email.inbox' must be \"folder\", \"imap\" or \"graph\", got {inbox!r}")
+        folder = table.get("inbox_folder", "inbox")
+        if not isinstance(folder, str) or not folder:
+            raise ConfigError(f"'channels.email.inbox_folder' must be a folder name, got {folder!r}")
         transport = table.get("transport", "smtp")
         if transport == "graph":
             raise ConfigError("'channels.email.transport' \"graph\" (Microsoft 365) is not available yet: "

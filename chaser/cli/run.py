@@ -49,12 +49,16 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
     swept, sent, collected = done.swept, done.sent, done.collected
     if collected.files:
         outcomes = ", ".join(f"{count} {outcome}" for outcome, count in sorted(collected.outcomes.items()))
-        click.echo(f"Read {collected.replies} reply(ies) from {collected.files} file(s) in the inbox folder"
+        folder = collected.source.startswith("inbox folder")
+        mails = "file(s) in the inbox folder" if folder else f"mail(s) in {collected.source}"
+        click.echo(f"Read {collected.replies} reply(ies) from {collected.files} {mails}"
                    + (f": {outcomes}" if outcomes else "") + ". See 'chaser replies'.")
         if collected.failed:
-            click.echo(f"{collected.failed} file(s) could not be read as mail: moved to failed/.", err=True)
+            click.echo(f"{collected.failed} {'file(s)' if folder else 'mail(s)'} could not be read as mail: moved to "
+                       f"{'failed/' if folder else 'the failed folder'}.", err=True)
         if collected.kept:
-            click.echo(f"{collected.kept} file(s) could not be recorded now: they are read again next time.",
+            click.echo(f"{collected.kept} {'file(s)' if folder else 'mail(s)'} could not be recorded now: they are "
+                       "read again next time.",
                        err=True)
     click.echo(
         f"Swept at {local_text(done.at, ctx.config.timezone)}: {swept.actions_checked} action(s) checked, "

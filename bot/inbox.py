@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from email import policy
 from email.errors import MessageError
 from email.parser import BytesParser
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.confirm import queue_confirmation
 from bot.email_replies import read_reply, to_replies
 from bot.inbound import handle_reply
 from chaser.errors import ConfigError
@@ -176,11 +178,24 @@ def _record(make_session: Callable[[], Any], data: bytes, config: Any, now: Cloc
         if "@" not in parsed.sender:
             return None
         outbox_id = outbox_for_message_ids(session, parsed.thread_ids)
-        outcomes = []
-        for reply in to_replies(parsed, received_at=received_at, outbox_id=outbox_id, raw=parsed.body):
-            outcomes.append(handle_reply(session, reply, config).outcome)
+        results = [handle_reply(session, reply, config)
+                   for reply in to_replies(parsed, received_at=received_at, outbox_id=outbox_id, raw=parsed.body)]
+        if not parsed.auto_reply:  # never an answer to a robot
+            queue_confirmation(session, results, outbox_id=outbox_id, message_id=parsed.message_id,
+                               subject=parsed.subject, sender=parsed.sender, own_addresses=own_addresses(config),
+                               now=received_at)
         session.commit()
-    return outcomes
+    return [result.outcome for result in results]
+
+
+def own_addresses(config: Any) -> set[str]:
+    """Chaser's own addresses (``from``, ``reply_to``): mail from them is never answered."""
+    table = config.channels.table("email")
+    found = {parseaddr(str(table[key]))[1].lower() for key in ("from", "reply_to") if table.get(key)}
+    folder = config.channels.table("outbox_folder")
+    if folder.get("sender"):
+        found.add(parseaddr(str(folder["sender"]))[1].lower())
+    return {address for address in found if address}
 
 
 def _move(path: Path, into: Path) -> None:

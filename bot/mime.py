@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 import quopri
+import re
 import uuid
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import Header
 from email.headerregistry import Address
 from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
 
 CRLF = b"\r\n"
 MAX_HEADER_LINE = 78
@@ -65,6 +67,20 @@ def _quoted_printable(text: str) -> bytes:
     """UTF-8 text as quoted-printable lines ending in CRLF (soft breaks at 76 columns)."""
     encoded = quopri.encodestring(text.replace("\r\n", "\n").encode("utf-8"))
     return encoded.replace(b"\n", CRLF)
+
+
+# A Message-ID as RFC 5322 writes it, in printable ASCII: anything else a reply claims as its
+# id is not repeated into our headers.
+_MSG_ID = re.compile(r"[!-;=?-~]{1,200}@[!-;=?-~]{1,200}")
+
+
+def thread_headers(envelope: Any) -> tuple[tuple[str, str], ...]:
+    """``In-Reply-To`` and ``References`` for a message that answers someone's email (a
+    confirmation), so their mail program shows it under their reply; none otherwise."""
+    message_id = (getattr(envelope, "in_reply_to", None) or "").strip().strip("<>")
+    if not _MSG_ID.fullmatch(message_id):
+        return ()
+    return (("In-Reply-To", f"<{message_id}>"), ("References", f"<{message_id}>"))
 
 
 def build_email(

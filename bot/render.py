@@ -25,7 +25,7 @@ from storage.dates import format_day
 from storage.reasons import Why
 from storage.statuses import STATUS_LABELS
 
-KINDS = ("nudge", "lead_list")
+KINDS = ("nudge", "lead_list", "confirmation")
 
 # Slack limits: https://api.slack.com/reference/block-kit/blocks
 SECTION_TEXT_MAX = 3000
@@ -232,6 +232,7 @@ def render(envelope: Envelope, *, chat: bool = True) -> Rendered:
         "to_edi_lead": envelope.to_edi_lead,
         "notes": envelope.notes,
         "has_links": any(item.links for item in items),
+        "reply_subject": envelope.reply_subject or "",
     }
     folder = envelope.kind
     subject = " ".join(_ENV.get_template(f"{folder}/email-subject.txt.j2").render(context).split())

@@ -89,7 +89,7 @@ _RECORD_SENT = (
            _TABLE.c.state == "sending")
     .values(state="sent", receipt=bindparam("receipt", type_=_TABLE.c.receipt.type), sent_at=bindparam("sent_at"),
             lease_until=None, last_error=None, possible_duplicate=bindparam("duplicate"),
-            channel=bindparam("channel"), recipient=bindparam("address"))
+            channel=bindparam("channel"), recipient=bindparam("address"), message_id=bindparam("message_id"))
 )
 
 
@@ -233,7 +233,7 @@ class Dispatcher:
                 ref=item["ref"], title=item["title"], plan=item["plan"], rule=item["rule"], why=why_of(item),
                 due=dt.date.fromisoformat(item["due"]) if item.get("due") else None, due_text=item.get("due_text"),
                 status=item.get("status"), owner=item.get("owner"), links=links, action_id=item["action_id"],
-                recorded=recorded.get(item["action_id"]),
+                recorded=recorded.get(item["action_id"]) or _recorded_in(item),
             ))
         if person is not None:
             recipient = recipient_of(person)
@@ -243,6 +243,7 @@ class Dispatcher:
             outbox_id=row.id, kind=row.kind, recipient=recipient,
             items=tuple(items), sent_at=now, notes=tuple(row.payload.get("notes", ())),
             more=int(row.payload.get("more", 0)), to_edi_lead=bool(row.payload.get("to_edi_lead")),
+            in_reply_to=row.payload.get("in_reply_to"), reply_subject=row.payload.get("reply_subject"),
         )
 
     def prepare(self, claimed: list[Claimed]) -> dict[int, Prepared]:
@@ -326,6 +327,7 @@ class Dispatcher:
             recorded = self.record_sent({
                 "outbox_id": claimed.id, "worker": self.worker, "receipt": replace(receipt, possible_duplicate=duplicate).to_json(),
                 "sent_at": now, "duplicate": duplicate, "channel": channel_kind, "address": address[:320],
+                "message_id": message_id_of(receipt),
             })
         except Exception:  # noqa: BLE001 - e.g. the database connection dropped
             # It went out. Marking it failed would send it again unflagged; left claimed, it
@@ -508,6 +510,22 @@ class Dispatcher:
                 .values(state="queued", lease_until=None, attempts=Outbox.attempts - 1)
                 .execution_options(synchronize_session=False)
             )
+
+
+def _recorded_in(item: dict[str, Any]) -> Recorded | None:
+    """What a confirmation's item says was recorded (bot.confirm writes it into the payload)."""
+    found = item.get("recorded")
+    if not found:
+        return None
+    return Recorded(status=found.get("status"), note=found.get("note"), due_text=found.get("due_text"),
+                    by=str(found.get("by") or ""), via=str(found.get("via") or "email"),
+                    at=dt.datetime.fromisoformat(found["at"]))
+
+
+def message_id_of(receipt: Receipt) -> str | None:
+    """The email Message-ID a receipt names, without angle brackets (the indexed ``outbox.message_id``)."""
+    value = receipt.ref.get("message_id")
+    return str(value).strip().strip("<>")[:250] or None if value else None
 
 
 def recorded_since(session: Session, message: Outbox) -> dict[int, Recorded]:

@@ -148,6 +148,7 @@ class Role(Base):
 
 class Person(Base):
     __tablename__ = "people"
+    __table_args__ = (CheckConstraint("cadence IN ('each', 'weekly')", name="cadence"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
@@ -161,6 +162,9 @@ class Person(Base):
     cover_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     # The channel this person prefers ("email", "slack", ...), ahead of [channels] order; NULL: the order.
     channel: Mapped[str | None] = mapped_column(String(30))
+    # How often they hear from Chaser: "each" reminder as it falls due, or one "weekly" summary
+    # (chosen on the preferences page; jobs.sweep gathers a weekly person's nudges).
+    cadence: Mapped[str] = mapped_column(String(10), default="each", server_default="each")
 
     roles: Mapped[list[Role]] = relationship(secondary="person_roles", order_by="Role.name")
     manager: Mapped[Person | None] = relationship(foreign_keys=[manager_id], remote_side=[id])
@@ -318,6 +322,9 @@ class Outbox(Base):
     # [{"channel": "slack", "error": "...", "at": "2026-12-01T09:30:00+00:00"}, ...]
     route: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     target_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    # The email Message-ID it went out with, without angle brackets (also in the receipt):
+    # indexed, so a reply's In-Reply-To finds its message at once (storage.tracker).
+    message_id: Mapped[str | None] = mapped_column(String(250), index=True)
 
 
 class NudgeKey(Base):

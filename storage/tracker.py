@@ -76,25 +76,18 @@ def actions_with_ref(session: Session, ref: str, plan: Plan | None = None) -> li
 
 
 def outbox_for_message_ids(session: Session, message_ids: Iterable[str]) -> int | None:
-    """The outbox row whose receipt carries one of these email Message-IDs (with or without
-    angle brackets), trying them in the order given (a reply's In-Reply-To first); else None.
-
-    Read from the receipt JSON (``receipt.ref.message_id``), on SQLite and PostgreSQL alike;
-    no index yet, so it reads the sent email rows: fine for a council's outbox, and the column
-    to index when it is not.
-    """
+    """The sent outbox row whose email Message-ID is one of these (with or without angle
+    brackets), trying them in the order given (a reply's In-Reply-To first); else None. One
+    look-up in the index on ``outbox.message_id``."""
     wanted = [i.strip().strip("<>") for i in message_ids if i and i.strip().strip("<>")]
     if not wanted:
         return None
-    forms = {f"<{i}>": i for i in wanted} | {i: i for i in wanted}
-    stored = Outbox.receipt["ref"]["message_id"].as_string()
     found = dict(session.execute(
-        select(stored, Outbox.id).where(Outbox.state == "sent", stored.in_(list(forms)))
+        select(Outbox.message_id, Outbox.id).where(Outbox.message_id.in_(wanted), Outbox.state == "sent")
     ).all())
     for message_id in wanted:
-        for form in (f"<{message_id}>", message_id):
-            if form in found:
-                return int(found[form])
+        if message_id in found:
+            return int(found[message_id])
     return None
 
 
@@ -329,7 +322,7 @@ def _entry(row: Outbox, email: str | None) -> OutboxEntry:
     items = row.payload["items"]
     return OutboxEntry(
         id=row.id, person=email or row.recipient, channel=row.channel, state=row.state, kind=row.kind,
-        keys=[i["key"] for i in items], refs=[i["ref"] for i in items], more=row.payload.get("more", 0),
+        keys=[i["key"] for i in items if i.get("key")], refs=[i["ref"] for i in items], more=row.payload.get("more", 0),
         attempts=row.attempts, created_at=row.created_at, next_attempt_at=row.next_attempt_at, sent_at=row.sent_at,
         receipt=row.receipt, last_error=row.last_error, possible_duplicate=row.possible_duplicate,
         route=list(row.route or []), target=row.target_id,

@@ -82,7 +82,7 @@ class Envelope:
     """One message to one person, as the dispatcher hands it to a channel."""
 
     outbox_id: int
-    kind: str                # "nudge" (owner/cover/manager) or "lead_list" (the EDI lead)
+    kind: str                # "nudge" (owner/cover/manager), "lead_list" (the EDI lead), "confirmation"
     recipient: Recipient
     items: tuple[Item, ...]
     sent_at: datetime        # aware; the (possibly simulated) time of sending
@@ -92,6 +92,10 @@ class Envelope:
     # An earlier send of this outbox row may have gone out (its claim's lease ran out, its
     # process died): a channel that can look for that send should look afresh, not in a cache.
     resend: bool = False
+    # A confirmation answers the person's own email: its Message-ID (without angle brackets)
+    # and "Re: <their subject>", for In-Reply-To/References and a subject that threads.
+    in_reply_to: str | None = None
+    reply_subject: str | None = None
 
     @property
     def recipient_name(self) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 from bot.channels.base import ChannelError, Envelope, Receipt, Recipient, Secrets, check_keys
 from bot.channels.outbox_folder import check_sender
-from bot.mime import BadAddress, Mailbox, build_email
+from bot.mime import BadAddress, Mailbox, build_email, thread_headers
 from bot.render import render
 from chaser.errors import ConfigError
 
@@ -145,10 +145,12 @@ class Email:
         # RFC 8058) does not exist yet, and List-Unsubscribe-Post may only accompany an https URL.
         return (
             ("Reply-To", self.reply_to.header()),
-            ("Auto-Submitted", "auto-generated"),
+            # RFC 3834: a confirmation answers a person's mail ("auto-replied"); a nudge is not an answer.
+            ("Auto-Submitted", "auto-replied" if envelope.in_reply_to else "auto-generated"),
             ("X-Auto-Response-Suppress", "OOF, AutoReply"),
             ("List-Unsubscribe", f"<mailto:{self.reply_to.address}?subject=unsubscribe>"),
             ("X-Chaser-Outbox-Id", str(envelope.outbox_id)),
+            *thread_headers(envelope),
         )
 
     def _transmit(self, to: str, data: bytes) -> None:

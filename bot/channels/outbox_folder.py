@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.channels.base import ChannelError, Envelope, Receipt, Recipient, Secrets, check_keys
-from bot.mime import BadAddress, Mailbox, build_email
+from bot.mime import BadAddress, Mailbox, build_email, thread_headers
 from bot.render import Rendered, chat_blocks, render, slug
 from chaser.errors import ConfigError
 
@@ -166,7 +166,7 @@ class OutboxFolder:
         return build_email(
             sender=self.sender, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
             sent_at=envelope.sent_at, domain=self.domain,
-            extra_headers=(("X-Chaser-Outbox-Id", str(envelope.outbox_id)),),
+            extra_headers=(("X-Chaser-Outbox-Id", str(envelope.outbox_id)), *thread_headers(envelope)),
         )
 
     def _chat_json(self, envelope: Envelope, rendered: Rendered) -> bytes:

@@ -122,3 +122,58 @@ def test_one_status_to_a_message_about_several_actions_is_unclear_and_naming_ref
     hw9 = json.loads(run("show", "HW 9", "--format", "json").stdout)["history"]
     assert [(h["new_status"], h["channel"]) for h in hw8] == [("green", "email")]
     assert [(h["new_status"], h["note"]) for h in hw9] == [("complete", "trained on Monday")]
+
+
+def sent_of_kind(run: Chaser, kind: str) -> list[email.message.EmailMessage]:
+    """The messages of ``kind`` the outbox folder wrote, oldest first."""
+    box = json.loads(run("outbox", "--format", "json").stdout)
+    ids = sorted(m["id"] for m in box if m["kind"] == kind and m["state"] == "sent")
+    found = []
+    for outbox_id in ids:
+        path = next(p for p in Path("out").glob("*.eml") if p.name.split("-")[1] == f"{outbox_id:06d}")
+        found.append(email.message_from_bytes(path.read_bytes(), policy=email.policy.default))
+    return found
+
+
+def test_an_applied_reply_is_confirmed_under_the_reply_and_an_out_of_office_is_not(run: Chaser) -> None:
+    nudge, (ref,) = nudge_to(run, "sam@housing.example")
+    Path("inbox").mkdir()
+    (Path("inbox") / "ooo.eml").write_bytes(reply_to(
+        nudge, "I am out of the office until 4 January 2027.", headers={"Auto-Submitted": "auto-replied"})
+        .replace(b"reply-1@", b"ooo-1@"))
+    (Path("inbox") / "reply.eml").write_bytes(reply_to(nudge, "Amber - survey delayed, new date 30/06/2027"))
+
+    run("run", "--once", "--at", "2026-12-02T10:00")
+
+    (confirmation,) = sent_of_kind(run, "confirmation")  # one: the out-of-office gets none
+    assert confirmation["To"] == "Sam Ade <sam@housing.example>"
+    assert confirmation["In-Reply-To"] == "<reply-1@mail.housing.example>"
+    assert confirmation["References"] == "<reply-1@mail.housing.example>"
+    assert confirmation["Subject"].startswith("RE: ")
+    text = confirmation.get_body(("plain",)).get_content()
+    assert "Chaser recorded your reply" in text and f"{ref}: Survey the temporary accommodation" in text
+    assert "Status: Amber" in text and "New date: 30/06/2027" in text and "Note: survey delayed" in text
+    assert "/answer/" in text  # a link to change it
+    html = confirmation.get_body(("html",)).get_content()
+    assert "Survey the temporary accommodation" in html and "Amber" in html
+    # Nothing answers the confirmation if it comes back: it is from Chaser's own address.
+    back = reply_to(nudge, "Green").replace(b"reply-1@", b"reply-9@").replace(
+        b"From: Sam Ade <sam@housing.example>", b"From: chaser@localhost")
+    (Path("inbox") / "back.eml").write_bytes(back)
+    run("run", "--once", "--at", "2026-12-02T11:00")
+    assert len(sent_of_kind(run, "confirmation")) == 1
+
+
+def test_an_unclear_reply_tells_the_owner_which_refs_to_name(run: Chaser) -> None:
+    nudge, refs = nudge_to(run, "priya@housing.example")
+    Path("inbox").mkdir()
+    (Path("inbox") / "1.eml").write_bytes(reply_to(nudge, "Green"))
+
+    run("run", "--once", "--at", "2026-12-02T10:00")
+
+    (told,) = sent_of_kind(run, "confirmation")
+    text = told.get_body(("plain",)).get_content()
+    assert "nothing was recorded" in text and "say which one this is about" in text
+    assert 'Reply again naming each action, for example "HW 8 amber' in text
+    assert "HW 8: Publish the allocations data" in text and "HW 9: Train the lettings team" in text
+    assert text.count("/answer/") >= 2  # each action can be answered in one click

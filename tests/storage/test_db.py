@@ -116,3 +116,29 @@ def test_an_upgrade_keeps_the_receipts_of_messages_already_sent(db_url: str) -> 
         assert row.receipt == {"channel": "outbox_folder", "ref": {"id": "<abc@c.example>"}, "possible_duplicate": False}
         assert row.route == [] and row.channel == "outbox_folder"
     engine.dispose()
+
+
+def test_an_upgrade_indexes_the_message_ids_of_emails_already_sent(db_url: str) -> None:
+    """0005: a reply to an email sent before the upgrade still finds its message (by the index)."""
+    from alembic import command
+
+    from storage.db import alembic_config, session_factory
+    from storage.models import Outbox, Person
+    from storage.tracker import outbox_for_message_ids
+
+    engine = make_engine(db_url)
+    command.upgrade(alembic_config(engine), "0004")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO people (id, name, email) VALUES (1, 'Sam', 'sam@c.example')"))
+        conn.execute(text(
+            "INSERT INTO outbox (kind, person_id, recipient, channel, payload, state, attempts, created_at, "
+            "next_attempt_at, receipt, possible_duplicate, route) VALUES ('nudge', 1, 'sam@c.example', 'email', "
+            "'{\"items\": []}', 'sent', 1, '2026-11-30 09:30:00', '2026-11-30 09:30:00', "
+            "'{\"channel\": \"email\", \"ref\": {\"message_id\": \"<abc@c.example>\"}}', false, '[]')"))
+    upgrade(engine)
+    with session_factory(engine)() as session:
+        (row,) = session.query(Outbox).all()
+        assert row.message_id == "abc@c.example"
+        assert outbox_for_message_ids(session, ["<abc@c.example>"]) == row.id
+        assert session.get(Person, 1).cadence == "each"  # everyone keeps hearing of each reminder
+    engine.dispose()

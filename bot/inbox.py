@@ -20,6 +20,7 @@ before its source moves it; if the move fails after the commit, the next read is
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 from collections import Counter
@@ -32,15 +33,17 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.confirm import queue_confirmation
 from bot.email_replies import read_reply, to_replies
 from bot.inbound import handle_reply
+from bot.preferences import change_preferences
 from chaser.errors import ConfigError
 from storage.db import session_factory
-from storage.models import Clock, utcnow
+from storage.models import Clock, Person, utcnow
 from storage.tracker import actions_with_ref, outbox_for_message_ids
 
 log = logging.getLogger("chaser.inbox")
@@ -177,6 +180,8 @@ def _record(make_session: Callable[[], Any], data: bytes, config: Any, now: Cloc
         parsed = read_reply(message, received_at=received_at, is_ref=lambda ref: bool(actions_with_ref(session, ref)))
         if "@" not in parsed.sender:
             return None
+        if parsed.subject.strip().lower() == "unsubscribe" and not parsed.auto_reply:
+            return [_unsubscribe(session, parsed.sender, config, received_at)]
         outbox_id = outbox_for_message_ids(session, parsed.thread_ids)
         results = [handle_reply(session, reply, config)
                    for reply in to_replies(parsed, received_at=received_at, outbox_id=outbox_id, raw=parsed.body)]
@@ -186,6 +191,18 @@ def _record(make_session: Callable[[], Any], data: bytes, config: Any, now: Cloc
                                now=received_at)
         session.commit()
     return [result.outcome for result in results]
+
+
+def _unsubscribe(session: Any, sender: str, config: Any, now: dt.datetime) -> str:
+    """The ``mailto:`` of List-Unsubscribe: like the one-click POST, the sender (if in the
+    directory) gets one weekly summary instead of each reminder, and the EDI lead is told."""
+    person = session.scalar(select(Person).where(func.lower(Person.email) == sender.lower()))
+    if person is not None:
+        change_preferences(session, person, cadence="weekly", how="by an unsubscribe email", now=now,
+                           edi_lead=config.edi_lead)
+        session.commit()
+        log.info("inbox: %s unsubscribed: one weekly summary from now on", sender)
+    return "unsubscribe"
 
 
 def own_addresses(config: Any) -> set[str]:

@@ -40,11 +40,16 @@ class BadAnswerLink(ChaserError):
         self.expired = expired
 
 
+PREFERENCES_SALT = "chaser-preferences"
+# An unsubscribe link must go on working in an old email: a year, not the answer links' weeks.
+PREFERENCES_MAX_AGE_SECONDS = 366 * 86400
+
+
 @lru_cache(maxsize=8)
-def _serializer(secret: str) -> URLSafeTimedSerializer:
+def _serializer(secret: str, salt: str = SALT) -> URLSafeTimedSerializer:
     if not secret:
         raise ConfigError("the answer-link secret is empty; set one so links cannot be forged")
-    return URLSafeTimedSerializer(secret, salt=SALT)
+    return URLSafeTimedSerializer(secret, salt=salt)
 
 
 def answer_links(
@@ -72,26 +77,7 @@ def read_answer_token(secret: str, token: str, max_age_seconds: int,
     """The payload ``{"a", "p", "o"}`` (action, person, outbox ids) of a genuine, unexpired
     token, else BadAnswerLink. A token dated in the future (beyond a few minutes of clock
     skew) was not made by us as it claims: it is "not valid", never "expired"."""
-    serializer = _serializer(secret)
-    try:
-        payload, signed_at = serializer.loads(token, return_timestamp=True)
-    except BadData:
-        raise BadAnswerLink(
-            "this answer link is not valid: it was changed or cut short; "
-            "open the link exactly as it appears in the reminder"
-        ) from None
-    age = ((now or dt.datetime.now(dt.timezone.utc)) - signed_at).total_seconds()
-    if age < -CLOCK_SKEW_SECONDS:
-        raise BadAnswerLink("this answer link is not valid: it is dated in the future; "
-                            "open the link exactly as it appears in the reminder")
-    if age > max_age_seconds:
-        days = max_age_seconds / 86400
-        shown = f"{days:g} days" if days >= 1 else f"{max_age_seconds} seconds"
-        raise BadAnswerLink(
-            f"this answer link has expired (links work for {shown}); "
-            "use the link in the latest reminder, or reply to it",
-            expired=True,
-        )
+    payload = _read(secret, SALT, token, max_age_seconds, now, "answer link", "use the link in the latest reminder, or reply to it")
     if (
         not isinstance(payload, dict)
         or set(payload) != {"a", "p", "o"}
@@ -99,3 +85,42 @@ def read_answer_token(secret: str, token: str, max_age_seconds: int,
     ):
         raise BadAnswerLink("this answer link is not valid: it does not carry an answer")
     return dict(payload)
+
+
+def preferences_url(base_url: str, secret: str, *, person_id: int) -> str:
+    """``{base_url}/preferences/{token}``: the page where a person chooses how and how often
+    Chaser reaches them (and the one-click ``List-Unsubscribe`` address of RFC 8058)."""
+    return f"{base_url.rstrip('/')}/preferences/{_serializer(secret, PREFERENCES_SALT).dumps({'p': person_id})}"
+
+
+def read_preferences_token(secret: str, token: str, now: dt.datetime | None = None) -> int:
+    """The person id of a genuine preferences token, at most a year old; else BadAnswerLink."""
+    payload = _read(secret, PREFERENCES_SALT, token, PREFERENCES_MAX_AGE_SECONDS, now, "link",
+                    "use the link in a recent email from Chaser")
+    person = payload.get("p") if isinstance(payload, dict) else None
+    if set(payload) != {"p"} or not isinstance(person, int) or isinstance(person, bool):
+        raise BadAnswerLink("this link is not valid: it does not name a person")
+    return person
+
+
+def _read(secret: str, salt: str, token: str, max_age_seconds: int, now: dt.datetime | None, what: str,
+          instead: str) -> Any:
+    """The payload of a genuine token signed with ``salt`` that is neither too old nor dated in
+    the future; else BadAnswerLink in words about ``what`` it is and what to do ``instead``."""
+    serializer = _serializer(secret, salt)
+    try:
+        payload, signed_at = serializer.loads(token, return_timestamp=True)
+    except BadData:
+        raise BadAnswerLink(
+            f"this {what} is not valid: it was changed or cut short; "
+            "open the link exactly as it appears in the message"
+        ) from None
+    age = ((now or dt.datetime.now(dt.timezone.utc)) - signed_at).total_seconds()
+    if age < -CLOCK_SKEW_SECONDS:
+        raise BadAnswerLink(f"this {what} is not valid: it is dated in the future; "
+                            "open the link exactly as it appears in the message")
+    if age > max_age_seconds:
+        days = max_age_seconds / 86400
+        shown = f"{days:g} days" if days >= 1 else f"{max_age_seconds} seconds"
+        raise BadAnswerLink(f"this {what} has expired (links work for {shown}); {instead}", expired=True)
+    return payload

@@ -56,11 +56,27 @@ class Mailbox:
 
 def _header(name: str, value: str) -> bytes:
     """``Name: value`` with CRLF, folded (and RFC 2047-encoded if not ASCII) when it must be."""
-    if not value.isascii() or len(name) + 2 + len(value) > MAX_HEADER_LINE:
-        value = Header(value, "utf-8" if not value.isascii() else "us-ascii", header_name=name).encode(
-            linesep="\r\n", maxlinelen=MAX_HEADER_LINE
-        )
+    if not value.isascii():
+        value = Header(value, "utf-8", header_name=name).encode(linesep="\r\n", maxlinelen=MAX_HEADER_LINE)
+    elif len(name) + 2 + len(value) > MAX_HEADER_LINE:
+        value = _fold(len(name) + 2, value)
     return f"{name}: {value}".encode("ascii") + CRLF
+
+
+def _fold(start: int, value: str) -> str:
+    """ASCII folded at spaces into lines of at most MAX_HEADER_LINE where a word allows: a word
+    longer than that (a link with its token) has a line to itself, and the first word stays on
+    the header's own line, so nothing reads the value with a leading space."""
+    lines: list[str] = []
+    line, indent = "", start  # indent: the columns before the line's text (the name, or the fold's space)
+    for word in value.split(" "):
+        if line and indent + len(line) + 1 + len(word) > MAX_HEADER_LINE:
+            lines.append(line)
+            line, indent = word, 1
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\r\n ".join(lines)
 
 
 def _quoted_printable(text: str) -> bytes:

@@ -25,7 +25,7 @@ from storage.dates import format_day
 from storage.reasons import Why
 from storage.statuses import STATUS_LABELS
 
-KINDS = ("nudge", "lead_list", "confirmation")
+KINDS = ("nudge", "lead_list", "confirmation", "notice")
 
 # Slack limits: https://api.slack.com/reference/block-kit/blocks
 SECTION_TEXT_MAX = 3000

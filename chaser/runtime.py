@@ -81,7 +81,7 @@ class Runtime:
         config = self.config
         return create_app(self.engine, secret=self.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
                           max_age_days=config.web_link_days, clock=self.clock, health=self.health,
-                          updatable=updatable_channels(config))
+                          updatable=updatable_channels(config), channels=config.channels.order)
 
     def close(self) -> None:
         self.dispatcher.close()

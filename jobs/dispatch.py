@@ -35,7 +35,7 @@ from bot.channels import load_channel
 from bot.channels.base import (
     Channel, ChannelError, Envelope, Item, Receipt, Recipient, Recorded, Secrets, can_update,
 )
-from bot.links import answer_links
+from bot.links import answer_links, preferences_url
 from bot.routing import Route, choose, recipient_of, why_unreachable
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person, StatusUpdate
@@ -244,6 +244,8 @@ class Dispatcher:
             items=tuple(items), sent_at=now, notes=tuple(row.payload.get("notes", ())),
             more=int(row.payload.get("more", 0)), to_edi_lead=bool(row.payload.get("to_edi_lead")),
             in_reply_to=row.payload.get("in_reply_to"), reply_subject=row.payload.get("reply_subject"),
+            preferences_url=preferences_url(self.config.web_base_url, self.secret, person_id=row.person_id)
+            if row.person_id is not None else None,
         )
 
     def prepare(self, claimed: list[Claimed]) -> dict[int, Prepared]:

@@ -281,6 +281,9 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
         by_person[n.person_id].append(n)
     info = _action_info(session, loader, sorted({n.action_id for n in nudges}))
     lead = loader.edi_lead_id
+    weekly = _weekly_people(session, [p for p, items in by_person.items()
+                                      if not all(n.rule == "review_missing" for n in items)])
+    gathered = {p: by_person.pop(p) for p in sorted(weekly)}
     outbox_rows = []
     for person_id, items in sorted(by_person.items()):
         person = loader.people[person_id]
@@ -291,14 +294,7 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
                              f"{format_day(back, year=False)}.")
         kind = "lead_list" if all(n.rule == "review_missing" for n in items) else "nudge"
         listed = _most_urgent(items, info)
-        payload = {
-            "items": [
-                {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "why": n.why.to_json(), "key": n.key,
-                 "owner": _owner_text(loader, n)}
-                for n in listed
-            ],
-            "notes": notes,
-        }
+        payload = {"items": [_item(loader, info, n) for n in listed], "notes": notes}
         if len(listed) < len(items):
             payload["more"] = len(items) - len(listed)
             payload["to_edi_lead"] = person_id == lead  # who to ask for the full list: not themselves
@@ -325,6 +321,8 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
             connection.execute(keys.update().where(keys.c.key == bindparam("k")).values(outbox_id=bindparam("o")),
                                [{"k": k, "o": o} for k, o in pairs])
     result.messages = len(by_person)
+    for person_id, items in gathered.items():
+        result.messages += _gather_weekly(session, config, loader, person_id, items, info, now, result)
     # The next check time, and why planning failed (NULL: it did not), in the same statement.
     problems = planned.problems
     if connection.dialect.name == "postgresql" and planned.next_check:
@@ -344,6 +342,75 @@ def _store(session: Session, config: Config, loader: _Loader, planned: Plan,
         for chunk in id_chunks(action_ids):
             connection.execute(actions.update().where(actions.c.id.in_(chunk))
                                .values(next_check_at=moment, check_problem=problem))
+
+
+def _item(loader: _Loader, info: dict[int, dict[str, Any]], n: Nudge) -> dict[str, Any]:
+    """One nudge as an item of a message's payload."""
+    return {**info[n.action_id], "action_id": n.action_id, "rule": n.rule, "why": n.why.to_json(), "key": n.key,
+            "owner": _owner_text(loader, n)}
+
+
+def _weekly_people(session: Session, person_ids: Sequence[int]) -> set[int]:
+    """Of these people, those who chose one weekly summary (``people.cadence``)."""
+    found: set[int] = set()
+    for chunk in id_chunks(sorted(person_ids)):
+        found.update(session.scalars(select(Person.id).where(id_in(session, Person.id, chunk),
+                                                             Person.cadence == "weekly")))
+    return found
+
+
+def weekly_slot(config: Config, now: dt.datetime) -> dt.datetime:
+    """When a weekly summary planned at ``now`` goes out: the send window's opening on the next
+    Monday (local time) after today, or the first working day after it (a bank holiday)."""
+    calendar = config.cadence_for("", None).calendar
+    today = calendar.local(now).date()
+    monday = today + dt.timedelta(days=7 - today.weekday())
+    return calendar.next_send_window(calendar.send_time(monday))
+
+
+def _gather_weekly(session: Session, config: Config, loader: _Loader, person_id: int, items: list[Nudge],
+                   info: dict[int, dict[str, Any]], now: dt.datetime, result: SweepResult) -> int:
+    """Put a weekly person's nudges into their summary for the coming Monday: a new message
+    (returns 1) or the one already waiting (returns 0). The summary is claimed by a key, like
+    every nudge, so two sweeps at once still make one; a summary already on its way (claimed by
+    the dispatcher) is left alone and these nudges get a summary of their own."""
+    slot = weekly_slot(config, now)
+    key = f"weekly:{person_id}:{slot.date().isoformat()}"
+    connection = session.connection()
+    waiting = None
+    if not _insert_keys(session, [{"key": key, "action_id": None, "person_id": person_id, "rule": "weekly",
+                                   "outbox_id": None, "created_at": now}]):
+        found = session.scalar(select(NudgeKey.outbox_id).where(NudgeKey.key == key))
+        query = select(Outbox).where(Outbox.id == found, Outbox.state == "queued")
+        waiting = session.scalar(query.with_for_update()) if found is not None else None
+    fresh = [_item(loader, info, n) for n in items]
+    if waiting is not None:
+        renewed = {item["action_id"] for item in fresh}
+        merged = [item for item in waiting.payload.get("items", ()) if item["action_id"] not in renewed] + fresh
+        more = int(waiting.payload.get("more", 0))
+        waiting.payload = {**waiting.payload, "items": merged[-MESSAGE_ITEMS_MAX:],
+                           "more": more + max(0, len(merged) - MESSAGE_ITEMS_MAX)}
+        outbox_id = waiting.id
+        added = 0
+    else:
+        person = loader.people[person_id]
+        listed = _most_urgent(items, info)
+        payload: dict[str, Any] = {"items": [_item(loader, info, n) for n in listed], "notes": [], "weekly": True}
+        if len(listed) < len(items):
+            payload["more"] = len(items) - len(listed)
+            payload["to_edi_lead"] = person_id == loader.edi_lead_id
+        row = Outbox(kind="nudge", person_id=person_id, recipient=person.email or person.name, channel=None,
+                     payload=payload, state="queued", attempts=0, created_at=now, next_attempt_at=slot,
+                     possible_duplicate=False, route=[])
+        session.add(row)
+        session.flush()
+        outbox_id = row.id
+        result.outbox_ids.append(outbox_id)
+        connection.execute(NudgeKey.__table__.update().where(NudgeKey.__table__.c.key == key).values(outbox_id=outbox_id))
+        added = 1
+    keys = NudgeKey.__table__
+    connection.execute(keys.update().where(keys.c.key.in_([n.key for n in items])).values(outbox_id=outbox_id))
+    return added
 
 
 def _most_urgent(items: list[Nudge], info: dict[int, dict[str, Any]]) -> list[Nudge]:

@@ -96,6 +96,9 @@ class Envelope:
     # and "Re: <their subject>", for In-Reply-To/References and a subject that threads.
     in_reply_to: str | None = None
     reply_subject: str | None = None
+    # The recipient's preferences page (bot.links.preferences_url): how and how often Chaser
+    # reaches them; an email's List-Unsubscribe address. None for someone not in the directory.
+    preferences_url: str | None = None
 
     @property
     def recipient_name(self) -> str:

@@ -141,14 +141,12 @@ class Email:
         return Receipt(self.kind, {"message_id": message_id})
 
     def _headers(self, envelope: Envelope) -> tuple[tuple[str, str], ...]:
-        # Only the mailto form of List-Unsubscribe: the one-click URL ({web base}/unsubscribe,
-        # RFC 8058) does not exist yet, and List-Unsubscribe-Post may only accompany an https URL.
         return (
             ("Reply-To", self.reply_to.header()),
             # RFC 3834: a confirmation answers a person's mail ("auto-replied"); a nudge is not an answer.
             ("Auto-Submitted", "auto-replied" if envelope.in_reply_to else "auto-generated"),
             ("X-Auto-Response-Suppress", "OOF, AutoReply"),
-            ("List-Unsubscribe", f"<mailto:{self.reply_to.address}?subject=unsubscribe>"),
+            *unsubscribe_headers(envelope, self.reply_to.address),
             ("X-Chaser-Outbox-Id", str(envelope.outbox_id)),
             *thread_headers(envelope),
         )
@@ -257,6 +255,20 @@ class Email:
     def __repr__(self) -> str:  # never the password
         login = f", user={self.user!r}" if self.user else ""
         return f"Email({self.security}://{self.host}:{self.port}{login})"
+
+
+def unsubscribe_headers(envelope: Envelope, mailbox: str) -> tuple[tuple[str, str], ...]:
+    """``List-Unsubscribe``: the preferences page (one click, RFC 8058) and a ``mailto:`` (a
+    mail with the subject "unsubscribe", read by bot.inbox). ``List-Unsubscribe-Post`` only with
+    an https page, as RFC 8058 requires: mail programs then POST to it without opening it."""
+    mailto = f"<mailto:{mailbox}?subject=unsubscribe>"
+    url = envelope.preferences_url
+    if not url:
+        return (("List-Unsubscribe", mailto),)
+    headers = [("List-Unsubscribe", f"<{url}>, {mailto}")]
+    if url.startswith("https://"):
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return tuple(headers)
 
 
 def _said(code: int, reply: bytes | str) -> str:

@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.web.answer import AnswerPages
 from bot.web.pages import SECURITY_HEADERS, page
+from bot.web.preferences import PreferencesPages
 from storage.db import explain
 from storage.models import Clock, utcnow
 
@@ -45,16 +46,20 @@ MAX_BODY_BYTES = 1_000_000  # any route: Slack and Teams events are a few KB
 
 def create_app(engine: Engine, *, secret: str, edi_leads: Iterable[str] = (), max_age_days: int = 60,
                clock: Clock = utcnow, health: Health | None = None, routes: Sequence[BaseRoute] = (),
-               updatable: Sequence[str] = ()) -> Starlette:
+               updatable: Sequence[str] = (), channels: Sequence[str] = ()) -> Starlette:
     """The web app. ``secret`` signs answer links and form tokens; ``edi_leads`` may answer for
     anyone; links older than ``max_age_days`` are refused; ``clock`` is the time answers are
     recorded at; ``health`` serves ``/healthz``; ``routes`` are mounted as they are (the
     runtime's ``/slack/events``, ``/teams/messages``) and get the same headers, limits and
     error pages; ``updatable`` names the channels whose messages an answer updates in place
-    (bot.inbound.updatable_channels of the configuration)."""
+    (bot.inbound.updatable_channels of the configuration); ``channels`` is ``[channels] order``,
+    the channels a person may choose on the preferences page."""
+    edi_leads = tuple(edi_leads)
     answers = AnswerPages(engine, secret=secret, edi_leads=edi_leads, max_age_days=max_age_days, clock=clock,
                           updatable=updatable)
-    served: list[BaseRoute] = [*answers.routes()]
+    preferences = PreferencesPages(engine, secret=secret, clock=clock, order=channels,
+                                   edi_lead=edi_leads[0] if edi_leads else None)
+    served: list[BaseRoute] = [*answers.routes(), *preferences.routes()]
     if health is not None:
         served.append(Route("/healthz", _healthz(health), methods=["GET"], name="healthz"))
     served.extend(routes)

@@ -18,6 +18,8 @@ import hashlib
 import hmac
 import re
 import secrets
+from email import policy
+from email.parser import BytesParser
 from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
@@ -56,8 +58,10 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-async def read_form(request: Request) -> dict[str, str]:
-    """The fields of a form POST, read whole or not at all (BadRequest)."""
+async def read_form(request: Request, *, multipart: bool = False) -> dict[str, str]:
+    """The fields of a form POST, read whole or not at all (BadRequest). ``multipart`` also
+    accepts ``multipart/form-data`` (text fields only), which RFC 8058 lets a mail program use
+    for its one-click unsubscribe."""
     headers = request.headers
     if "transfer-encoding" in headers:
         await drain(request, DRAIN_BYTES)
@@ -83,6 +87,8 @@ async def read_form(request: Request) -> dict[str, str]:
     if len(body) != length:
         raise BadRequest(400, "The form arrived cut short, so nothing was recorded; please send it again.")
     content_type = headers.get("content-type", "application/x-www-form-urlencoded").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data" and multipart:
+        return _multipart(headers.get("content-type", ""), bytes(body))
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest(415, "This is not the answer form's data.")
     try:
@@ -90,6 +96,22 @@ async def read_form(request: Request) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise BadRequest(400, "The form's data could not be read, so nothing was recorded.") from None
     return {key: values[0] for key, values in parsed.items()}
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, str]:
+    """The text fields of a small ``multipart/form-data`` body, read by the stdlib MIME parser."""
+    message = BytesParser(policy=policy.HTTP).parsebytes(
+        f"Content-Type: {' '.join(content_type.split())}\r\n\r\n".encode("latin-1", "replace") + body)
+    if not message.is_multipart():
+        raise BadRequest(400, "The form's data could not be read, so nothing was recorded.")
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or len(fields) >= FORM_FIELDS:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        fields.setdefault(name, payload.decode("utf-8", "replace"))
+    return fields
 
 
 async def drain(request: Request, limit: int) -> None:

@@ -1,6 +1,8 @@
 """The email channel against a real SMTP server on loopback (aiosmtpd): what the server receives."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import email
 import email.policy
 import socket
@@ -64,7 +66,7 @@ def test_the_server_receives_both_parts_and_the_headers_and_the_receipt_has_the_
     assert message["Auto-Submitted"] == "auto-generated"
     assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
     assert message["List-Unsubscribe"] == "<mailto:edi@lambeth.example.gov.uk?subject=unsubscribe>"
-    assert message["List-Unsubscribe-Post"] is None  # only with a one-click URL, which is not built yet
+    assert message["List-Unsubscribe-Post"] is None  # only with a one-click URL (none for this envelope)
     assert message["X-Chaser-Outbox-Id"] == "42"
     assert message["Subject"] == "Update needed: HW 3 due in 2 working days"
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
@@ -81,6 +83,21 @@ def test_without_reply_to_replies_go_to_the_sender() -> None:
     message = parsed(recorder.received[0].data)
     assert message["Reply-To"].addresses[0].addr_spec == "chaser@lambeth.example.gov.uk"
     assert message["List-Unsubscribe"] == "<mailto:chaser@lambeth.example.gov.uk?subject=unsubscribe>"
+
+
+def test_list_unsubscribe_offers_the_preferences_page_in_one_click_over_https_only() -> None:
+    recorder = Recorder()
+    page = "https://chaser.lambeth.example.gov.uk/preferences/" + "x" * 120
+    with smtp_server(recorder) as server:
+        sender = channel(server.port)
+        sender.send(replace(make_envelope(), preferences_url=page))
+        sender.send(replace(make_envelope(), preferences_url="http://127.0.0.1:8080/preferences/abc"))
+        sender.close()
+    over_https, over_http = (parsed(got.data) for got in recorder.received)
+    assert over_https["List-Unsubscribe"] == f"<{page}>, <mailto:edi@lambeth.example.gov.uk?subject=unsubscribe>"
+    assert over_https["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"  # RFC 8058
+    assert over_http["List-Unsubscribe"].startswith("<http://127.0.0.1:8080/preferences/abc>, <mailto:")
+    assert over_http["List-Unsubscribe-Post"] is None  # RFC 8058: only with an https address
 
 
 def test_a_hostile_name_or_title_stays_inert_in_headers_and_html() -> None:

@@ -177,3 +177,28 @@ def test_an_unclear_reply_tells_the_owner_which_refs_to_name(run: Chaser) -> Non
     assert 'Reply again naming each action, for example "HW 8 amber' in text
     assert "HW 8: Publish the allocations data" in text and "HW 9: Train the lettings team" in text
     assert text.count("/answer/") >= 2  # each action can be answered in one click
+
+
+def test_an_unsubscribe_email_makes_reminders_one_weekly_summary_and_tells_the_lead(run: Chaser) -> None:
+    nudge, (ref,) = nudge_to(run, "sam@housing.example")
+    Path("inbox").mkdir()
+    unsubscribe = EmailMessage()
+    unsubscribe["From"], unsubscribe["To"], unsubscribe["Subject"] = "sam@housing.example", "chaser@localhost", "unsubscribe"
+    unsubscribe["Message-ID"] = "<unsub-1@mail.housing.example>"
+    unsubscribe.set_content("")
+    (Path("inbox") / "unsubscribe.eml").write_bytes(unsubscribe.as_bytes())
+
+    assert "1 unsubscribe" in run("run", "--once", "--at", "2026-12-02T10:00").stdout
+
+    box = json.loads(run("outbox", "--format", "json").stdout)
+    (notice,) = [m for m in box if m["kind"] == "notice"]
+    assert notice["person"] == "lead@housing.example" and notice["state"] == "sent"
+    # The next reminder for Sam waits for Monday's summary instead of going out at once.
+    run("run", "--once", "--at", "2026-12-08T10:00")
+    box = json.loads(run("outbox", "--format", "json").stdout)
+    waiting = [m for m in box if m["person"] == "sam@housing.example" and m["state"] == "queued"]
+    assert [m["refs"] for m in waiting] == [[ref]]
+    assert waiting[0]["next_attempt_at"].startswith("2026-12-14T09:30")
+    run("run", "--once", "--at", "2026-12-14T10:00")
+    box = json.loads(run("outbox", "--format", "json").stdout)
+    assert next(m for m in box if m["id"] == waiting[0]["id"])["state"] == "sent"

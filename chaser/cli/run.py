@@ -60,6 +60,8 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
             click.echo(f"{collected.kept} {'file(s)' if folder else 'mail(s)'} could not be recorded now: they are "
                        "read again next time.",
                        err=True)
+    if collected.error:
+        click.echo(f"Replies could not be read: {collected.error}", err=True)
     click.echo(
         f"Swept at {local_text(done.at, ctx.config.timezone)}: {swept.actions_checked} action(s) checked, "
         f"{len(swept.nudges)} nudge(s) in {swept.messages} message(s). "
@@ -78,6 +80,8 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
         # For cron: a run in which a send failed is not a success (chaser outbox says why).
         click.echo(f"{sent.failed + sent.parked} message(s) could not be sent: see 'chaser outbox --state failed' "
                    "and '--state parked'.", err=True)
+        sys.exit(1)
+    if collected.error:  # for cron too: the nudges went out, but the replies waiting were not read
         sys.exit(1)
 
 

@@ -18,7 +18,8 @@ expunge, since a plain EXPUNGE would also remove what others marked. A message w
 recording failed is not finished at all: it stays where it was, unread, for the next tick.
 
 One connection is kept between ticks and checked with NOOP before use; one the server dropped
-is opened again. Anything that stops the mailbox being read now (a refused connection, a
+is opened again. After a failed connection or login the next attempt waits (30 s, doubling to
+15 min), so a wrong password does not become a login attempt every few seconds. Anything that stops the mailbox being read now (a refused connection, a
 refused login, a folder that does not exist) is a :class:`bot.inbox.MailboxError`, which
 :func:`bot.inbox.collect_mail` logs and reports, and the next tick tries again.
 """
@@ -29,7 +30,8 @@ import imaplib
 import logging
 import re
 import ssl
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from bot.channels.base import Secrets
@@ -46,6 +48,9 @@ DONE_FOLDER = "Chaser done"
 FAILED_FOLDER = "Chaser failed"
 KEYS = {"imap_host", "imap_port", "imap_security", "imap_folder", "imap_ca_file", "imap_timeout",
         "done_folder", "failed_folder"}
+# After a failed connection or login the next attempt waits, doubling from the first to the last:
+# a daemon ticking every few seconds must not hammer a server that locks accounts out.
+RETRY_SECONDS = (30.0, 900.0)
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _ERRORS = (imaplib.IMAP4.error, OSError)  # abort and readonly are IMAP4.errors; ssl.SSLError and timeouts OSErrors
 
@@ -55,7 +60,8 @@ class ImapSource:
 
     def __init__(self, *, host: str, user: str, password: str, port: int | None = None, security: str = "tls",
                  folder: str = "INBOX", done_folder: str = DONE_FOLDER, failed_folder: str = FAILED_FOLDER,
-                 ca_file: str | None = None, timeout: float = 30.0) -> None:
+                 ca_file: str | None = None, timeout: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if security not in SECURITY_PORTS:
             raise ValueError(f"security must be one of {', '.join(SECURITY_PORTS)}, got {security!r}")
         self.host = host
@@ -71,7 +77,10 @@ class ImapSource:
         self.connections = 0  # opened so far: one, unless the server drops it
         self.can_move = False  # the server offers MOVE (RFC 6851); read from CAPABILITY after login
         self.can_expunge_uid = False  # UIDPLUS (RFC 4315): UID EXPUNGE of one message
+        self.clock = clock
         self._client: imaplib.IMAP4 | None = None
+        self._failures = 0  # connections or logins failed in a row
+        self._retry_at = 0.0  # clock() before which no new connection is tried
 
     @classmethod
     def from_settings(cls, table: Mapping[str, Any], secrets: Secrets | None) -> ImapSource | None:
@@ -117,7 +126,10 @@ class ImapSource:
                    ca_file=ca_file, timeout=float(timeout))
 
     def fetch(self) -> Iterator[Mail]:
-        """Every message in the folder now, oldest UID first, none of them marked read."""
+        """Every message in the folder now, oldest UID first, none of them marked read; nothing
+        while waiting to try again after a failed connection or login (the failure was reported)."""
+        if self._client is None and self.clock() < self._retry_at:
+            return
         client = self._connected()
         try:
             typ, said = client.uid("SEARCH", "UNDELETED")
@@ -197,7 +209,14 @@ class ImapSource:
                 log.info("inbox: the connection to %s was lost; opening it again", self.name)
                 self._drop()
         if self._client is None:
-            self._client = self._open()
+            try:
+                self._client = self._open()
+            except MailboxError as exc:
+                self._failures += 1
+                wait = min(RETRY_SECONDS[0] * 2 ** (self._failures - 1), RETRY_SECONDS[1])
+                self._retry_at = self.clock() + wait
+                raise MailboxError(f"{exc} (tried again in {wait:.0f} s)") from exc
+            self._failures = 0
             self.connections += 1
         try:
             typ, said = self._client.select(_mailbox_name(self.folder))

@@ -45,7 +45,10 @@ def preview(ctx: Context, at_text: str | None, fmt: str) -> None:
 
 def _run_once(ctx: Context, now: dt.datetime) -> None:
     runtime = ctx.runtime(clock=lambda: now)
-    done = runtime.run_once()
+    try:
+        done = runtime.run_once()
+    finally:
+        runtime.close()  # the SMTP connection says QUIT, the IMAP mailbox LOGOUT
     swept, sent, collected = done.swept, done.sent, done.collected
     if collected.files:
         outcomes = ", ".join(f"{count} {outcome}" for outcome, count in sorted(collected.outcomes.items()))

@@ -123,6 +123,23 @@ def test_a_wrong_password_names_the_server_and_the_user_not_the_password(mailbox
     assert "wrong-horse" not in said and "wrong-horse" not in repr(inbox)
 
 
+def test_after_a_refused_login_it_waits_before_trying_again(mailbox: Dovecot) -> None:
+    now = [1000.0]
+    inbox = source(mailbox, password="wrong-horse", clock=lambda: now[0])
+    with pytest.raises(MailboxError, match=r"tried again in 30 s"):
+        list(inbox.fetch())
+
+    assert list(inbox.fetch()) == []  # the next tick: no new attempt, no new error
+    now[0] += 30
+    with pytest.raises(MailboxError, match=r"tried again in 60 s"):
+        list(inbox.fetch())
+    inbox.password = PASSWORD
+    now[0] += 60
+    mailbox.deliver(reply(1))
+    assert len(list(inbox.fetch())) == 1
+    inbox.close()
+
+
 def test_a_certificate_it_cannot_verify_is_refused(mailbox: Dovecot) -> None:
     with pytest.raises(MailboxError, match="SSL"):
         list(source(mailbox, ca_file=None).fetch())

@@ -37,11 +37,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.channels.base import Secrets
 from bot.confirm import queue_confirmation
 from bot.email_replies import read_reply, to_replies
 from bot.inbound import handle_reply
 from bot.preferences import change_preferences
-from chaser.errors import ConfigError
+from chaser.errors import ChaserError, ConfigError
 from storage.db import session_factory
 from storage.models import Clock, Person, utcnow
 from storage.tracker import actions_with_ref, outbox_for_message_ids
@@ -65,6 +66,7 @@ class CollectResult:
     files: int = 0  # mails read (.eml files in the inbox folder)
     failed: int = 0  # moved to failed/
     kept: int = 0  # left in place for the next tick (the database failed)
+    error: str | None = None  # why the source could not be read (all) now: MailboxError's text
     outcomes: Counter[str] = field(default_factory=Counter)  # applied, unclear, auto_reply ... per Reply
 
     @property
@@ -84,8 +86,14 @@ class Mail:
     data: bytes | None
 
 
+class MailboxError(ChaserError):
+    """The source cannot be read now (a refused connection or login, a dropped connection):
+    logged and reported by :func:`collect_mail`, and the next tick tries again."""
+
+
 class MailSource(Protocol):
-    """Where replies wait: ``fetch`` yields what is waiting now, ``finish`` moves one away."""
+    """Where replies wait: ``fetch`` yields what is waiting now, ``finish`` moves one away.
+    Either may raise :class:`MailboxError`; what was read before it is kept."""
 
     name: str  # for log lines and errors: "inbox folder inbox", "IMAP imap.council.example:993 INBOX"
 
@@ -136,6 +144,13 @@ def mail_source(config: Any, secrets: Any = None) -> MailSource:
 
 
 def _mailbox(kind: str, table: Any, secrets: Any) -> MailSource:
+    if kind == "imap":
+        # imported here: imaplib and ssl only when the IMAP mailbox is used
+        from bot.imap_inbox import ImapSource
+
+        source = ImapSource.from_settings(table, secrets if secrets is not None else Secrets())
+        assert source is not None  # built, not only checked: secrets were given
+        return source
     raise ConfigError(f"'channels.email.inbox' must be \"folder\", \"imap\" or \"graph\", got {kind!r}")
 
 
@@ -150,22 +165,26 @@ def collect_mail(engine: Engine, config: Any, source: MailSource, clock: Clock |
     result = CollectResult(source=source.name)
     now = clock or utcnow
     make_session = session_factory(engine)
-    for mail in source.fetch():
-        result.files += 1
-        try:
-            outcomes = _record(make_session, mail.data, config, now) if mail.data is not None else None
-        except SQLAlchemyError:
-            log.exception("inbox: recording %s from %s failed; it is read again at the next tick",
-                          mail.key, source.name)
-            result.kept += 1
-            continue
-        if outcomes is not None:
-            result.outcomes.update(outcomes)
-        else:
-            result.failed += 1
-            log.warning("inbox: %s from %s is not a reply that can be read: moved to failed",
-                        mail.key, source.name)
-        source.finish(mail, "done" if outcomes is not None else "failed")
+    try:
+        for mail in source.fetch():
+            result.files += 1
+            try:
+                outcomes = _record(make_session, mail.data, config, now) if mail.data is not None else None
+            except SQLAlchemyError:
+                log.exception("inbox: recording %s from %s failed; it is read again at the next tick",
+                              mail.key, source.name)
+                result.kept += 1
+                continue
+            if outcomes is not None:
+                result.outcomes.update(outcomes)
+            else:
+                result.failed += 1
+                log.warning("inbox: %s from %s is not a reply that can be read: moved to failed",
+                            mail.key, source.name)
+            source.finish(mail, "done" if outcomes is not None else "failed")
+    except MailboxError as exc:  # what was recorded stays recorded; the rest waits for the next tick
+        result.error = str(exc)
+        log.error("inbox: reading replies from %s failed: %s", source.name, exc)
     return result
 
 

@@ -67,8 +67,11 @@ class Runtime:
     def serve(self, *, stop: threading.Event | None = None) -> None:
         """The daemon: sweep and dispatch on schedule until SIGTERM/SIGINT (or ``stop``), serving
         the web app when ``[web] enabled``."""
-        serve(self.engine, self.config, self.dispatcher, web_app=self.web_app() if self.config.web_enabled else None,
-              stop=stop, collect=self.collect)
+        try:
+            serve(self.engine, self.config, self.dispatcher,
+                  web_app=self.web_app() if self.config.web_enabled else None, stop=stop, collect=self.collect)
+        finally:
+            self.source.close()  # the IMAP mailbox says LOGOUT
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """``chaser status``'s verdict now, for ``GET /healthz``."""

@@ -20,6 +20,9 @@ from sqlalchemy.orm import Session
 
 from storage.db import make_engine, session_factory, upgrade
 
+# The real IMAP server (dovecot) is one per session, shared by tests/bot and tests/cli.
+pytest_plugins = ("tests.bot.imap_server",)
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 LAMBETH = SAMPLES / "lambeth-childrens-services-edi-action-plan.docx"

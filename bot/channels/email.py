@@ -40,7 +40,9 @@ PASSWORD_ENV = "CHASER_SMTP_PASSWORD"
 # connection could not be told apart from one the server accepted.
 IDLE_CHECK_SECONDS = 10.0
 KEYS = {"enabled", "transport", "smtp_host", "smtp_port", "smtp_security", "smtp_ca_file", "smtp_timeout",
-        "from", "reply_to", "inbox", "inbox_folder"}  # inbox, inbox_folder: where bot.inbox reads replies
+        "from", "reply_to", "inbox", "inbox_folder",  # inbox, inbox_folder: where bot.inbox reads replies
+        "imap_host", "imap_port", "imap_security", "imap_folder", "imap_ca_file", "imap_timeout",  # bot.imap_inbox
+        "done_folder", "failed_folder"}  # where the IMAP and Microsoft 365 mailboxes move processed mail
 
 
 class Email:
@@ -78,6 +80,9 @@ class Email:
         inbox = table.get("inbox", "folder")
         if inbox not in INBOXES:
             raise ConfigError(f"'channels.email.inbox' must be \"folder\", \"imap\" or \"graph\", got {inbox!r}")
+        if inbox == "imap":  # its keys checked now, so a bad one stops every command at config load
+            from bot.imap_inbox import ImapSource
+            ImapSource.from_settings(table, None)
         folder = table.get("inbox_folder", "inbox")
         if not isinstance(folder, str) or not folder:
             raise ConfigError(f"'channels.email.inbox_folder' must be a folder name, got {folder!r}")

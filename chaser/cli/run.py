@@ -45,7 +45,10 @@ def preview(ctx: Context, at_text: str | None, fmt: str) -> None:
 
 def _run_once(ctx: Context, now: dt.datetime) -> None:
     runtime = ctx.runtime(clock=lambda: now)
-    done = runtime.run_once()
+    try:
+        done = runtime.run_once()
+    finally:
+        runtime.close()  # the SMTP connection says QUIT, the IMAP mailbox LOGOUT
     swept, sent, collected = done.swept, done.sent, done.collected
     if collected.files:
         outcomes = ", ".join(f"{count} {outcome}" for outcome, count in sorted(collected.outcomes.items()))
@@ -60,6 +63,8 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
             click.echo(f"{collected.kept} {'file(s)' if folder else 'mail(s)'} could not be recorded now: they are "
                        "read again next time.",
                        err=True)
+    if collected.error:
+        click.echo(f"Replies could not be read: {collected.error}", err=True)
     click.echo(
         f"Swept at {local_text(done.at, ctx.config.timezone)}: {swept.actions_checked} action(s) checked, "
         f"{len(swept.nudges)} nudge(s) in {swept.messages} message(s). "
@@ -78,6 +83,8 @@ def _run_once(ctx: Context, now: dt.datetime) -> None:
         # For cron: a run in which a send failed is not a success (chaser outbox says why).
         click.echo(f"{sent.failed + sent.parked} message(s) could not be sent: see 'chaser outbox --state failed' "
                    "and '--state parked'.", err=True)
+        sys.exit(1)
+    if collected.error:  # for cron too: the nudges went out, but the replies waiting were not read
         sys.exit(1)
 
 

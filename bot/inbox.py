@@ -131,6 +131,10 @@ def mail_source(config: Any, secrets: Any = None) -> MailSource:
 
 
 def _mailbox(kind: str, table: Any, secrets: Any) -> MailSource:
+    if kind == "graph":
+        from bot.graph import GraphSource  # msal and requests only when Microsoft 365 is used
+
+        return GraphSource.from_settings(table, secrets)
     raise ConfigError(f"'channels.email.inbox' must be \"folder\", \"imap\" or \"graph\", got {kind!r}")
 
 

@@ -141,7 +141,7 @@ class GraphClient:
         self.authority = f"{authority_url.rstrip('/')}/{tenant}"
         self.client_id = client_id
         self.timeout = timeout
-        self.session = requests.Session()
+        self.session = _Session(timeout)
         self.session.verify = trusted_cas() if verify is None else verify
         self._credential = client_credential
         self._app: msal.ConfidentialClientApplication | None = None
@@ -177,7 +177,7 @@ class GraphClient:
                     # cloud, or loopback in tests), not one to be looked up at login.microsoftonline.com.
                     self._app = msal.ConfidentialClientApplication(
                         self.client_id, client_credential=self._credential, authority=self.authority,
-                        http_client=self.session, instance_discovery=False, timeout=self.timeout)
+                        http_client=self.session, instance_discovery=False)
             result = self._app.acquire_token_for_client(scopes=[SCOPE])
         except Exception as exc:  # noqa: BLE001 - requests' errors, msal's ValueErrors, a key it cannot sign with
             with self._lock:
@@ -247,6 +247,18 @@ class GraphClient:
         return f"GraphClient({self.mailbox} at {self.graph_url}, app {self.client_id})"
 
 
+class _Session(requests.Session):
+    """A session with a default timeout: msal, given our session, passes none of its own."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
 _SHARED: dict[str, GraphClient] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -272,8 +284,8 @@ def odata_string(value: str) -> str:
 
 
 class GraphSource:
-    """Replies in the mailbox's inbox: the unread messages, read as MIME (``$value``), then marked
-    read and moved to ``done_folder`` or ``failed_folder`` (made if missing), never deleted.
+    """Replies in the mailbox's inbox: the unread messages, read as MIME (``$value``), then moved
+    to ``done_folder`` or ``failed_folder`` (made if missing) and marked read, never deleted.
 
     The unread messages are listed in full before any is moved: ``@odata.nextLink`` pages by
     offset, so moving messages out while paging would skip some. A mail whose recording failed is
@@ -297,10 +309,19 @@ class GraphSource:
                    failed_folder=settings["failed_folder"])
 
     def fetch(self) -> Iterator[Mail]:
-        listed = list(self.client.pages(
-            "/mailFolders/inbox/messages", what=f"listing the unread mail in {self.client.mailbox}",
-            permission="Mail.ReadWrite",
-            params={"$filter": "isRead eq false", "$select": "id,receivedDateTime", "$top": str(self.page_size)}))
+        """The unread mail in the inbox. Graph being throttled or down is logged and waited out
+        (the replies are read at the next tick; the sweep and the sends go on); a refusal that
+        needs a person (401, 403, an unknown mailbox, a bad request) is raised."""
+        try:
+            listed = list(self.client.pages(
+                "/mailFolders/inbox/messages", what=f"listing the unread mail in {self.client.mailbox}",
+                permission="Mail.ReadWrite",
+                params={"$filter": "isRead eq false", "$select": "id,receivedDateTime", "$top": str(self.page_size)}))
+        except GraphError as exc:
+            if exc.permanent or exc.status in (401, 403, 404):
+                raise
+            log.warning("inbox: %s; the replies are read at the next tick", exc)
+            return
         # Oldest first, as they arrived: a correction sent after a reply is recorded after it.
         # (Sorted here: Graph refuses $orderby on a property the $filter does not use.)
         listed.sort(key=lambda message: str(message.get("receivedDateTime") or ""))
@@ -315,17 +336,23 @@ class GraphSource:
             yield Mail(message_id, data if len(data) <= MAX_BYTES else None)
 
     def finish(self, mail: Mail, ending: Ending) -> None:
-        """Mark it read, then move it (the moved copy keeps ``isRead``; moving gives it a new id)."""
-        path = f"/messages/{quote(mail.key, safe='')}"
+        """Move it, then mark the moved copy read (moving gives it a new id). In that order, a
+        move that fails leaves it unread in the inbox, read again next time as a duplicate of
+        itself; marked read first, it would stay in the inbox and never be read or moved."""
         try:
             folder = self._folder(ending)
-            self.client.request("PATCH", path, json={"isRead": True}, what=f"marking {mail.key} read",
-                                permission="Mail.ReadWrite")
-            self.client.request("POST", f"{path}/move", json={"destinationId": folder},
-                                what=f"moving {mail.key} to {self.folders[ending]!r}", permission="Mail.ReadWrite")
-        except GraphError as exc:  # recorded: if it is read again, it is a duplicate of itself
-            log.warning("inbox: could not move %s to %r (%s): it may be read again next time",
+            moved = self.client.request(
+                "POST", f"/messages/{quote(mail.key, safe='')}/move", json={"destinationId": folder},
+                what=f"moving {mail.key} to {self.folders[ending]!r}", permission="Mail.ReadWrite").json()
+        except GraphError as exc:
+            log.warning("inbox: could not move %s to %r (%s): it is read again next time",
                         mail.key, self.folders[ending], exc)
+            return
+        try:
+            self.client.request("PATCH", f"/messages/{quote(str(moved['id']), safe='')}", json={"isRead": True},
+                                what=f"marking {moved['id']} read", permission="Mail.ReadWrite")
+        except GraphError as exc:  # moved out of the inbox all the same: only the flag is missing
+            log.warning("inbox: could not mark %s read in %r (%s)", moved["id"], self.folders[ending], exc)
 
     def _folder(self, ending: Ending) -> str:
         """The id of the top-level folder for ``ending``, found by name or made."""

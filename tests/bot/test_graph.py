@@ -343,9 +343,13 @@ def test_a_mail_that_cannot_be_fetched_or_moved_is_left_for_the_next_tick(fake: 
     fake.fail("POST", "/move$", 500)
     source.finish(Mail(second, reply(2)), "done")  # logged, not raised: the reply was recorded
     assert {m.mime for m in fake.in_folder("Inbox")} == {reply(1), reply(2)}
+    # Throttled or down: nothing this tick (the sweep goes on); refused: the operator must act.
     fake.fail("GET", "/mailFolders/inbox/messages$", 429, retry_after="5")
-    with pytest.raises(ChannelError, match="throttled"):
+    assert list(source.fetch()) == []
+    fake.fail("GET", "/mailFolders/inbox/messages$", 403, code="ErrorAccessDenied")
+    with pytest.raises(ChannelError, match="Mail.ReadWrite application permission"):
         list(source.fetch())
+    assert len(list(source.fetch())) == 2
 
 
 def test_inbox_graph_is_the_mail_source_the_config_names(fake: GraphFake, monkeypatch: pytest.MonkeyPatch) -> None:

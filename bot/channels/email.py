@@ -146,19 +146,11 @@ class Email(MailChannel):
         transport = table.get("transport", "smtp")
         if transport not in TRANSPORTS:
             raise ConfigError(f"'channels.email.transport' must be \"smtp\" or \"graph\", got {transport!r}")
+        mailbox = None
         if transport == "graph" or inbox == "graph":
             from bot.graph import check_settings  # msal and requests only when Microsoft 365 is used
 
             mailbox = check_settings(table)["mailbox"]
-            if transport == "graph":
-                from bot.channels.email_graph import GraphEmail
-
-                sender = table.get("from", mailbox)
-                check_sender(sender, "'channels.email.from'")
-                reply_to = table.get("reply_to")
-                if reply_to is not None:
-                    check_sender(reply_to, "'channels.email.reply_to'")
-                return GraphEmail.from_settings(table, secrets, sender=sender, reply_to=reply_to)
         host = table.get("smtp_host", "localhost")
         if not isinstance(host, str) or not host or any(c.isspace() for c in host):
             raise ConfigError(f"'channels.email.smtp_host' must be a host name such as \"smtp.council.example\", "
@@ -176,19 +168,24 @@ class Email(MailChannel):
         timeout = table.get("smtp_timeout", 30)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigError(f"'channels.email.smtp_timeout' must be a number of seconds above 0, got {timeout!r}")
-        if "from" not in table:
+        if "from" not in table and transport != "graph":  # with Graph: the mailbox's own address
             raise ConfigError("'channels.email.from' is required: the address nudges are sent from, such as "
                               "\"Chaser <chaser@council.example>\"")
-        check_sender(table["from"], "'channels.email.from'")
+        sender = table.get("from", mailbox)
+        check_sender(sender, "'channels.email.from'")
         reply_to = table.get("reply_to")
         if reply_to is not None:
             check_sender(reply_to, "'channels.email.reply_to'")
+        if transport == "graph":
+            from bot.channels.email_graph import GraphEmail
+
+            return GraphEmail.from_settings(table, secrets, sender=sender, reply_to=reply_to)
         user = password = None
         if secrets is not None:
             user = secrets.get(USER_ENV)
             if user is not None:
                 password = secrets.require(PASSWORD_ENV, f"{USER_ENV} is set, so the SMTP login needs its password")
-        return cls(host=host, port=port, security=security, sender=table["from"], reply_to=reply_to,
+        return cls(host=host, port=port, security=security, sender=sender, reply_to=reply_to,
                    user=user, password=password, ca_file=ca_file, timeout=float(timeout))
 
     def send(self, envelope: Envelope) -> Receipt:

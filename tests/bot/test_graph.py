@@ -9,6 +9,7 @@ import email.policy
 from collections.abc import Iterator
 from dataclasses import replace
 from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,7 @@ def test_transport_graph_builds_the_microsoft_365_channel_and_checks_its_keys() 
          "must be different folders"),
         ({"transport": "pigeon", "from": SENDER}, "'channels.email.transport' must be \"smtp\" or \"graph\""),
         ({"transport": "graph", "graph_mailbox": "c@c.example", "from": "nobody"}, "'channels.email.from'"),
+        ({"transport": "graph", "graph_mailbox": "c@c.example", "smtp_port": "587"}, "'channels.email.smtp_port'"),
     ]
     for settings, message in bad:
         with pytest.raises(ConfigError, match=message):
@@ -198,6 +200,13 @@ def test_graphs_answers_become_the_right_failures(fake: GraphFake) -> None:
     with pytest.raises(ChannelError) as throttled:
         sender.send(envelope)
     assert (throttled.value.permanent, throttled.value.retry_after, throttled.value.throttled) == (False, 7.0, True)
+
+    # Retry-After may also be an HTTP date (RFC 9110): the seconds from now until then.
+    fake.fail("POST", "/sendMail$", 429, retry_after=format_datetime(
+        dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=90), usegmt=True))
+    with pytest.raises(ChannelError) as dated:
+        sender.send(envelope)
+    assert dated.value.retry_after == pytest.approx(90, abs=5)
 
     fake.fail("POST", "/sendMail$", 503, retry_after="30")
     with pytest.raises(ChannelError) as down:

@@ -151,6 +151,10 @@ def _mailbox(kind: str, table: Any, secrets: Any) -> MailSource:
         source = ImapSource.from_settings(table, secrets if secrets is not None else Secrets())
         assert source is not None  # built, not only checked: secrets were given
         return source
+    if kind == "graph":
+        from bot.graph import GraphSource  # msal and requests only when Microsoft 365 is used
+
+        return GraphSource.from_settings(table, secrets)
     raise ConfigError(f"'channels.email.inbox' must be \"folder\", \"imap\" or \"graph\", got {kind!r}")
 
 

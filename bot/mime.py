@@ -109,9 +109,11 @@ def build_email(
     sent_at: dt.datetime,
     domain: str,
     extra_headers: tuple[tuple[str, str], ...] = (),
+    message_id: str | None = None,
 ) -> tuple[bytes, str]:
-    """The message's bytes (CRLF line ends) and its Message-ID."""
-    message_id = make_msgid(domain=domain)
+    """The message's bytes (CRLF line ends) and its Message-ID (``message_id`` if given, such
+    as ``<chaser.42.1f3a…@council.example>``, else a new random one in ``domain``)."""
+    message_id = message_id or make_msgid(domain=domain)
     boundary = f"=_chaser_{uuid.uuid4().hex}"
     subject = " ".join(subject.split())  # one line, whatever the templates produced
     parts = [

@@ -79,7 +79,8 @@ class DispatchResult:
 
 
 _OUTBOX_COLUMNS = (Outbox.id, Outbox.kind, Outbox.person_id, Outbox.recipient, Outbox.payload, Outbox.channel,
-                   Outbox.attempts, Outbox.claimed_by, Outbox.state, Outbox.route, Outbox.target_id)
+                   Outbox.attempts, Outbox.claimed_by, Outbox.state, Outbox.route, Outbox.target_id,
+                   Outbox.created_at)
 _PERSON_COLUMNS = (Person.id, Person.name, Person.email, Person.slack_id, Person.teams_id, Person.channel)
 _TABLE = Outbox.__table__
 # Built once: constructing the statement for every message cost more than running it.
@@ -246,6 +247,7 @@ class Dispatcher:
             in_reply_to=row.payload.get("in_reply_to"), reply_subject=row.payload.get("reply_subject"),
             preferences_url=preferences_url(self.config.web_base_url, self.secret, person_id=row.person_id)
             if row.person_id is not None else None,
+            created_at=row.created_at,
         )
 
     def prepare(self, claimed: list[Claimed]) -> dict[int, Prepared]:
@@ -372,10 +374,19 @@ class Dispatcher:
                        prepared: Prepared | None = None, channel_kind: str | None = None) -> None:
         """Retry later; or, for a permanent failure or the last attempt, move the message to the
         next channel that reaches its recipient (recorded in ``route``), else park it — and when
-        nobody could reach an owner anywhere, tell the EDI lead."""
+        nobody could reach an owner anywhere, tell the EDI lead.
+
+        A throttle (``exc.throttled``: HTTP 429, the service pacing us) is not an attempt: the
+        row is retried after ``Retry-After`` with its attempt given back, so it is never parked
+        for being throttled and its backoff does not grow. ``max_attempts`` is for failures that
+        say something about the message or the service's health (5xx, timeouts, refusals); a
+        throttle says only "later", and a batch of 500 nudges can be throttled many times over
+        while every message in it is fine. Slack and Teams follow the same rule.
+        """
         now = self.clock()
         settings = self.config.scheduler
-        park = exc.permanent or attempts >= settings.max_attempts
+        throttled = exc.throttled
+        park = exc.permanent or (attempts >= settings.max_attempts and not throttled)
         delay = exc.retry_after if exc.retry_after is not None else min(3600, settings.retry_base_seconds * 2 ** (attempts - 1))
         route = list(prepared.route) if prepared is not None else []
         if channel_kind is not None and park:
@@ -391,6 +402,8 @@ class Dispatcher:
             values = {"state": "parked", "next_attempt_at": now + dt.timedelta(seconds=delay)}
         else:
             values = {"state": "failed", "next_attempt_at": now + dt.timedelta(seconds=delay)}
+            if throttled:
+                values["attempts"] = Outbox.attempts - 1  # counted at the claim: given back
             if channel_kind is not None:
                 values["channel"] = channel_kind  # a retry goes where the failure was
         with self.sessions() as session, session.begin():

@@ -99,6 +99,9 @@ class Envelope:
     # The recipient's preferences page (bot.links.preferences_url): how and how often Chaser
     # reaches them; an email's List-Unsubscribe address. None for someone not in the directory.
     preferences_url: str | None = None
+    # When the outbox row was made: with outbox_id, names the row across attempts and databases
+    # (the Graph email channel derives its Message-ID from them, to find an earlier send).
+    created_at: datetime | None = None
 
     @property
     def recipient_name(self) -> str:
@@ -125,16 +128,25 @@ class Receipt:
 
 
 class ChannelError(ChaserError):
-    """Sending failed. ``permanent`` failures are not retried; ``retry_after`` is in seconds."""
+    """Sending failed. ``permanent`` failures are not retried; ``retry_after`` is in seconds.
 
-    def __init__(self, text: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+    ``throttled``: the service is well and said "not so fast" (HTTP 429 with ``Retry-After``).
+    Such a failure is not counted against ``[scheduler] max_attempts`` (see
+    ``jobs.dispatch.Dispatcher.record_failure``): a large batch that a service paces must not
+    park the messages it was merely asked to send later.
+    """
+
+    def __init__(self, text: str, *, permanent: bool = False, retry_after: float | None = None,
+                 throttled: bool = False) -> None:
         super().__init__(text)
         self.text = text
         self.permanent = permanent
         self.retry_after = retry_after
+        self.throttled = throttled and not permanent
 
     def __repr__(self) -> str:
-        return f"ChannelError({self.text!r}, permanent={self.permanent}, retry_after={self.retry_after})"
+        throttled = ", throttled=True" if self.throttled else ""
+        return f"ChannelError({self.text!r}, permanent={self.permanent}, retry_after={self.retry_after}{throttled})"
 
 
 class UnknownChannel(ConfigError):

@@ -3,7 +3,8 @@
 The message is the outbox folder's ``.eml`` (``bot.render.render`` and ``bot.mime.build_email``)
 with the headers a bulk sender owes its recipients and their mail servers: ``Reply-To``,
 ``Auto-Submitted: auto-generated`` (RFC 3834: no auto-reply should answer it),
-``X-Auto-Response-Suppress`` (Exchange's way of saying the same), ``List-Unsubscribe`` and
+``X-Auto-Response-Suppress`` (Exchange's way of saying the same), ``List-Unsubscribe`` (the
+preferences page, one click, and a ``mailto:``), threading headers on a confirmation, and
 ``X-Chaser-Outbox-Id``. Its Message-ID is the receipt, so a reply can find its message.
 
 One connection is kept open across a batch (a TLS handshake and a login per message would
@@ -14,6 +15,10 @@ A server's 5xx for the recipient (no such mailbox, rejected message) is a perman
 the dispatcher moves the message to the next channel or to the EDI lead's list. A 4xx, a
 refused connection or a timeout is transient, retried with backoff. SMTP cannot tell whether
 an earlier, interrupted send went out, so ``checks_duplicates`` is False.
+
+``transport = "graph"`` sends the same message through Microsoft 365 instead
+(:mod:`bot.channels.email_graph`): :class:`MailChannel` builds the message for both, each
+transport only carries it.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
 
@@ -39,16 +45,74 @@ PASSWORD_ENV = "CHASER_SMTP_PASSWORD"
 # clients (Postfix after 300 s, Exchange Online sooner), and a message half-sent into a dead
 # connection could not be told apart from one the server accepted.
 IDLE_CHECK_SECONDS = 10.0
+TRANSPORTS = ("smtp", "graph")
 KEYS = {"enabled", "transport", "smtp_host", "smtp_port", "smtp_security", "smtp_ca_file", "smtp_timeout",
         "from", "reply_to", "inbox", "inbox_folder",  # inbox, inbox_folder: where bot.inbox reads replies
         "imap_host", "imap_port", "imap_security", "imap_folder", "imap_ca_file", "imap_timeout",  # bot.imap_inbox
+        # Microsoft 365 (transport or inbox "graph"), checked by bot.graph.check_settings:
+        "graph_mailbox", "graph_url", "authority_url", "graph_timeout",
         "done_folder", "failed_folder"}  # where the IMAP and Microsoft 365 mailboxes move processed mail
 
 
-class Email:
-    """Sends through one SMTP server, as ``sender``, replies going to ``reply_to``."""
+@dataclass(frozen=True)
+class Composed:
+    """One nudge as mail: who it is to, its RFC 5322 bytes and their Message-ID."""
+
+    to: Mailbox
+    data: bytes
+    message_id: str
+
+
+class MailChannel:
+    """The email channel's message, whatever carries it: rendered from the envelope, from
+    ``sender``, replies to ``reply_to`` (default: the sender), with the headers every nudge has.
+    Subclasses (SMTP here, Microsoft Graph in bot.channels.email_graph) send what
+    :meth:`compose` builds."""
 
     kind = "email"
+    checks_duplicates = False
+
+    def __init__(self, *, sender: str, reply_to: str | None = None) -> None:
+        self.sender = Mailbox.parse(*parseaddr(sender))
+        self.reply_to = Mailbox.parse(*parseaddr(reply_to)) if reply_to else self.sender
+        self.domain = self.sender.address.rpartition("@")[2]
+
+    def address(self, recipient: Recipient) -> str | None:
+        return recipient.email
+
+    def compose(self, envelope: Envelope, message_id: str | None = None) -> Composed:
+        """The message for ``envelope`` (a new random Message-ID unless ``message_id`` is given);
+        a recipient without a usable address is a permanent ChannelError."""
+        address = envelope.recipient.email
+        if not address:
+            raise ChannelError(f"{envelope.recipient_name} has no email address", permanent=True)
+        try:
+            to = Mailbox.parse(envelope.recipient_name, address)
+        except BadAddress as exc:
+            raise ChannelError(str(exc), permanent=True) from exc
+        rendered = render(envelope, chat=False)
+        data, message_id = build_email(
+            sender=self.sender, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
+            sent_at=envelope.sent_at, domain=self.domain, extra_headers=self._headers(envelope),
+            message_id=message_id,
+        )
+        return Composed(to, data, message_id)
+
+    def _headers(self, envelope: Envelope) -> tuple[tuple[str, str], ...]:
+        return (
+            ("Reply-To", self.reply_to.header()),
+            # RFC 3834: a confirmation answers a person's mail ("auto-replied"); a nudge is not an answer.
+            ("Auto-Submitted", "auto-replied" if envelope.in_reply_to else "auto-generated"),
+            ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+            *unsubscribe_headers(envelope, self.reply_to.address),
+            ("X-Chaser-Outbox-Id", str(envelope.outbox_id)),
+            *thread_headers(envelope),
+        )
+
+
+class Email(MailChannel):
+    """Sends through one SMTP server, as ``sender``, replies going to ``reply_to``."""
+
     checks_duplicates = False  # SMTP has no way to ask whether a message was delivered before
 
     def __init__(self, *, host: str, port: int | None = None, security: str = "starttls",
@@ -57,12 +121,10 @@ class Email:
                  clock: Any = time.monotonic) -> None:
         if security not in SECURITY_PORTS:
             raise ValueError(f"security must be one of {', '.join(SECURITY_PORTS)}, got {security!r}")
+        super().__init__(sender=sender, reply_to=reply_to)
         self.host = host
         self.port = port or SECURITY_PORTS[security]
         self.security = security
-        self.sender = Mailbox.parse(*parseaddr(sender))
-        self.reply_to = Mailbox.parse(*parseaddr(reply_to)) if reply_to else self.sender
-        self.domain = self.sender.address.rpartition("@")[2]
         self.user = user
         self.password = password
         self.ca_file = ca_file
@@ -74,8 +136,9 @@ class Email:
         self._lock = threading.Lock()  # one SMTP conversation at a time on the one connection
 
     @classmethod
-    def from_settings(cls, table: Mapping[str, Any], secrets: Secrets | None) -> Email:
-        """``[channels.email]``; the login from ``CHASER_SMTP_USER``/``CHASER_SMTP_PASSWORD`` (none if unset)."""
+    def from_settings(cls, table: Mapping[str, Any], secrets: Secrets | None) -> MailChannel:
+        """``[channels.email]``: SMTP, the login from ``CHASER_SMTP_USER``/``CHASER_SMTP_PASSWORD``
+        (none if unset); or, with ``transport = "graph"``, the Microsoft 365 mailbox."""
         check_keys(table, cls.kind, KEYS)
         inbox = table.get("inbox", "folder")
         if inbox not in INBOXES:
@@ -87,11 +150,13 @@ class Email:
         if not isinstance(folder, str) or not folder:
             raise ConfigError(f"'channels.email.inbox_folder' must be a folder name, got {folder!r}")
         transport = table.get("transport", "smtp")
-        if transport == "graph":
-            raise ConfigError("'channels.email.transport' \"graph\" (Microsoft 365) is not available yet: "
-                              "use \"smtp\" (Microsoft 365 accepts SMTP AUTH at smtp.office365.com:587)")
-        if transport != "smtp":
-            raise ConfigError(f"'channels.email.transport' must be \"smtp\", got {transport!r}")
+        if transport not in TRANSPORTS:
+            raise ConfigError(f"'channels.email.transport' must be \"smtp\" or \"graph\", got {transport!r}")
+        mailbox = None
+        if transport == "graph" or inbox == "graph":
+            from bot.graph import check_settings  # msal and requests only when Microsoft 365 is used
+
+            mailbox = check_settings(table)["mailbox"]
         host = table.get("smtp_host", "localhost")
         if not isinstance(host, str) or not host or any(c.isspace() for c in host):
             raise ConfigError(f"'channels.email.smtp_host' must be a host name such as \"smtp.council.example\", "
@@ -109,52 +174,32 @@ class Email:
         timeout = table.get("smtp_timeout", 30)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise ConfigError(f"'channels.email.smtp_timeout' must be a number of seconds above 0, got {timeout!r}")
-        if "from" not in table:
+        if "from" not in table and transport != "graph":  # with Graph: the mailbox's own address
             raise ConfigError("'channels.email.from' is required: the address nudges are sent from, such as "
                               "\"Chaser <chaser@council.example>\"")
-        check_sender(table["from"], "'channels.email.from'")
+        sender = table.get("from", mailbox)
+        check_sender(sender, "'channels.email.from'")
         reply_to = table.get("reply_to")
         if reply_to is not None:
             check_sender(reply_to, "'channels.email.reply_to'")
+        if transport == "graph":
+            from bot.channels.email_graph import GraphEmail
+
+            return GraphEmail.from_settings(table, secrets, sender=sender, reply_to=reply_to)
         user = password = None
         if secrets is not None:
             user = secrets.get(USER_ENV)
             if user is not None:
                 password = secrets.require(PASSWORD_ENV, f"{USER_ENV} is set, so the SMTP login needs its password")
-        return cls(host=host, port=port, security=security, sender=table["from"], reply_to=reply_to,
+        return cls(host=host, port=port, security=security, sender=sender, reply_to=reply_to,
                    user=user, password=password, ca_file=ca_file, timeout=float(timeout))
-
-    def address(self, recipient: Recipient) -> str | None:
-        return recipient.email
 
     def send(self, envelope: Envelope) -> Receipt:
         """Send one message; its Message-ID is the receipt."""
-        address = envelope.recipient.email
-        if not address:
-            raise ChannelError(f"{envelope.recipient_name} has no email address", permanent=True)
-        try:
-            to = Mailbox.parse(envelope.recipient_name, address)
-        except BadAddress as exc:
-            raise ChannelError(str(exc), permanent=True) from exc
-        rendered = render(envelope, chat=False)
-        data, message_id = build_email(
-            sender=self.sender, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
-            sent_at=envelope.sent_at, domain=self.domain, extra_headers=self._headers(envelope),
-        )
+        message = self.compose(envelope)  # rendered outside the lock: other threads render meanwhile
         with self._lock:
-            self._transmit(to.address, data)
-        return Receipt(self.kind, {"message_id": message_id})
-
-    def _headers(self, envelope: Envelope) -> tuple[tuple[str, str], ...]:
-        return (
-            ("Reply-To", self.reply_to.header()),
-            # RFC 3834: a confirmation answers a person's mail ("auto-replied"); a nudge is not an answer.
-            ("Auto-Submitted", "auto-replied" if envelope.in_reply_to else "auto-generated"),
-            ("X-Auto-Response-Suppress", "OOF, AutoReply"),
-            *unsubscribe_headers(envelope, self.reply_to.address),
-            ("X-Chaser-Outbox-Id", str(envelope.outbox_id)),
-            *thread_headers(envelope),
-        )
+            self._transmit(message.to.address, message.data)
+        return Receipt(self.kind, {"message_id": message.message_id})
 
     def _transmit(self, to: str, data: bytes) -> None:
         """MAIL, RCPT and DATA on the open connection (opened, or opened again, as needed)."""

@@ -238,7 +238,7 @@ def test_a_wrong_password_is_a_transient_failure_that_names_the_login() -> None:
     ({"smtp_port": 70000}, "'channels.email.smtp_port' must be a port number"),
     ({"smtp_security": "ssl"}, "'channels.email.smtp_security' must be"),
     ({"smtp_host": ""}, "'channels.email.smtp_host' must be a host name"),
-    ({"transport": "graph"}, "\"graph\" (Microsoft 365) is not available yet"),
+    ({"transport": "graph"}, "'channels.email.graph_mailbox' is required"),
     ({"transport": "sendmail"}, "'channels.email.transport' must be"),
     ({"from": "not an address"}, "'channels.email.from' must be one email address"),
     ({"reply_to": "a@b.example, c@d.example"}, "'channels.email.reply_to' must be one email address"),

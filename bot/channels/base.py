@@ -92,6 +92,10 @@ class Envelope:
     # An earlier send of this outbox row may have gone out (its claim's lease ran out, its
     # process died): a channel that can look for that send should look afresh, not in a cache.
     resend: bool = False
+    # The one link to the page of all the recipient's open actions (bot.links.mine_link), and
+    # how many there are now: a nudge to someone who answers for open actions of their own.
+    mine_url: str | None = None
+    mine_open: int = 0
 
     @property
     def recipient_name(self) -> str:

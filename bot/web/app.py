@@ -1,4 +1,5 @@
-"""The one Starlette application: the answer pages, ``/healthz``, and what the runtime mounts.
+"""The one Starlette application: the answer pages, the page of all one's actions (bot.web.mine),
+``/healthz``, and what the runtime mounts.
 
 ``create_app`` builds it; bot.web.server serves it with uvicorn. What every route gets:
 
@@ -34,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.web.answer import AnswerPages
+from bot.web.mine import MinePages
 from bot.web.pages import SECURITY_HEADERS, page
 from storage.db import explain
 from storage.models import Clock, utcnow
@@ -54,7 +56,7 @@ def create_app(engine: Engine, *, secret: str, edi_leads: Iterable[str] = (), ma
     (bot.inbound.updatable_channels of the configuration)."""
     answers = AnswerPages(engine, secret=secret, edi_leads=edi_leads, max_age_days=max_age_days, clock=clock,
                           updatable=updatable)
-    served: list[BaseRoute] = [*answers.routes()]
+    served: list[BaseRoute] = [*answers.routes(), *MinePages(answers).routes()]
     if health is not None:
         served.append(Route("/healthz", _healthz(health), methods=["GET"], name="healthz"))
     served.extend(routes)

@@ -38,7 +38,7 @@ from bot.render import environment
 from bot.web.answer import CHOICES, AnswerPages
 from bot.web.forms import BadRequest, csrf_token, from_our_page, new_nonce, read_form
 from bot.web.pages import page
-from storage.dates import parse_when
+from storage.dates import format_day, parse_when
 from storage.db import DatabaseBusy, explain
 from storage.models import Action, Person, Reply as ReplyRow
 from storage.statuses import STATUS_LABELS
@@ -187,12 +187,14 @@ class MinePages:
             session.rollback()
             return page(503, "The tracker is busy", ["Nothing was recorded.", "Please try again in a minute."])
         total = len(listed)
-        listed = listed[:MAX_ROWS]
-        on_page = {action.id for action, _ in listed}
         # A refused row stays on the page whatever its state (a no longer owned action, say);
         # a recorded one only while it is open, but it is named in the summary either way.
-        extra = [session.get(Action, i) for i in outcome.refused if i not in on_page]
-        extra_actions = [a for a in extra if a is not None]
+        # Never more than MAX_ROWS rows in all, so the page sent back fits the form's limits.
+        open_ids = {action.id for action, _ in listed}
+        extra = [session.get(Action, i) for i in outcome.refused if i not in open_ids]
+        extra_actions = [a for a in extra if a is not None][:MAX_ROWS]
+        listed = listed[:MAX_ROWS - len(extra_actions)]
+        on_page = {action.id for action, _ in listed}
         states = current_states(session, extra_actions)
         rows_by_plan: dict[str, list[_Row]] = {}
         for action, state in [*listed, *((a, states[a.id]) for a in extra_actions)]:
@@ -207,7 +209,7 @@ class MinePages:
         recorded = [(session.get(Action, i), words) for i, words in outcome.recorded.items()]
         missing = [why for i, why in outcome.refused.items() if i not in on_page and session.get(Action, i) is None]
         html = environment().get_template("web/mine.html.j2").render(
-            person=person.name, plans=rows_by_plan, total=total, hidden=max(0, total - MAX_ROWS),
+            person=person.name, plans=rows_by_plan, total=total, hidden=total - len(listed),
             choices=CHOICES, recorded=[(a.ref, a.title, words) for a, words in recorded if a is not None],
             refused=len(outcome.refused), missing=missing, notice=notice, note_max=NOTE_MAX_CHARS,
             due_max=MAX_DUE_CHARS, saved=bool(outcome.recorded or outcome.refused),
@@ -255,7 +257,7 @@ def _recorded_words(row: _Typed) -> str:
         parts.append(f"status {STATUS_LABELS.get(row.status, row.status)}")
     if row.due_text:
         due = parse_when(row.due_text)
-        parts.append(f"due {due.end.isoformat() if due.end else due.raw}")
+        parts.append(f"due {format_day(due.end) if due.end else due.raw}")
     if row.note:
         parts.append("a note")
     return ", ".join(parts)

@@ -266,3 +266,20 @@ def test_a_forged_expired_future_dated_or_tampered_link_is_refused(client: TestC
             assert response.status_code == 400 and expected in response.text, url
             assert "This link does not work" in response.text and "<form" not in response.text
     assert answers(session) == [] and session.scalars(select(Reply)).all() == []
+
+
+def test_the_page_and_its_form_are_bounded(client: TestClient, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.web.mine
+
+    url = link_for(session)
+    form = form_of(client.get(url).text)
+    too_many = {**form, **{f"note-{900000 + n}": "x" for n in range(bot.web.mine.MAX_FIELDS)}}
+    response = client.post(url, data=too_many)
+    assert response.status_code == 400 and "could not be read, so nothing was recorded" in response.text
+    long_notes = {**form, **{f"note-{900000 + n}": "é" * 5000 for n in range(15)}}  # 30 KB each, sent
+    response = client.post(url, data=long_notes)
+    assert response.status_code == 413 and "larger than 400 KB" in response.text
+    assert answers(session) == [] and session.scalars(select(Reply)).all() == []
+    monkeypatch.setattr(bot.web.mine, "MAX_ROWS", 2)
+    html = client.get(url).text
+    assert len(refs_listed(html)) == 2 and "…and 2 more open actions, not shown" in html

@@ -23,7 +23,7 @@ from chaser.errors import InvalidValue, NotFound
 from storage.controls import actions_of, recheck, set_paused
 from storage.db import id_chunks, id_in
 from storage.importers.parse import ref_key
-from storage.models import Action, ActionOwner, Outbox, Person, Plan, Reply, StatusUpdate
+from storage.models import Action, ActionOwner, Outbox, Person, PersonRole, Plan, Reply, StatusUpdate
 from storage.people import DirectoryResult, holders, import_directory, owners_of
 from storage.updates import CurrentState, current_states, fold_history
 
@@ -227,19 +227,36 @@ def actions_held(session: Session, person_ids: Iterable[int]) -> dict[int, list[
     """person id -> the ids of the actions they answer for as themselves: those whose owner role
     they hold (by the directory, or named in the owner text), or hold as an owner's delegate or
     cover. storage.updates.can_change's rule less the EDI lead's right to answer for anyone: the
-    EDI lead's own actions are theirs, the whole plan is not. Two queries and the directory,
-    for any number of people."""
+    EDI lead's own actions are theirs, the whole plan is not.
+
+    The dispatcher asks for every batch it sends, so the roles held through the directory are
+    read for these people alone; the whole directory is read (storage.people.holders, whose
+    name matching needs everyone) only when some action's owner role nobody holds."""
     wanted = set(person_ids)
+    if not wanted:
+        return {}
+    ids = sorted(wanted)
     answering: dict[int, set[int]] = {}  # role id -> which of the wanted answer for it
-    for role_id, people in holders(session).items():
-        who = {pid for p in people for pid in (p.id, p.delegate_id, p.cover_id) if pid in wanted}
-        if who:
-            answering[role_id] = who
+    rows = session.execute(
+        select(PersonRole.role_id, Person.id, Person.delegate_id, Person.cover_id)
+        .join(Person, Person.id == PersonRole.person_id)
+        .where(id_in(session, Person.id, ids) | id_in(session, Person.delegate_id, ids)
+               | id_in(session, Person.cover_id, ids)))
+    for role_id, *people in rows:
+        answering.setdefault(role_id, set()).update(pid for pid in people if pid in wanted)
+    unheld = list(session.scalars(select(ActionOwner.role_id).distinct()
+                                  .where(ActionOwner.role_id.not_in(select(PersonRole.role_id)))))
+    if unheld:
+        held = holders(session)
+        for role_id in unheld:
+            who = {pid for p in held.get(role_id, ()) for pid in (p.id, p.delegate_id, p.cover_id) if pid in wanted}
+            if who:
+                answering[role_id] = who
     found: dict[int, dict[int, None]] = {pid: {} for pid in wanted}  # ordered sets
     for chunk in id_chunks(list(answering)):
-        rows = session.execute(select(ActionOwner.action_id, ActionOwner.role_id)
-                               .where(id_in(session, ActionOwner.role_id, chunk)).order_by(ActionOwner.action_id))
-        for action_id, role_id in rows:
+        owned = session.execute(select(ActionOwner.action_id, ActionOwner.role_id)
+                                .where(id_in(session, ActionOwner.role_id, chunk)).order_by(ActionOwner.action_id))
+        for action_id, role_id in owned:
             for pid in answering[role_id]:
                 found[pid][action_id] = None
     return {pid: list(ids) for pid, ids in found.items()}

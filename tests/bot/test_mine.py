@@ -41,6 +41,7 @@ PLAN = [
     ["P4", "Staff survey", "HR Business Partner", "March 2028"],
     ["P5", "Accessible comms guide", "Comms Lead", "June 2028"],
     ["P6", "Equality impact training", "Equality Lead", "June 2028"],
+    ["P7", "Review the carers' policy", "Pat Policy Head of Policy", "June 2028"],  # names a person
 ]
 PEOPLE = [
     ["name", "email", "roles", "delegate"],
@@ -219,6 +220,10 @@ def test_someone_who_is_no_longer_an_owner_cannot_record(
 def test_an_edi_leads_page_lists_their_own_actions_not_the_whole_plan(client: TestClient, session: Session) -> None:
     html = client.get(link_for(session, "lead@c.example")).text
     assert refs_listed(html) == ["P6"] and "One open action you answer for" in html
+
+
+def test_an_action_whose_owner_cell_names_the_person_is_on_their_page(client: TestClient, session: Session) -> None:
+    assert refs_listed(client.get(link_for(session, "pat@c.example")).text) == ["P3", "P7"]
 
 
 def test_a_save_with_nothing_changed_records_nothing(client: TestClient, session: Session) -> None:

@@ -9,6 +9,11 @@ The status is not signed: it only chooses which answer the form shows ticked, th
 confirms it with the form's button (POST), and every link of the item already offers every
 status. One token per item instead of one per button made a message's links five times
 cheaper to sign (15 HMACs per three-action message were a tenth of its sending time).
+
+Every nudge also carries one link to the person's page of all their open actions,
+``{base_url}/mine/{token}`` (bot.web.mine): its own salt (``chaser-mine``, so an answer token
+never opens it, nor it an answer), over ``{"p": person_id, "o": outbox_id}``, read with
+``read_mine_token`` under the same age and clock-skew rules.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from chaser.errors import ChaserError, ConfigError
 from storage.statuses import STATUS_LABELS
 
 SALT = "chaser-answer"
+MINE_SALT = "chaser-mine"
 NOTE_LABEL = "Add a note"
 ANSWERS: tuple[tuple[str, str | None], ...] = (
     *((STATUS_LABELS[status], status) for status in ("green", "amber", "red", "complete")),
@@ -77,13 +83,54 @@ def read_answer_token(secret: str, token: str, max_age_seconds: int,
     """The payload ``{"a", "p", "o"}`` (action, person, outbox ids) of a genuine, unexpired
     token, else BadAnswerLink. A token dated in the future (beyond a few minutes of clock
     skew) was not made by us as it claims: it is "not valid", never "expired"."""
-    payload = _read(secret, SALT, token, max_age_seconds, now, "answer link", "use the link in the latest reminder, or reply to it")
+    return _read_token(secret, SALT, token, max_age_seconds, now, keys="apo", link="answer link",
+                       carries="an answer")
+
+
+def mine_link(base_url: str, secret: str, *, person_id: int, outbox_id: int) -> str:
+    """The address of the page of all ``person_id``'s open actions, as message ``outbox_id`` carries it."""
+    token = _serializer(secret, MINE_SALT).dumps({"p": person_id, "o": outbox_id})
+    return f"{base_url.rstrip('/')}/mine/{token}"
+
+
+def read_mine_token(secret: str, token: str, max_age_seconds: int,
+                    now: dt.datetime | None = None) -> dict[str, Any]:
+    """The payload ``{"p", "o"}`` (person, outbox ids) of a genuine, unexpired link to the page
+    of someone's actions, else BadAnswerLink, by the rules of ``read_answer_token``."""
+    return _read_token(secret, MINE_SALT, token, max_age_seconds, now, keys="po", link="link to your actions",
+                       carries="a person")
+
+
+def _read_token(secret: str, salt: str, token: str, max_age_seconds: int, now: dt.datetime | None, *,
+                keys: str, link: str, carries: str) -> dict[str, Any]:
+    """The payload of a genuine, unexpired token of ``salt`` whose keys are exactly ``keys``
+    (one letter each, every value an int); the errors name the ``link`` as its reader knows it."""
+    serializer = _serializer(secret, salt)
+    try:
+        payload, signed_at = serializer.loads(token, return_timestamp=True)
+    except BadData:
+        raise BadAnswerLink(
+            f"this {link} is not valid: it was changed or cut short; "
+            "open the link exactly as it appears in the reminder"
+        ) from None
+    age = ((now or dt.datetime.now(dt.timezone.utc)) - signed_at).total_seconds()
+    if age < -CLOCK_SKEW_SECONDS:
+        raise BadAnswerLink(f"this {link} is not valid: it is dated in the future; "
+                            "open the link exactly as it appears in the reminder")
+    if age > max_age_seconds:
+        days = max_age_seconds / 86400
+        shown = f"{days:g} days" if days >= 1 else f"{max_age_seconds} seconds"
+        raise BadAnswerLink(
+            f"this {link} has expired (links work for {shown}); "
+            "use the link in the latest reminder, or reply to it",
+            expired=True,
+        )
     if (
         not isinstance(payload, dict)
-        or set(payload) != {"a", "p", "o"}
-        or not all(isinstance(payload[key], int) and not isinstance(payload[key], bool) for key in "apo")
+        or set(payload) != set(keys)
+        or not all(isinstance(payload[key], int) and not isinstance(payload[key], bool) for key in keys)
     ):
-        raise BadAnswerLink("this answer link is not valid: it does not carry an answer")
+        raise BadAnswerLink(f"this {link} is not valid: it does not carry {carries}")
     return dict(payload)
 
 
@@ -95,32 +142,6 @@ def preferences_url(base_url: str, secret: str, *, person_id: int) -> str:
 
 def read_preferences_token(secret: str, token: str, now: dt.datetime | None = None) -> int:
     """The person id of a genuine preferences token, at most a year old; else BadAnswerLink."""
-    payload = _read(secret, PREFERENCES_SALT, token, PREFERENCES_MAX_AGE_SECONDS, now, "link",
-                    "use the link in a recent email from Chaser")
-    person = payload.get("p") if isinstance(payload, dict) else None
-    if set(payload) != {"p"} or not isinstance(person, int) or isinstance(person, bool):
-        raise BadAnswerLink("this link is not valid: it does not name a person")
-    return person
-
-
-def _read(secret: str, salt: str, token: str, max_age_seconds: int, now: dt.datetime | None, what: str,
-          instead: str) -> Any:
-    """The payload of a genuine token signed with ``salt`` that is neither too old nor dated in
-    the future; else BadAnswerLink in words about ``what`` it is and what to do ``instead``."""
-    serializer = _serializer(secret, salt)
-    try:
-        payload, signed_at = serializer.loads(token, return_timestamp=True)
-    except BadData:
-        raise BadAnswerLink(
-            f"this {what} is not valid: it was changed or cut short; "
-            "open the link exactly as it appears in the message"
-        ) from None
-    age = ((now or dt.datetime.now(dt.timezone.utc)) - signed_at).total_seconds()
-    if age < -CLOCK_SKEW_SECONDS:
-        raise BadAnswerLink(f"this {what} is not valid: it is dated in the future; "
-                            "open the link exactly as it appears in the message")
-    if age > max_age_seconds:
-        days = max_age_seconds / 86400
-        shown = f"{days:g} days" if days >= 1 else f"{max_age_seconds} seconds"
-        raise BadAnswerLink(f"this {what} has expired (links work for {shown}); {instead}", expired=True)
-    return payload
+    payload = _read_token(secret, PREFERENCES_SALT, token, PREFERENCES_MAX_AGE_SECONDS, now, keys="p",
+                          link="link", carries="a person")
+    return int(payload["p"])

@@ -233,6 +233,9 @@ def render(envelope: Envelope, *, chat: bool = True) -> Rendered:
         "notes": envelope.notes,
         "has_links": any(item.links for item in items),
         "reply_subject": envelope.reply_subject or "",
+        # The one link to the page of all the recipient's open actions (not only these), if any.
+        "mine_url": envelope.mine_url,
+        "mine_open": envelope.mine_open,
     }
     folder = envelope.kind
     subject = " ".join(_ENV.get_template(f"{folder}/email-subject.txt.j2").render(context).split())

@@ -35,11 +35,12 @@ from bot.channels import load_channel
 from bot.channels.base import (
     Channel, ChannelError, Envelope, Item, Receipt, Recipient, Recorded, Secrets, can_update,
 )
-from bot.links import answer_links, preferences_url
+from bot.links import answer_links, mine_link, preferences_url
 from bot.routing import Route, choose, recipient_of, why_unreachable
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person, StatusUpdate
 from storage.reasons import why_of
+from storage.tracker import open_counts
 
 if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser.config
     from chaser.config import Config
@@ -217,11 +218,20 @@ class Dispatcher:
 
     # -- one unit of work -----------------------------------------------------------------
     def envelope(self, session: Session, row: Any, now: dt.datetime, person: Any = None,
-                 recorded: dict[int, Recorded] | None = None) -> Envelope:
+                 recorded: dict[int, Recorded] | None = None, open_count: int | None = None) -> Envelope:
         """The envelope of an outbox row (an Outbox, or a row of _OUTBOX_COLUMNS) for ``person``;
-        an update's row is its target's, with what was ``recorded`` since per action id."""
+        an update's row is its target's, with what was ``recorded`` since per action id. A nudge
+        carries the link to the page of all the person's open actions when they have any
+        (``open_count``: how many, as counted for the whole batch; None: counted here)."""
         if person is None and row.person_id is not None:
             person = session.get(Person, row.person_id)
+        mine: dict[str, Any] = {}
+        if row.kind == "nudge" and row.person_id is not None:
+            if open_count is None:
+                open_count = open_counts(session, [row.person_id])[row.person_id]
+            if open_count:
+                mine = {"mine_url": mine_link(self.config.web_base_url, self.secret, person_id=row.person_id,
+                                              outbox_id=row.id), "mine_open": open_count}
         recorded = recorded or {}
         items = []
         for item in row.payload["items"]:
@@ -243,7 +253,7 @@ class Dispatcher:
         return Envelope(
             outbox_id=row.id, kind=row.kind, recipient=recipient,
             items=tuple(items), sent_at=now, notes=tuple(row.payload.get("notes", ())),
-            more=int(row.payload.get("more", 0)), to_edi_lead=bool(row.payload.get("to_edi_lead")),
+            more=int(row.payload.get("more", 0)), to_edi_lead=bool(row.payload.get("to_edi_lead")), **mine,
             in_reply_to=row.payload.get("in_reply_to"), reply_subject=row.payload.get("reply_subject"),
             preferences_url=preferences_url(self.config.web_base_url, self.secret, person_id=row.person_id)
             if row.person_id is not None else None,
@@ -264,6 +274,10 @@ class Dispatcher:
                 select(Outbox).where(Outbox.id.in_([r.target_id for r in rows if r.target_id is not None])))}
             person_ids = {r.person_id for r in rows if r.person_id is not None}
             people = {p.id: p for p in session.execute(select(*_PERSON_COLUMNS).where(Person.id.in_(person_ids)))}
+            # Every nudge's link to the page of all the person's actions says how many are open:
+            # counted once for the batch (the directory and one fold of the history).
+            nudged = {r.person_id for r in rows if r.person_id is not None and r.kind in ("nudge", "update")}
+            counts = open_counts(session, nudged) if nudged else {}
             prepared = {}
             for row in rows:
                 person = people.get(row.person_id or -1)
@@ -271,7 +285,8 @@ class Dispatcher:
                           "route": tuple(row.route or ()), "payload": row.payload}
                 target = targets.get(row.target_id or -1)
                 if row.kind == "update" and target is not None:
-                    envelope = self.envelope(session, target, now, person, recorded_since(session, target))
+                    envelope = self.envelope(session, target, now, person, recorded_since(session, target),
+                                             counts.get(target.person_id or -1, 0))
                     receipt = Receipt.from_json(target.receipt) if target.receipt else None
                     prepared[row.id] = Prepared(envelope=replace(envelope, outbox_id=row.id), kind=row.kind,
                                                 target=receipt, **common)
@@ -279,8 +294,8 @@ class Dispatcher:
                     prepared[row.id] = Prepared(envelope=Envelope(row.id, "nudge", Recipient(row.recipient), (), now),
                                                 kind=row.kind, **common)
                 else:
-                    prepared[row.id] = Prepared(envelope=self.envelope(session, row, now, person), kind=row.kind,
-                                                **common)
+                    envelope = self.envelope(session, row, now, person, open_count=counts.get(row.person_id or -1, 0))
+                    prepared[row.id] = Prepared(envelope=envelope, kind=row.kind, **common)
             return prepared
 
     def deliver(self, claimed: Claimed, result: DispatchResult, prepared: Prepared) -> None:

@@ -23,9 +23,9 @@ from chaser.errors import InvalidValue, NotFound
 from storage.controls import actions_of, recheck, set_paused
 from storage.db import id_chunks, id_in
 from storage.importers.parse import ref_key
-from storage.models import Action, ActionOwner, Outbox, Person, Plan, Reply, StatusUpdate
+from storage.models import Action, ActionOwner, Outbox, Person, PersonRole, Plan, Reply, StatusUpdate
 from storage.people import DirectoryResult, holders, import_directory, owners_of
-from storage.updates import CurrentState, current_states
+from storage.updates import CurrentState, current_states, fold_history
 
 UNKNOWN = "unknown"  # the status filter for actions nobody has reported on yet
 RETRYABLE = ("parked", "failed")
@@ -214,6 +214,66 @@ def list_actions(session: Session, plan: Plan | None = None, status: str | None 
         ActionSummary(**_summary_fields(a, states[a.id], [p.email for p in owners_of(session, a, held)]))
         for a in actions
     ]
+
+
+def actions_held(session: Session, person_ids: Iterable[int]) -> dict[int, list[int]]:
+    """person id -> the ids of the actions they answer for as themselves: those whose owner role
+    they hold (by the directory, or named in the owner text), or hold as an owner's delegate or
+    cover. storage.updates.can_change's rule less the EDI lead's right to answer for anyone: the
+    EDI lead's own actions are theirs, the whole plan is not.
+
+    The dispatcher asks for every batch it sends, so the roles held through the directory are
+    read for these people alone; the whole directory is read (storage.people.holders, whose
+    name matching needs everyone) only when some action's owner role nobody holds."""
+    wanted = set(person_ids)
+    if not wanted:
+        return {}
+    ids = sorted(wanted)
+    answering: dict[int, set[int]] = {}  # role id -> which of the wanted answer for it
+    rows = session.execute(
+        select(PersonRole.role_id, Person.id, Person.delegate_id, Person.cover_id)
+        .join(Person, Person.id == PersonRole.person_id)
+        .where(id_in(session, Person.id, ids) | id_in(session, Person.delegate_id, ids)
+               | id_in(session, Person.cover_id, ids)))
+    for role_id, *people in rows:
+        answering.setdefault(role_id, set()).update(pid for pid in people if pid in wanted)
+    unheld = list(session.scalars(select(ActionOwner.role_id).distinct()
+                                  .where(ActionOwner.role_id.not_in(select(PersonRole.role_id)))))
+    if unheld:
+        held = holders(session)
+        for role_id in unheld:
+            who = {pid for p in held.get(role_id, ()) for pid in (p.id, p.delegate_id, p.cover_id) if pid in wanted}
+            if who:
+                answering[role_id] = who
+    found: dict[int, dict[int, None]] = {pid: {} for pid in wanted}  # ordered sets
+    for chunk in id_chunks(list(answering)):
+        owned = session.execute(select(ActionOwner.action_id, ActionOwner.role_id)
+                                .where(id_in(session, ActionOwner.role_id, chunk)).order_by(ActionOwner.action_id))
+        for action_id, role_id in owned:
+            for pid in answering[role_id]:
+                found[pid][action_id] = None
+    return {pid: list(ids) for pid, ids in found.items()}
+
+
+def open_actions(session: Session, person_id: int) -> list[tuple[Action, CurrentState]]:
+    """The actions ``person_id`` answers for (actions_held) that are not complete, with their
+    current state, in plan order: what the page of all their actions lists."""
+    ids = actions_held(session, [person_id])[person_id]
+    actions = []
+    for chunk in id_chunks(ids):
+        actions += session.scalars(select(Action).options(selectinload(Action.plan))
+                                   .where(id_in(session, Action.id, chunk)))
+    states = current_states(session, actions)
+    actions.sort(key=lambda a: (a.plan.name.casefold(), a.plan_id, a.position, a.id))
+    return [(a, states[a.id]) for a in actions if states[a.id].status != "complete"]
+
+
+def open_counts(session: Session, person_ids: Iterable[int]) -> dict[int, int]:
+    """person id -> how many open (not complete) actions they answer for: the number a nudge's
+    link to the page of all their actions shows. One fold of the history for everyone asked."""
+    held = actions_held(session, person_ids)
+    history = fold_history(session, sorted({a for ids in held.values() for a in ids}))
+    return {pid: sum(1 for a in ids if history.get(a, {}).get("status") != "complete") for pid, ids in held.items()}
 
 
 def action_detail(session: Session, action: Action) -> ActionDetail:

@@ -102,6 +102,10 @@ class Envelope:
     # When the outbox row was made: with outbox_id, names the row across attempts and databases
     # (the Graph email channel derives its Message-ID from them, to find an earlier send).
     created_at: datetime | None = None
+    # The one link to the page of all the recipient's open actions (bot.links.mine_link), and
+    # how many there are now: a nudge to someone who answers for open actions of their own.
+    mine_url: str | None = None
+    mine_open: int = 0
 
     @property
     def recipient_name(self) -> str:

@@ -108,7 +108,7 @@ class AnswerPages:
         # one, or open and close an overflow connection per request (SQLAlchemy closes those
         # on return), which is what made PostgreSQL's slowest answers slow.
         size = engine.pool.size() if isinstance(engine.pool, QueuePool) else HANDLERS
-        self._handlers = anyio.CapacityLimiter(max(1, min(size, HANDLERS)))
+        self.handlers = anyio.CapacityLimiter(max(1, min(size, HANDLERS)))
         self.secret = secret
         self.edi_leads = tuple(edi_leads)
         self.policy = Policy(edi_leads=self.edi_leads, updatable=tuple(updatable))
@@ -125,7 +125,7 @@ class AnswerPages:
         except BadAnswerLink as exc:
             return page(400, "This link does not work", [str(exc)])
         if request.method != "POST":
-            return await anyio.to_thread.run_sync(self.show, link, request.url.query, limiter=self._handlers)
+            return await anyio.to_thread.run_sync(self.show, link, request.url.query, limiter=self.handlers)
         try:
             fields = await read_form(request)  # all of it, before the database is touched
         except BadRequest as exc:
@@ -136,7 +136,7 @@ class AnswerPages:
                 "This form did not come from the page your link opens, so nothing was recorded.",
                 "Please open the link in the reminder again and send your update from that page.",
             ])
-        return await anyio.to_thread.run_sync(self.submit, link, fields, limiter=self._handlers)
+        return await anyio.to_thread.run_sync(self.submit, link, fields, limiter=self.handlers)
 
     def show(self, link: _Link, query: str) -> Response:
         with self.sessions() as session:
@@ -165,7 +165,7 @@ class AnswerPages:
             due_text = (fields.get("due") or "").strip()
             retry = {"chosen": status or "", "note": note or "", "due_input": due_text}
             try:
-                with self._one_writer():
+                with self.one_writer():
                     result = self.record(session, FormAnswer(action=action, person=person, status=status, note=note,
                                                              due_text=due_text, outbox_id=link.outbox_id,
                                                              external_id=fields["nonce"], at=self.clock()))
@@ -204,7 +204,9 @@ class AnswerPages:
             return page(200, f"Thank you, {person.name}", lines)
 
     @contextlib.contextmanager
-    def _one_writer(self) -> Iterator[None]:
+    def one_writer(self) -> Iterator[None]:
+        """This process's turn to write (SQLite; on PostgreSQL, no turn needed): the answer form's
+        and the page of all one's actions (bot.web.mine) share it."""
         if self._writes is None:
             yield
             return

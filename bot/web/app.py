@@ -1,4 +1,5 @@
-"""The one Starlette application: the answer pages, ``/healthz``, and what the runtime mounts.
+"""The one Starlette application: the answer pages, the page of all one's actions (bot.web.mine),
+``/healthz``, and what the runtime mounts.
 
 ``create_app`` builds it; bot.web.server serves it with uvicorn. What every route gets:
 
@@ -34,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.web.answer import AnswerPages
+from bot.web.mine import MinePages
 from bot.web.pages import SECURITY_HEADERS, page
 from bot.web.preferences import PreferencesPages
 from storage.db import explain
@@ -59,7 +61,7 @@ def create_app(engine: Engine, *, secret: str, edi_leads: Iterable[str] = (), ma
                           updatable=updatable)
     preferences = PreferencesPages(engine, secret=secret, clock=clock, order=channels,
                                    edi_lead=edi_leads[0] if edi_leads else None)
-    served: list[BaseRoute] = [*answers.routes(), *preferences.routes()]
+    served: list[BaseRoute] = [*answers.routes(), *MinePages(answers).routes(), *preferences.routes()]
     if health is not None:
         served.append(Route("/healthz", _healthz(health), methods=["GET"], name="healthz"))
     served.extend(routes)

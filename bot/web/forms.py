@@ -58,10 +58,12 @@ def new_nonce() -> str:
     return secrets.token_urlsafe(16)
 
 
-async def read_form(request: Request, *, multipart: bool = False) -> dict[str, str]:
-    """The fields of a form POST, read whole or not at all (BadRequest). ``multipart`` also
-    accepts ``multipart/form-data`` (text fields only), which RFC 8058 lets a mail program use
-    for its one-click unsubscribe."""
+async def read_form(request: Request, *, max_bytes: int = MAX_FORM_BYTES, max_fields: int = FORM_FIELDS,
+                    multipart: bool = False) -> dict[str, str]:
+    """The fields of a form POST, read whole or not at all (BadRequest). The limits are the
+    answer form's unless a page with more rows (bot.web.mine) sets its own, still bounded.
+    ``multipart`` also accepts ``multipart/form-data`` (text fields only), which RFC 8058 lets a
+    mail program use for its one-click unsubscribe."""
     headers = request.headers
     if "transfer-encoding" in headers:
         await drain(request, DRAIN_BYTES)
@@ -74,9 +76,9 @@ async def read_form(request: Request, *, multipart: bool = False) -> dict[str, s
         await drain(request, DRAIN_BYTES)
         raise BadRequest(400, f"The form's length {declared[:20]!r} is not a number of bytes.")
     length = int(declared)
-    if length > MAX_FORM_BYTES:
+    if length > max_bytes:
         await drain(request, min(length, DRAIN_BYTES))
-        raise BadRequest(413, f"The update is larger than {MAX_FORM_BYTES // 1000} KB; a note can be at most "
+        raise BadRequest(413, f"The update is larger than {max_bytes // 1000:,} KB; a note can be at most "
                          f"{NOTE_MAX_CHARS:,} characters. Nothing was recorded.")
     body = bytearray()
     try:
@@ -92,7 +94,7 @@ async def read_form(request: Request, *, multipart: bool = False) -> dict[str, s
     if content_type != "application/x-www-form-urlencoded":
         raise BadRequest(415, "This is not the answer form's data.")
     try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=FORM_FIELDS, errors="strict")
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=max_fields, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise BadRequest(400, "The form's data could not be read, so nothing was recorded.") from None
     return {key: values[0] for key, values in parsed.items()}

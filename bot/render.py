@@ -233,6 +233,8 @@ def render(envelope: Envelope, *, chat: bool = True) -> Rendered:
         "notes": envelope.notes,
         "has_links": any(item.links for item in items),
         "reply_subject": envelope.reply_subject or "",
+        "preferences_url": envelope.preferences_url,
+        "weekly": envelope.weekly,
         # The one link to the page of all the recipient's open actions (not only these), if any.
         "mine_url": envelope.mine_url,
         "mine_open": envelope.mine_open,

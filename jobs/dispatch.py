@@ -257,7 +257,7 @@ class Dispatcher:
             in_reply_to=row.payload.get("in_reply_to"), reply_subject=row.payload.get("reply_subject"),
             preferences_url=preferences_url(self.config.web_base_url, self.secret, person_id=row.person_id)
             if row.person_id is not None else None,
-            created_at=row.created_at,
+            created_at=row.created_at, weekly=bool(row.payload.get("weekly")),
         )
 
     def prepare(self, claimed: list[Claimed]) -> dict[int, Prepared]:

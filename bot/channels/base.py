@@ -99,6 +99,7 @@ class Envelope:
     # The recipient's preferences page (bot.links.preferences_url): how and how often Chaser
     # reaches them; an email's List-Unsubscribe address. None for someone not in the directory.
     preferences_url: str | None = None
+    weekly: bool = False  # the recipient's weekly summary (people.cadence "weekly"; jobs.sweep gathers it)
     # When the outbox row was made: with outbox_id, names the row across attempts and databases
     # (the Graph email channel derives its Message-ID from them, to find an earlier send).
     created_at: datetime | None = None

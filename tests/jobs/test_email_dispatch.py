@@ -54,3 +54,34 @@ def test_an_address_the_server_rejects_for_good_moves_to_the_outbox_folder(engin
     assert (moved.state, moved.channel) == ("sent", "outbox_folder") and eml_ids(folder) == [ids[1]]
     assert [step["channel"] for step in moved.route] == ["email"]
     assert "owner1@c.example" in moved.route[0]["error"] and "550 5.1.1" in moved.route[0]["error"]
+
+
+def test_a_person_with_a_chat_id_who_chose_email_gets_email(engine: Engine, tmp_path: Path) -> None:
+    """The people directory's channel column beats [channels] order: a chat channel that reaches
+    everyone with a Slack id comes first in the order, yet the owner who chose email gets email."""
+    from sqlalchemy import update
+
+    from bot.channels.memory import Memory
+    from storage.db import session_factory
+    from storage.models import Person
+
+    people = add_people(engine, 2)
+    with session_factory(engine)() as session, session.begin():
+        session.execute(update(Person).values(slack_id="U0"))
+        session.execute(update(Person).where(Person.id == people[0][0]).values(channel="email"))
+    ids = queue(engine, people, 2, channel=None)
+    recorder, chat = Recorder(), Memory(reaches="slack")
+    with smtp_server(recorder) as server:
+        config = parse_config({"channels": {
+            "order": ["memory", "email"],
+            "memory": {"reaches": "slack"},
+            "email": {"enabled": True, "from": "Chaser <chaser@c.example>", "smtp_host": "127.0.0.1",
+                      "smtp_port": server.port, "smtp_security": "none"},
+        }}, "test")
+        run = dispatcher(engine, config, T0, secrets=Secrets({}), channels={"memory": chat})
+        assert run.run_once().sent == 2
+        run.close()
+    rows = outbox(engine)
+    assert (rows[ids[0]].channel, rows[ids[1]].channel) == ("email", "memory")
+    assert [got.recipients for got in recorder.received] == [[people[0][1]]]
+    assert [envelope.outbox_id for envelope in chat.sent] == [ids[1]]

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from bot.channels.base import Secrets
+from bot.channels.base import Secrets, server_settings
 from bot.inbox import MAX_BYTES, Ending, Mail, MailboxError
 from chaser.errors import ConfigError
 
@@ -86,20 +86,8 @@ class ImapSource:
     def from_settings(cls, table: Mapping[str, Any], secrets: Secrets | None) -> ImapSource | None:
         """The ``imap_*`` keys of ``[channels.email]`` and the login from ``CHASER_IMAP_USER`` /
         ``CHASER_IMAP_PASSWORD``. With ``secrets`` None the keys are only checked (None returned)."""
-        host = table.get("imap_host")
-        if host is None:
-            raise ConfigError("'channels.email.imap_host' is required with inbox = \"imap\": the IMAP server "
-                              "replies are read from, such as \"imap.council.example\"")
-        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
-            raise ConfigError(f"'channels.email.imap_host' must be a host name such as \"imap.council.example\", "
-                              f"got {host!r}")
-        security = table.get("imap_security", "tls")
-        if security not in SECURITY_PORTS:
-            raise ConfigError(f"'channels.email.imap_security' must be \"tls\", \"starttls\" or \"none\", "
-                              f"got {security!r}")
-        port = table.get("imap_port", SECURITY_PORTS[security])
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            raise ConfigError(f"'channels.email.imap_port' must be a port number from 1 to 65535, got {port!r}")
+        server = server_settings(table, "imap", SECURITY_PORTS, security="tls", host=None,
+                                 example="imap.council.example", why_host=' with inbox = "imap"')
         names = {}
         for key, default in (("imap_folder", "INBOX"), ("done_folder", DONE_FOLDER), ("failed_folder", FAILED_FOLDER)):
             value = table.get(key, default)
@@ -111,19 +99,13 @@ class ImapSource:
                     raise ConfigError(f"'channels.email.{key}' must differ from '{other}' ({value!r}): "
                                       "processed mail is moved out of the folder replies are read from")
             names[f"channels.email.{key}"] = value
-        ca_file = table.get("imap_ca_file")
-        if ca_file is not None and (not isinstance(ca_file, str) or not ca_file):
-            raise ConfigError(f"'channels.email.imap_ca_file' must be the path of a PEM file, got {ca_file!r}")
-        timeout = table.get("imap_timeout", 30)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise ConfigError(f"'channels.email.imap_timeout' must be a number of seconds above 0, got {timeout!r}")
         if secrets is None:
             return None
-        why = f"the login to the IMAP mailbox replies are read from ({host})"
+        why = f"the login to the IMAP mailbox replies are read from ({server.host})"
         folder, done, failed = names.values()
-        return cls(host=host, port=port, security=security, folder=folder, done_folder=done, failed_folder=failed,
-                   user=secrets.require(USER_ENV, why), password=secrets.require(PASSWORD_ENV, why),
-                   ca_file=ca_file, timeout=float(timeout))
+        return cls(host=server.host, port=server.port, security=server.security, folder=folder, done_folder=done,
+                   failed_folder=failed, user=secrets.require(USER_ENV, why), password=secrets.require(PASSWORD_ENV, why),
+                   ca_file=server.ca_file, timeout=server.timeout)
 
     def fetch(self) -> Iterator[Mail]:
         """Every message in the folder now, oldest UID first, none of them marked read; nothing

@@ -228,3 +228,41 @@ def check_keys(table: Mapping[str, Any], kind: str, allowed: set[str]) -> None:
         if key not in allowed:
             known = ", ".join(sorted(allowed))
             raise ConfigError(f"unknown key 'channels.{kind}.{key}' (known keys: {known})")
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where a mail server is and how to talk to it: ``[channels.email] <prefix>_host`` and the rest."""
+
+    host: str
+    port: int
+    security: str
+    ca_file: str | None
+    timeout: float
+
+
+def server_settings(table: Mapping[str, Any], prefix: str, ports: Mapping[str, int], *, security: str,
+                    host: str | None, example: str, why_host: str = "") -> Server:
+    """``{prefix}_host``, ``_port`` (default by security), ``_security`` (one of ``ports``),
+    ``_ca_file`` and ``_timeout`` of ``[channels.email]``, checked; errors name the key. ``host``
+    None: the host is required (``why_host`` says when)."""
+    key = f"'channels.email.{prefix}"
+    value = table.get(f"{prefix}_host", host)
+    if value is None:
+        raise ConfigError(f"{key}_host' is required{why_host}: the server, such as \"{example}\"")
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise ConfigError(f"{key}_host' must be a host name such as \"{example}\", got {value!r}")
+    chosen = table.get(f"{prefix}_security", security)
+    if chosen not in ports:
+        names = ", ".join(f'"{name}"' for name in ports)
+        raise ConfigError(f"{key}_security' must be one of {names}, got {chosen!r}")
+    port = table.get(f"{prefix}_port", ports[chosen])
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ConfigError(f"{key}_port' must be a port number from 1 to 65535, got {port!r}")
+    ca_file = table.get(f"{prefix}_ca_file")
+    if ca_file is not None and (not isinstance(ca_file, str) or not ca_file):
+        raise ConfigError(f"{key}_ca_file' must be the path of a PEM file, got {ca_file!r}")
+    timeout = table.get(f"{prefix}_timeout", 30)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"{key}_timeout' must be a number of seconds above 0, got {timeout!r}")
+    return Server(value, port, chosen, ca_file, float(timeout))

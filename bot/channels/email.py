@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
 
-from bot.channels.base import ChannelError, Envelope, Receipt, Recipient, Secrets, check_keys
+from bot.channels.base import ChannelError, Envelope, Receipt, Recipient, Secrets, check_keys, server_settings
 from bot.channels.outbox_folder import check_sender
 from bot.mime import BadAddress, Mailbox, build_email, thread_headers
 from bot.render import render
@@ -157,23 +157,8 @@ class Email(MailChannel):
             from bot.graph import check_settings  # msal and requests only when Microsoft 365 is used
 
             mailbox = check_settings(table)["mailbox"]
-        host = table.get("smtp_host", "localhost")
-        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
-            raise ConfigError(f"'channels.email.smtp_host' must be a host name such as \"smtp.council.example\", "
-                              f"got {host!r}")
-        security = table.get("smtp_security", "starttls")
-        if security not in SECURITY_PORTS:
-            raise ConfigError(f"'channels.email.smtp_security' must be \"starttls\", \"tls\" or \"none\", "
-                              f"got {security!r}")
-        port = table.get("smtp_port", SECURITY_PORTS[security])
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            raise ConfigError(f"'channels.email.smtp_port' must be a port number from 1 to 65535, got {port!r}")
-        ca_file = table.get("smtp_ca_file")
-        if ca_file is not None and (not isinstance(ca_file, str) or not ca_file):
-            raise ConfigError(f"'channels.email.smtp_ca_file' must be the path of a PEM file, got {ca_file!r}")
-        timeout = table.get("smtp_timeout", 30)
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise ConfigError(f"'channels.email.smtp_timeout' must be a number of seconds above 0, got {timeout!r}")
+        server = server_settings(table, "smtp", SECURITY_PORTS, security="starttls", host="localhost",
+                                 example="smtp.council.example")
         if "from" not in table and transport != "graph":  # with Graph: the mailbox's own address
             raise ConfigError("'channels.email.from' is required: the address nudges are sent from, such as "
                               "\"Chaser <chaser@council.example>\"")
@@ -191,8 +176,8 @@ class Email(MailChannel):
             user = secrets.get(USER_ENV)
             if user is not None:
                 password = secrets.require(PASSWORD_ENV, f"{USER_ENV} is set, so the SMTP login needs its password")
-        return cls(host=host, port=port, security=security, sender=sender, reply_to=reply_to,
-                   user=user, password=password, ca_file=ca_file, timeout=float(timeout))
+        return cls(host=server.host, port=server.port, security=server.security, sender=sender, reply_to=reply_to,
+                   user=user, password=password, ca_file=server.ca_file, timeout=server.timeout)
 
     def send(self, envelope: Envelope) -> Receipt:
         """Send one message; its Message-ID is the receipt."""

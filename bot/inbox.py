@@ -41,6 +41,7 @@ from bot.channels.base import Secrets
 from bot.confirm import queue_confirmation
 from bot.email_replies import read_reply, to_replies
 from bot.inbound import handle_reply
+from bot.notices import tell_lead
 from bot.preferences import change_preferences
 from chaser.errors import ChaserError, ConfigError
 from storage.db import session_factory
@@ -212,6 +213,7 @@ def _record(make_session: Callable[[], Any], data: bytes, config: Any, now: Cloc
             queue_confirmation(session, results, outbox_id=outbox_id, message_id=parsed.message_id,
                                subject=parsed.subject, sender=parsed.sender, own_addresses=own_addresses(config),
                                now=received_at)
+        _tell_lead_of_refused(session, results, parsed.sender, config, received_at)
         session.commit()
     return [result.outcome for result in results]
 
@@ -226,6 +228,18 @@ def _unsubscribe(session: Any, sender: str, config: Any, now: dt.datetime) -> st
         session.commit()
         log.info("inbox: %s unsubscribed: one weekly summary from now on", sender)
     return "unsubscribe"
+
+
+def _tell_lead_of_refused(session: Any, results: list[Any], sender: str, config: Any, now: dt.datetime) -> None:
+    """A reply that could not be applied (``unclear``, ``not_allowed``) goes to the EDI lead as
+    well as into ``chaser replies``: never into a void."""
+    refused = [r for r in results if r.outcome in ("unclear", "not_allowed")]
+    if not refused:
+        return
+    reasons = "; ".join(dict.fromkeys(r.detail or r.outcome for r in refused))
+    tell_lead(session, f"A reply by email from {sender} could not be recorded: {reasons}. The sender was told "
+              f"(if they are in the people directory); 'chaser replies --outcome {refused[0].outcome}' shows it "
+              "in full.", now=now, edi_lead=config.edi_lead, about=refused[0].person.id if refused[0].person else None)
 
 
 def own_addresses(config: Any) -> set[str]:

@@ -15,14 +15,13 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.models import Outbox, Person
+from bot.notices import tell_lead
+from storage.models import Person
 
 CADENCES = {"each": "every reminder, as each action falls due", "weekly": "one summary a week, on Monday morning"}
 CHANNEL_WORDS = {"email": "email", "slack": "Slack", "teams": "Microsoft Teams"}
-NOTICE = "notice"  # the outbox kind of a message that only tells the EDI lead something
 PERSON_CHANNELS = ("email", "slack", "teams")  # what a person can choose (the outbox folder is for trying Chaser)
 UNCHANGED = "unchanged"  # change_preferences(channel=UNCHANGED): leave the channel as it is
 
@@ -70,21 +69,10 @@ def change_preferences(session: Session, person: Person, *, channel: str | None 
         person.cadence = cadence
     change = Change(person, moved_channel, moved_cadence)
     if change.changed:
-        tell_lead(session, f"{change.describe()[:-1]} ({how}).", now=now, edi_lead=edi_lead, about=person.id)
+        tell_lead(session, f"{change.describe()[:-1]} ({how}). Nothing else changed: Chaser goes on chasing their "
+                  "actions this way. If one of them should not be chased at all, change its owner in the plan or in "
+                  "the people directory.", now=now, edi_lead=edi_lead, about=person.id)
     return change
-
-
-def tell_lead(session: Session, note: str, *, now: dt.datetime, edi_lead: str | None, about: int | None = None) -> None:
-    """Queue the EDI lead a ``notice`` with one note (nothing when no lead is configured, or the
-    lead is the person it is about: they know)."""
-    if not edi_lead:
-        return
-    lead = session.scalar(select(Person.id).where(func.lower(Person.email) == edi_lead.lower()))
-    if lead is None or lead == about:
-        return
-    session.add(Outbox(kind=NOTICE, person_id=lead, recipient=edi_lead, channel=None,
-                       payload={"items": [], "notes": [note]}, state="queued", attempts=0, created_at=now,
-                       next_attempt_at=now, route=[]))
 
 
 def reachable_channels(person: Person, order: Sequence[str]) -> list[str]:

@@ -202,3 +202,17 @@ def test_an_unsubscribe_email_makes_reminders_one_weekly_summary_and_tells_the_l
     run("run", "--once", "--at", "2026-12-14T10:00")
     box = json.loads(run("outbox", "--format", "json").stdout)
     assert next(m for m in box if m["id"] == waiting[0]["id"])["state"] == "sent"
+
+
+def test_a_reply_that_cannot_be_applied_also_goes_to_the_edi_lead(run: Chaser) -> None:
+    nudge, _ = nudge_to(run, "priya@housing.example")
+    Path("inbox").mkdir()
+    (Path("inbox") / "1.eml").write_bytes(reply_to(nudge, "Green"))
+
+    run("run", "--once", "--at", "2026-12-02T10:00")
+
+    (notice,) = sent_of_kind(run, "notice")
+    assert notice["To"] == "Lee Lead <lead@housing.example>"
+    assert notice["Subject"].startswith("Chaser: A reply by email from priya@housing.example could not be recorded")
+    text = notice.get_body(("plain",)).get_content()
+    assert "say which one this is about" in text and "chaser replies --outcome unclear" in text

@@ -149,6 +149,8 @@ class SlackAnswers:
         if self.refresh is None or outbox_id is None:
             return None
         message = session.get(Outbox, outbox_id)
+        if message is not None and message.kind == "update" and message.target_id is not None:
+            message = session.get(Outbox, message.target_id)  # a button of a message already updated once
         if message is None or message.channel != "slack" or message.state != "sent" or not message.receipt:
             return None
         envelope = self.refresh(session, message)

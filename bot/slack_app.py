@@ -28,20 +28,18 @@ from typing import Any
 
 from slack_bolt import App
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
-from slack_sdk import WebClient
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bot.channels.slack import DEFAULT_API_URL, Slack
 from bot.slack_listeners import After, Refresh, SlackAnswers
 from storage.models import Clock, utcnow
 
 log = logging.getLogger("chaser.slack")
 
-DEFAULT_API_URL = "https://slack.com/api/"
-MODES = ("socket", "http")
 
 
 def slack_settings(table: dict[str, Any]) -> tuple[str, str]:
@@ -55,14 +53,14 @@ def slack_settings(table: dict[str, Any]) -> tuple[str, str]:
 
 def build_app(engine: Engine, config: Any, *, token: str, signing_secret: str | None = None,
               clock: Clock = utcnow, base_url: str = DEFAULT_API_URL, refresh: Refresh | None = None,
-              after: After | None = None) -> App:
+              after: After | None = None, channel: Slack | None = None) -> App:
     """The bolt app. ``token``: the bot token (``SLACK_BOT_TOKEN``); ``signing_secret``: checks
     requests in HTTP mode (Socket Mode has none: the websocket is authenticated by the app
-    token); ``base_url``: ``[channels.slack] api_url``; ``refresh`` and ``after``: see
-    bot.slack_listeners.SlackAnswers."""
-    client = WebClient(token=token, base_url=base_url)
+    token); ``base_url``: ``[channels.slack] api_url``; ``channel``: the Slack channel that
+    updates a clicked message (the dispatcher's, so both keep to one set of rate limits; default:
+    one of its own); ``refresh`` and ``after``: see bot.slack_listeners.SlackAnswers."""
     app = App(
-        client=client,
+        token=token,
         # Socket Mode needs no signing secret; bolt still wants a string to build its verifier.
         signing_secret=signing_secret or "",
         request_verification_enabled=signing_secret is not None,
@@ -72,7 +70,12 @@ def build_app(engine: Engine, config: Any, *, token: str, signing_secret: str | 
         token_verification_enabled=False,
         logger=logging.getLogger("chaser.slack.bolt"),
     )
-    SlackAnswers(engine, config, clock=clock, refresh=refresh, after=after).register(app)
+    # Bolt builds its own WebClient from the token (given a client of ours instead, it warns
+    # whenever SLACK_BOT_TOKEN is also in the environment, as it is in production); it is pointed
+    # at ``api_url`` here, before anything calls Slack.
+    app.client.base_url = base_url
+    channel = channel or Slack(token=token, api_url=base_url, clock=clock)
+    SlackAnswers(engine, config, clock=clock, channel=channel, refresh=refresh, after=after).register(app)
 
     @app.error
     def on_error(error: Exception, body: dict[str, Any]) -> None:

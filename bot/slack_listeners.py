@@ -33,8 +33,8 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from bot.channels.base import Envelope
-from bot.inbound import MAX_DUE_CHARS, Policy, Reply, ReplyResult, handle_reply, queue_refreshes
+from bot.channels.base import Envelope, Receipt
+from bot.inbound import MAX_DUE_CHARS, REFRESH_WINDOW, Policy, Reply, ReplyResult, handle_reply, queue_refreshes
 from bot.render import BLOCKS_MAX, mrkdwn_escape, truncate_mrkdwn, truncate_plain
 from storage.controls import snooze
 from storage.dates import format_day, parse_when
@@ -95,13 +95,14 @@ class Clicked:
 
 
 class SlackAnswers:
-    """The listeners. ``refresh`` renders a message updated in place (None: leave every update
+    """The listeners. ``channel`` updates a message in place; ``refresh`` renders a message updated in place (None: leave every update
     to the dispatcher); ``after`` runs work that follows an acknowledgement (default: a thread
     pool; tests pass one that runs it at once)."""
 
-    def __init__(self, engine: Engine, config: Any, *, clock: Clock, refresh: Refresh | None = None,
+    def __init__(self, engine: Engine, config: Any, *, clock: Clock, channel: Any, refresh: Refresh | None = None,
                  after: After | None = None) -> None:
         self.sessions = session_factory(engine)
+        self.channel = channel  # bot.channels.slack.Slack: update(receipt, envelope) is chat.update
         self.policy = Policy.of(config)
         self.clock = clock
         self.refresh = refresh
@@ -153,6 +154,8 @@ class SlackAnswers:
             message = session.get(Outbox, message.target_id)  # a button of a message already updated once
         if message is None or message.channel != "slack" or message.state != "sent" or not message.receipt:
             return None
+        if message.created_at < self.clock() - REFRESH_WINDOW:
+            return None  # too old to edit in place, as for every other message (bot.inbound)
         envelope = self.refresh(session, message)
         session.execute(update(Outbox).where(Outbox.kind == "update", Outbox.target_id == message.id,
                                              Outbox.state == "queued")
@@ -167,7 +170,7 @@ class SlackAnswers:
             return  # Slack's retry of a click already answered (or the same click twice)
         if result.applied:
             if shown is not None:
-                self.after(lambda: self.update_message(client, *shown))
+                self.after(lambda: self.update_message(*shown))
             return
         text = self.refusal(result)
         channel = (body.get("container") or {}).get("channel_id") or (body.get("channel") or {}).get("id")
@@ -176,15 +179,12 @@ class SlackAnswers:
             return
         self.after(lambda: client.chat_postEphemeral(channel=channel, user=user, text=text))
 
-    def update_message(self, client: Any, message: Outbox, envelope: Envelope) -> None:
-        """chat.update of the clicked message; on failure its update goes back to the dispatcher."""
-        from bot.slack_blocks import nudge_blocks  # the sending side's blocks (bot/slack_blocks.py)
-
-        text, blocks = nudge_blocks(envelope)
-        ref = (message.receipt or {}).get("ref") or {}
+    def update_message(self, message: Outbox, envelope: Envelope) -> None:
+        """chat.update of the clicked message, through the Slack channel (its blocks, its limits);
+        on failure the message's update goes back to the dispatcher, which retries it."""
         try:
-            client.chat_update(channel=ref["channel"], ts=ref["ts"], text=text, blocks=blocks)
-        except Exception as exc:  # noqa: BLE001 - the dispatcher tries again, with its retries
+            self.channel.update(Receipt.from_json(message.receipt or {}), envelope)
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the dispatcher tries again
             log.warning("slack: updating message %d at once failed (%s): queued for the dispatcher", message.id, exc)
             ids = [item["action_id"] for item in message.payload.get("items", ())]
             with self.sessions.begin() as session:
@@ -274,7 +274,7 @@ class SlackAnswers:
         if result.outcome in ("applied", "duplicate"):
             ack()
             if shown is not None:
-                self.after(lambda: self.update_message(client, *shown))
+                self.after(lambda: self.update_message(*shown))
             return
         block = "due" if result.outcome == "unclear" and due_text and "due" in (result.detail or "") else "status"
         ack(response_action="errors", errors={block: truncate_plain(self.refusal(result), 150)})

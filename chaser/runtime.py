@@ -105,7 +105,7 @@ class Runtime:
             signing = secrets.require("SLACK_SIGNING_SECRET", "[channels.slack] mode = \"http\" checks every "
                                       "request Slack sends with it") if mode == "http" else None
             self._slack = build_app(self.engine, self.config, token=token, signing_secret=signing, clock=self.clock,
-                                    base_url=api_url, refresh=self.refreshed)
+                                    base_url=api_url, refresh=self.refreshed, channel=self.dispatcher.channel("slack"))
         return self._slack
 
     def refreshed(self, session: Any, message: Outbox) -> Any:

@@ -27,7 +27,7 @@ import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -138,7 +138,7 @@ class SlackAnswers:
         with self.sessions.begin() as session:
             person = self.person(session, reply.sender)
             if person is not None:
-                reply = Reply(**{**reply.__dict__, "sender": person.email, "person_id": person.id})
+                reply = replace(reply, sender=person.email, person_id=person.id)
             result = handle_reply(session, reply, self.policy)
             shown = self.take_refresh(session, outbox_id) if result.applied else None
             session.expunge_all()

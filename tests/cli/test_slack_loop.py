@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -31,16 +32,20 @@ SIGNING_SECRET = "e3b0c44298fc1c149afbf4c8996fb924"
 PRIYA = "U024BE7LH"
 
 
+def write_config(fake: SlackFake, mode: str) -> None:
+    Path("chaser.toml").write_text(
+        'edi_lead = "lead@lambeth.example"\n[channels]\norder = ["slack", "outbox_folder"]\n'
+        f'[channels.slack]\nenabled = true\nmode = "{mode}"\napi_url = "{fake.url}"\n'
+        '[channels.outbox_folder]\nfolder = "out"\n')
+
+
 @pytest.fixture
 def fake(chaser: Chaser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackFake]:
     with slack_server() as fake:
         fake.add_user(PRIYA, "priya@lambeth.example", "Priya Shah")
         monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
         monkeypatch.setenv("SLACK_SIGNING_SECRET", SIGNING_SECRET)
-        Path("chaser.toml").write_text(
-            'edi_lead = "lead@lambeth.example"\n[channels]\norder = ["slack", "outbox_folder"]\n'
-            f'[channels.slack]\nenabled = true\nmode = "http"\napi_url = "{fake.url}"\n'
-            '[channels.outbox_folder]\nfolder = "out"\n')
+        write_config(fake, "http")
         chaser("import", str(LAMBETH))
         people = write_csv(tmp_path / "people.csv", [
             ["name", "email", "roles", "manager", "slack_id"],
@@ -131,3 +136,36 @@ def test_a_dm_an_at_risk_click_the_message_updated_and_no_second_nudge(
     assert len(cp1_nudges) == 1
     assert len(fake.dms(PRIYA)) == len({m["id"] for m in sent if m["channel"] == "slack" and m.get("kind") != "update"})
     engine.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_socket_mode_connects_with_the_app_token_at_the_api_url_and_keeps_trying(
+        chaser: Chaser, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    # No loopback websocket here: the fake does not play apps.connections.open, so this checks
+    # the handler asks the configured api_url with the app-level token, and that a Slack it
+    # cannot reach is logged and tried again rather than stopping `chaser run`.
+    with slack_server() as fake:
+        write_config(fake, "socket")
+        check_socket_mode(fake, db_url, caplog)
+
+
+def check_socket_mode(fake: SlackFake, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    env = {"CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32, "SLACK_BOT_TOKEN": BOT_TOKEN,
+           "SLACK_APP_TOKEN": "xapp-1-A0CHASER-2026-socket"}
+    engine = make_engine(db_url)
+    runtime = build_runtime(load_config("chaser.toml", env), environ=env, engine=engine)
+    assert runtime.slack_mode() == "socket"
+    assert [r.path for r in runtime.web_app().routes if getattr(r, "path", "") == "/slack/events"] == []
+    stop = threading.Event()
+    handler = runtime.start_socket_mode(stop)
+    try:
+        deadline = time.monotonic() + 10
+        while not any("could not connect" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [opened] = fake.calls("apps.connections.open")
+        assert opened.headers["authorization"] == "Bearer xapp-1-A0CHASER-2026-socket"
+    finally:
+        stop.set()
+        handler.close()
+        runtime.close()
+        engine.dispose()

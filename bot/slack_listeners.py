@@ -34,7 +34,15 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from bot.channels.base import Envelope, Receipt
-from bot.inbound import MAX_DUE_CHARS, REFRESH_WINDOW, Policy, Reply, ReplyResult, handle_reply, queue_refreshes
+from bot.inbound import (
+    MAX_DUE_CHARS,
+    REFRESH_WINDOW,
+    Policy,
+    Reply,
+    ReplyResult,
+    handle_reply,
+    queue_refreshes,
+)
 from bot.render import BLOCKS_MAX, mrkdwn_escape, truncate_mrkdwn, truncate_plain
 from storage.controls import snooze
 from storage.dates import format_day, parse_when

@@ -24,7 +24,8 @@ from bot.slack_listeners import form_errors
 from bot.web import create_app, start_web
 from storage.db import session_factory
 from storage.importers.load import import_plan_file
-from storage.models import Action, Reply as ReplyRow, StatusUpdate
+from storage.models import Action, StatusUpdate
+from storage.models import Reply as ReplyRow
 from storage.people import import_directory
 from storage.updates import current_state
 from tests.bot.slack_server import BOT_TOKEN, TEAM, SlackFake, sign, slack_server

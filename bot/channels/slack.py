@@ -34,8 +34,8 @@ one message a second per channel with short bursts, a workspace-wide rate for
 ``chat.postMessage``, and Tier 3 (about 50 a minute) for the other methods. It never waits:
 a call that would exceed a rate raises a throttled ChannelError with ``retry_after``, so the
 dispatcher reschedules the row and releases its claim instead of sleeping on it. Slack's own
-429 does the same with its ``Retry-After``, and holds that method back for the other sends of
-the batch for as long.
+429 does the same with its ``Retry-After``, and holds that method (for chat.postMessage, that
+channel) back for the other sends of the batch for as long.
 """
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ class SendLimits:
     def take(self, method: str, channel: str | None = None) -> None:
         with self._lock:
             now = self.clock.now()
-            held = self._held.get(method, 0)
+            held = max(self._held.get(method, 0), self._held.get(f"{method} {channel}", 0) if channel else 0)
             if now < held:
                 raise self._throttled(method, channel, held - now)
             checks = []
@@ -139,11 +139,14 @@ class SendLimits:
                     wait = bucket.waiting(item)
                     raise self._throttled(method, channel, max(wait, 1))
 
-    def hold(self, method: str, seconds: float) -> None:
-        """No call of ``method`` for ``seconds`` (Slack answered 429 with that ``Retry-After``)."""
+    def hold(self, method: str, seconds: float, channel: str | None = None) -> None:
+        """No call of ``method`` (to ``channel``, when given) for ``seconds``: Slack answered 429
+        with that ``Retry-After``. chat.postMessage's limit is per channel, so a 429 there holds
+        back that channel only; the other methods' tiers are per workspace."""
         with self._lock:
+            key = f"{method} {channel}" if channel else method
             until = self.clock.now() + int(seconds * 1000)
-            self._held[method] = max(self._held.get(method, 0), until)
+            self._held[key] = max(self._held.get(key, 0), until)
 
     @staticmethod
     def _throttled(method: str, channel: str | None, wait_ms: int) -> ChannelError:
@@ -382,7 +385,7 @@ class Slack:
             if response.status_code == 429:
                 retry_after = _seconds(response.headers.get("Retry-After") or response.headers.get("retry-after"))
                 if self.limits is not None:
-                    self.limits.hold(method, retry_after)
+                    self.limits.hold(method, retry_after, args.get("channel") if method == "chat.postMessage" else None)
                 raise ChannelError(f"Slack rate limit: {method} answered 429 while {what}; "
                                    f"retry after {retry_after:g} s", retry_after=retry_after, throttled=True) from None
             if error in TOKEN_ERRORS:

@@ -233,9 +233,14 @@ def test_the_limiter_throttles_instead_of_waiting_and_lets_bursts_through() -> N
     limits.take("chat.postMessage", "D2")  # another channel is not held up
     now[0] += dt.timedelta(seconds=caught.value.retry_after)
     limits.take("chat.postMessage", "D1")
-    limits.hold("chat.postMessage", 20)  # a 429's Retry-After holds every channel back
+    limits.hold("chat.postMessage", 20, "D3")  # a 429's Retry-After holds that channel back
     with pytest.raises(ChannelError) as held:
         limits.take("chat.postMessage", "D3")
     assert held.value.retry_after == pytest.approx(20)
+    limits.take("chat.postMessage", "D4")
+    limits.hold("conversations.open", 5)  # a workspace-wide tier: every call waits
+    with pytest.raises(ChannelError):
+        limits.take("conversations.open")
     now[0] += dt.timedelta(seconds=20)
     limits.take("chat.postMessage", "D3")
+    limits.take("conversations.open")

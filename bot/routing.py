@@ -24,7 +24,9 @@ class Route:
 def recipient_of(person: Any) -> Recipient:
     """A directory person (a ``Person`` or a row with its columns) as channels see them."""
     addresses = {"email": person.email, "slack": person.slack_id, "teams": person.teams_id}
-    return Recipient(person.name, {k: v for k, v in addresses.items() if v}, person.id, person.channel)
+    checked = getattr(person, "slack_checked_at", None)  # a row read without the column: never looked up
+    return Recipient(person.name, {k: v for k, v in addresses.items() if v}, person.id, person.channel,
+                     {"slack": checked} if checked is not None else {})
 
 
 def candidates(recipient: Recipient, order: Sequence[str]) -> list[str]:

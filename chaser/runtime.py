@@ -7,9 +7,10 @@ its parts to ``jobs.scheduler.serve``.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,15 @@ from bot.inbox import CollectResult, MailSource, collect_mail, mail_source
 from bot.web import create_app
 from chaser.config import Config
 from chaser.secrets import LEGACY_FILE, ensure_link_key, secret_key
-from jobs.dispatch import Dispatcher, DispatchResult
+from jobs.dispatch import Dispatcher, DispatchResult, recorded_since
 from jobs.scheduler import serve
 from jobs.sweep import SweepResult, run_sweep
 from storage.db import make_engine, require_current_schema, session_factory, upgrade
 from storage.health import check_health
-from storage.models import Clock, utcnow
+from storage.models import Clock, Outbox, utcnow
+
+log = logging.getLogger("chaser.runtime")
+SOCKET_RETRY_SECONDS = 30  # Socket Mode could not connect at start: try again this often
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class Runtime:
     dispatcher: Dispatcher
     source: MailSource  # where replies are read from ([channels.email] inbox)
     owns_engine: bool = False  # built by build_runtime, so close() disposes of it
+    secrets: Secrets | None = None  # where SLACK_BOT_TOKEN and the rest are read (None: the environment)
+    _slack: Any = field(default=None, repr=False)  # the bolt app, built once when Slack is enabled
 
     def run_once(self) -> RunOnce:
         """Read the replies waiting in the inbox folder (so the sweep does not chase what was
@@ -67,11 +73,68 @@ class Runtime:
     def serve(self, *, stop: threading.Event | None = None) -> None:
         """The daemon: sweep and dispatch on schedule until SIGTERM/SIGINT (or ``stop``), serving
         the web app when ``[web] enabled``."""
+        stop = stop or threading.Event()
+        socket = self.start_socket_mode(stop) if self.slack_mode() == "socket" else None
         try:
             serve(self.engine, self.config, self.dispatcher,
                   web_app=self.web_app() if self.config.web_enabled else None, stop=stop, collect=self.collect)
         finally:
+            stop.set()  # also when serve() failed: the Socket Mode thread stops trying
+            if socket is not None:
+                socket.close()
             self.source.close()  # the IMAP mailbox says LOGOUT
+
+    # -- Slack answers (bot.slack_app) -----------------------------------------------------
+    def slack_mode(self) -> str | None:
+        """``[channels.slack] mode`` ("socket" or "http") when Slack is enabled, else None."""
+        if "slack" not in self.config.channels.order:
+            return None
+        from bot.slack_app import slack_settings
+
+        return slack_settings(self.config.channels.table("slack"))[0]
+
+    def slack_app(self) -> Any:
+        """The bolt app answering clicks, the modal, /chaser and the Home tab (built once). An
+        answer updates the clicked message at once with the envelope the dispatcher would send."""
+        if self._slack is None:
+            from bot.slack_app import build_app, slack_settings
+
+            secrets = self.secrets or Secrets()
+            mode, api_url = slack_settings(self.config.channels.table("slack"))
+            token = secrets.require("SLACK_BOT_TOKEN", "the Slack app answers with the bot token")
+            signing = secrets.require("SLACK_SIGNING_SECRET", "[channels.slack] mode = \"http\" checks every "
+                                      "request Slack sends with it") if mode == "http" else None
+            self._slack = build_app(self.engine, self.config, token=token, signing_secret=signing, clock=self.clock,
+                                    base_url=api_url, refresh=self.refreshed, channel=self.dispatcher.channel("slack"))
+        return self._slack
+
+    def refreshed(self, session: Any, message: Outbox) -> Any:
+        """What an in-place update of ``message`` shows now: the dispatcher's envelope of it."""
+        return self.dispatcher.envelope(session, message, self.clock(), None, recorded_since(session, message))
+
+    def start_socket_mode(self, stop: threading.Event) -> Any:
+        """Socket Mode's handler, connecting in a thread beside the web app (and trying again
+        every SOCKET_RETRY_SECONDS while Slack cannot be reached); ``close()`` stops it."""
+        from bot.slack_app import socket_mode
+
+        secrets = self.secrets or Secrets()
+        app_token = secrets.require("SLACK_APP_TOKEN", "[channels.slack] mode = \"socket\" connects to Slack "
+                                    "with the app-level token (xapp-…)")
+        handler = socket_mode(self.slack_app(), app_token)
+
+        def connect() -> None:
+            while not stop.is_set():
+                try:
+                    handler.connect()
+                    log.info("Slack Socket Mode connected")
+                    return
+                except Exception as exc:  # noqa: BLE001 - Slack may be unreachable for a while
+                    log.warning("Slack Socket Mode could not connect (%s); trying again in %d s", exc,
+                                SOCKET_RETRY_SECONDS)
+                    stop.wait(SOCKET_RETRY_SECONDS)
+
+        threading.Thread(target=connect, name="chaser-slack-socket", daemon=True).start()
+        return handler
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """``chaser status``'s verdict now, for ``GET /healthz``."""
@@ -80,11 +143,17 @@ class Runtime:
         return verdict.healthy, verdict.as_json()
 
     def web_app(self) -> Starlette:
-        """The one web app: the answer pages and ``/healthz`` (Slack and Teams mount here later)."""
+        """The one web app: the answer pages, ``/healthz``, and ``POST /slack/events`` when
+        ``[channels.slack] mode = "http"``."""
         config = self.config
+        routes = []
+        if self.slack_mode() == "http":
+            from bot.slack_app import events_route
+
+            routes.append(events_route(self.slack_app()))
         return create_app(self.engine, secret=self.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
                           max_age_days=config.web_link_days, clock=self.clock, health=self.health,
-                          updatable=updatable_channels(config), channels=config.channels.order)
+                          updatable=updatable_channels(config), channels=config.channels.order, routes=routes)
 
     def close(self) -> None:
         self.dispatcher.close()
@@ -137,7 +206,7 @@ def build_runtime(
     dispatcher = Dispatcher(engine, config, clock=clock, secret=secret, channels=built, worker=worker,
                             secrets=secrets)
     return Runtime(config=config, engine=engine, clock=clock, secret=secret, dispatcher=dispatcher, source=source,
-                   owns_engine=owns)
+                   owns_engine=owns, secrets=secrets)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,9 @@ class DispatchResult:
 _OUTBOX_COLUMNS = (Outbox.id, Outbox.kind, Outbox.person_id, Outbox.recipient, Outbox.payload, Outbox.channel,
                    Outbox.attempts, Outbox.claimed_by, Outbox.state, Outbox.route, Outbox.target_id,
                    Outbox.created_at)
-_PERSON_COLUMNS = (Person.id, Person.name, Person.email, Person.slack_id, Person.teams_id, Person.channel)
+# slack_checked_at: the Slack channel's address() tells "look them up" from "looked up lately, not there".
+_PERSON_COLUMNS = (Person.id, Person.name, Person.email, Person.slack_id, Person.teams_id, Person.channel,
+                   Person.slack_checked_at)
 _TABLE = Outbox.__table__
 # Built once: constructing the statement for every message cost more than running it.
 _RECORD_SENT = (
@@ -132,6 +134,8 @@ class Dispatcher:
         self.clock = clock
         self.secret = secret
         self.channels = channels if channels is not None else {}
+        for channel in self.channels.values():
+            self._attach(channel)
         self.secrets = secrets or Secrets()
         self.worker = worker or worker_name()
         self.sessions = session_factory(engine)
@@ -146,8 +150,16 @@ class Dispatcher:
         """The channel of ``kind``, built from its ``[channels.<kind>]`` table the first time."""
         with self._lock:  # one instance per kind, even when two threads ask first at once
             if kind not in self.channels:
-                self.channels[kind] = load_channel(kind, self.config.channels.table(kind), self.secrets)
+                self.channels[kind] = self._attach(load_channel(kind, self.config.channels.table(kind), self.secrets))
             return self.channels[kind]
+
+    def _attach(self, channel: Channel) -> Channel:
+        """Hand a channel that asks for them (``attach(engine=, clock=)``) the database and the clock:
+        the Slack channel writes the Slack ids it looks up onto people, and paces itself by the clock."""
+        attach = getattr(channel, "attach", None)  # optional: most channels need neither
+        if callable(attach):
+            attach(engine=self.engine, clock=self.clock)
+        return channel
 
     def close(self) -> None:
         """Let go of what channels hold open (the email channel's SMTP connection): on shutdown."""

@@ -154,6 +154,9 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(300))
     email: Mapped[str] = mapped_column(String(320), unique=True)
     slack_id: Mapped[str | None] = mapped_column(String(50))
+    # When the Slack channel last looked this person up by email (users.lookupByEmail): a person
+    # not found is not asked about again for a day; set with slack_id when they were found.
+    slack_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     teams_id: Mapped[str | None] = mapped_column(String(200))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     delegate_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))

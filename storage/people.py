@@ -191,7 +191,9 @@ def import_directory(session: Session, path: str | Path, channels: Collection[st
             session.add(person)
         wanted = {
             "name": row["name"],
-            "slack_id": row.get("slack_id") or None,
+            # A Slack id the Slack channel looked up by email (slack_checked_at set) stays when the
+            # file has none: the next import must not undo the look-up; one in the file wins.
+            "slack_id": row.get("slack_id") or (person.slack_id if person.slack_checked_at else None),
             "teams_id": row.get("teams_id") or None,
             "channel": row.get("channel") or None,
         }

@@ -27,6 +27,7 @@ CHANNELS: dict[str, str] = {
     "email": "bot.channels.email:Email",
     "memory": "bot.channels.memory:Memory",
     "outbox_folder": "bot.channels.outbox_folder:OutboxFolder",
+    "slack": "bot.channels.slack:Slack",
 }
 
 _classes: dict[str, type] = {}

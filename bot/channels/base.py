@@ -56,6 +56,10 @@ class Recipient:
     addresses: Mapping[str, str] = field(default_factory=dict)
     person_id: int | None = None
     channel: str | None = None
+    # When a channel last looked this person up by email, by channel kind ({"slack": when}), so
+    # its ``address`` can tell "not looked up yet" from "looked up lately and not found" without
+    # asking the service (people.slack_checked_at).
+    looked_up: Mapping[str, datetime] = field(default_factory=dict)
 
     def address(self, kind: str) -> str | None:
         return self.addresses.get(kind) or None

@@ -218,8 +218,10 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
 
 
-def render(envelope: Envelope, *, chat: bool = True) -> Rendered:
-    """Render the templates of ``envelope.kind``; ``chat=False`` skips the chat text (left empty)."""
+def render(envelope: Envelope, *, chat: bool = True, email: bool = True) -> Rendered:
+    """Render the templates of ``envelope.kind``; ``chat=False`` skips the chat text, ``email=False``
+    the email's plain and HTML bodies (left empty: a Slack message needs neither, and the HTML
+    body was most of a Slack send's rendering)."""
     if envelope.kind not in KINDS:
         raise ValueError(f"no templates for message kind {envelope.kind!r} (known: {', '.join(KINDS)})")
     items = tuple(_item_view(item) for item in envelope.items)
@@ -242,8 +244,8 @@ def render(envelope: Envelope, *, chat: bool = True) -> Rendered:
     folder = envelope.kind
     subject = " ".join(_ENV.get_template(f"{folder}/email-subject.txt.j2").render(context).split())
     context["subject"] = subject
-    text = _tidy(_ENV.get_template(f"{folder}/email-body.txt.j2").render(context))
-    html = _ENV.get_template(f"{folder}/email-body.html.j2").render(context)
+    text = _tidy(_ENV.get_template(f"{folder}/email-body.txt.j2").render(context)) if email else ""
+    html = _ENV.get_template(f"{folder}/email-body.html.j2").render(context) if email else ""
     if not chat:  # an email-only recipient: the chat render was a third of the work
         return Rendered(subject=subject, text=text, html=html, chat="", chat_intro="", chat_items=(), chat_outro="")
     chat_module = _ENV.get_template(f"{folder}/slack.md.j2").make_module(context)

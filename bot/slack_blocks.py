@@ -108,7 +108,7 @@ def nudge_blocks(envelope: Envelope, rendered: Rendered | None = None) -> tuple[
     """``(text, blocks)`` of the Slack message for ``envelope`` (any kind: nudge, lead_list,
     confirmation, notice). ``text`` is the whole message as mrkdwn, cut to fit, for
     notifications and as Slack's fallback; ``rendered`` saves a render the caller already has."""
-    rendered = rendered or render(envelope)
+    rendered = rendered or render(envelope, email=False)
     if len(rendered.chat_items) != len(envelope.items):
         raise ValueError("rendered.chat_items does not match envelope.items; render this envelope first")
     answerable, seen = [], set()
@@ -137,5 +137,7 @@ def nudge_blocks(envelope: Envelope, rendered: Rendered | None = None) -> tuple[
         blocks.append(_section(_more_text(envelope, hidden), "more"))
     if outro:
         blocks.append(_section(outro, "outro"))
-    text = truncate_mrkdwn(rendered.chat or rendered.chat_intro, FALLBACK_MAX)
+    # The fallback: what the blocks say, without the email's answer links (the buttons are the way here).
+    fallback = "\n\n".join(part for part in (rendered.chat_intro, *rendered.chat_items, rendered.chat_outro) if part)
+    text = truncate_mrkdwn(fallback or rendered.chat, FALLBACK_MAX)
     return text, blocks

@@ -51,7 +51,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine, update
 
-from bot.channels.base import ChannelError, Envelope, Receipt, Recipient, Secrets, check_keys
+from bot.channels.base import (
+    ChannelError,
+    Envelope,
+    Receipt,
+    Recipient,
+    Secrets,
+    check_keys,
+)
 from bot.slack_blocks import EVENT_TYPE, metadata, nudge_blocks
 from chaser.errors import ConfigError
 
@@ -253,15 +260,20 @@ class Slack:
         else:
             channel = self._dm_channel(self._user(envelope.recipient))
         text, blocks = nudge_blocks(envelope)
+        unchecked = False  # a resend that could not look for its earlier post
         if envelope.resend:
-            found = self._posted_before(channel, envelope)
+            try:
+                found = self._posted_before(channel, envelope)
+            except _CannotLook:
+                found, unchecked = None, True
             if found is not None:
                 return found
         self._take("chat.postMessage", channel)
         answer = self._call("chat.postMessage", f"sending to {envelope.recipient_name}", channel=channel,
                             text=text, blocks=blocks, metadata=metadata(envelope), unfurl_links=False,
                             unfurl_media=False)
-        return self._receipt(str(answer["channel"]), str(answer["ts"]), envelope.outbox_id)
+        return replace(self._receipt(str(answer["channel"]), str(answer["ts"]), envelope.outbox_id),
+                       possible_duplicate=unchecked)
 
     def update(self, receipt: Receipt, envelope: Envelope) -> Receipt:
         """Replace the message ``receipt`` names with ``envelope`` re-rendered (``chat.update``)."""
@@ -355,8 +367,10 @@ class Slack:
                 answer = self._call("conversations.history", f"looking for outbox {envelope.outbox_id} in {channel}",
                                     **args)
             except ChannelError as exc:
-                if "missing_scope" in exc.text:  # cannot look: post, and say it may be a second copy
-                    return None
+                # No im:history scope, or a digest channel given by name (history wants its id):
+                # the message is posted and marked as possibly a second copy.
+                if exc.permanent or "missing_scope" in exc.text:
+                    raise _CannotLook(exc.text) from None
                 raise
             for message in answer.get("messages") or ():
                 meta = message.get("metadata") or {}
@@ -402,6 +416,10 @@ class Slack:
 
     def __repr__(self) -> str:
         return f"Slack(api_url={self.api_url!r}, mode={self.mode!r})"
+
+
+class _CannotLook(Exception):
+    """A resend could not search the channel's history for its earlier post."""
 
 
 def _seconds(value: Any) -> float:

@@ -169,7 +169,10 @@ def test_a_resend_finds_the_earlier_post_in_history_and_does_not_post_twice(slac
     [history] = slack.calls("conversations.history")
     assert history.args["include_all_metadata"] in ("1", 1, True)
     never = other.send(replace(envelope, outbox_id=77, resend=True))  # a resend that never went out: posted
-    assert len(slack.dms(PRIYA)) == 2 and never.ref["ts"] != first.ref["ts"]
+    assert len(slack.dms(PRIYA)) == 2 and never.ref["ts"] != first.ref["ts"] and not never.possible_duplicate
+    slack.fail("conversations.history", "missing_scope")  # the app lacks im:history: post, flagged
+    unsure = other.send(replace(envelope, outbox_id=78, resend=True))
+    assert unsure.possible_duplicate and len(slack.dms(PRIYA)) == 3
 
 
 def test_people_without_a_slack_id_are_looked_up_by_email_once(slack: SlackFake) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ from bot.slack_blocks import parse_button_value
 from jobs.dispatch import Dispatcher
 from storage.db import session_factory
 from storage.models import Outbox, Person
+from storage.people import import_directory
 from tests.bot.slack_server import BOT_TOKEN, SlackFake, slack_server
+from tests.importers.makers import write_csv
 from tests.jobs.crash_helpers import SECRET
 from tests.jobs.test_dispatch import make_config, outbox
 
@@ -148,6 +151,33 @@ def test_lookup_by_email_is_remembered_on_the_person_and_not_found_moves_on(engi
     assert (result.sent, result.rerouted) == (2, 0)
     assert len(slack.calls("users.lookupByEmail")) == 2 and len(slack.dms("U0KWAME01")) == 2
     assert len(email.sent) == 2 and to_kwame not in [e.outbox_id for e in email.sent]
+
+
+def test_a_directory_import_keeps_a_looked_up_slack_id_unless_the_file_gives_one(engine: Engine, slack: SlackFake,
+                                                                               clock: Clock, tmp_path: Path) -> None:
+    slack.add_user("U0KWAME01", "kwame@c.example", "Kwame Mensah")
+    header = ["name", "email", "roles", "manager", "slack_id"]
+    directory = write_csv(tmp_path / "people.csv", [header, ["Kwame Mensah", "kwame@c.example", "", "", ""],
+                                                    ["Sam Jones", "sam@c.example", "", "", ""]])
+    with session_factory(engine)() as session, session.begin():
+        import_directory(session, directory)
+    with session_factory(engine)() as session:
+        kwame = session.scalar(select(Person.id).where(Person.email == "kwame@c.example"))
+    queue(engine, [kwame], 1)
+    dispatcher(engine, clock, {"slack": slack_channel(slack), "email": Memory(kind="email", reaches="email")}).run_once()
+
+    def slack_ids() -> dict[str, str | None]:
+        with session_factory(engine)() as session:
+            return {p.email: p.slack_id for p in session.scalars(select(Person))}
+
+    assert slack_ids()["kwame@c.example"] == "U0KWAME01"
+    with session_factory(engine)() as session, session.begin():
+        import_directory(session, directory)  # the same file, still without his id
+    assert slack_ids() == {"kwame@c.example": "U0KWAME01", "sam@c.example": None}
+    write_csv(directory, [header, ["Kwame Mensah", "kwame@c.example", "", "", "U0KWAME99"]])
+    with session_factory(engine)() as session, session.begin():
+        import_directory(session, directory)
+    assert slack_ids()["kwame@c.example"] == "U0KWAME99"  # the directory's own id wins
 
 
 def test_nobody_reachable_but_on_slack_the_leads_list_names_them(engine: Engine, slack: SlackFake, clock: Clock) -> None:

@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased
 
 from chaser.errors import InvalidValue, NotFound
 from storage.db import id_chunks, id_in
-from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan, StatusUpdate, Workstream
+from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan, Role, StatusUpdate, Workstream
 from storage.statuses import STATUS_LABELS
 from storage.updates import SYSTEM_CHANNELS, current_states
 
@@ -287,30 +287,36 @@ def build_report(session: Session, board: BoardConfig, period: Period) -> Report
                            "plans (check [[boards]] workstreams)")
     in_scope = {w.id for w in workstreams}
 
-    actions: list[Action] = []
+    # Plain rows, not ORM objects: a board's plans can hold 10,000 actions (bench/digest_bench.py).
+    actions: list[Any] = []
+    owners: dict[int, list[str]] = {}
     if plan_ids:
-        query = (select(Action).where(Action.plan_id.in_(plan_ids))
-                 .options(selectinload(Action.owners).selectinload(ActionOwner.role))
-                 .order_by(Action.plan_id, Action.position, Action.id))
-        actions = [a for a in session.scalars(query)
+        query = (select(Action.id, Action.plan_id, Action.workstream_id, Action.ref, Action.title, Action.start_date,
+                        Action.due_date, Action.due_precision, Action.due_text, Action.key_dates)
+                 .where(Action.plan_id.in_(plan_ids)).order_by(Action.plan_id, Action.position, Action.id))
+        actions = [a for a in session.execute(query)
                    if (a.start_date is None or a.start_date <= period.end)
                    and (a.workstream_id in in_scope if board.workstreams else True)]
+        named = (select(ActionOwner.action_id, Role.name).join(Role, Role.id == ActionOwner.role_id)
+                 .join(Action, Action.id == ActionOwner.action_id).where(Action.plan_id.in_(plan_ids))
+                 .order_by(ActionOwner.action_id, ActionOwner.position))
+        for action_id, role in session.execute(named):
+            owners.setdefault(action_id, []).append(role)
+    # current_states reads an action's id and plan dates only: the rows carry them.
     states = current_states(session, actions, until=period.ends_at)
     ids = [a.id for a in actions]
-    by_id = {a.id: a for a in actions}
+    by_id = {a.id: a.ref for a in actions}
 
-    changes, revisions, answered = _history(session, ids, by_id, period)
-
-    def ws_title(action: Action) -> str:
-        return titles[action.workstream_id] if action.workstream_id in titles else plan_names[action.plan_id]
+    changes, revisions, answered = _history(session, plan_ids, by_id, period)
 
     rows: list[ActionRow] = []
     for a in actions:
         state = states[a.id]
         rows.append(ActionRow(
-            ref=a.ref, title=a.title, workstream=ws_title(a), owners=tuple(o.role.name for o in a.owners),
-            status=state.status or NO_UPDATE, note=state.note, start=a.start_date, due=state.due,
-            due_text=state.due_text,
+            ref=a.ref, title=a.title,
+            workstream=titles[a.workstream_id] if a.workstream_id in titles else plan_names[a.plan_id],
+            owners=tuple(owners.get(a.id, ())), status=state.status or NO_UPDATE, note=state.note,
+            start=a.start_date, due=state.due, due_text=state.due_text,
             key_dates=tuple((k.get("date", ""), k.get("text", "")) for k in (a.key_dates or [])),
             updated_at=state.updated_at, updated_by=state.updated_by,
         ))
@@ -346,57 +352,75 @@ def build_report(session: Session, board: BoardConfig, period: Period) -> Report
         board=board.name, plans=tuple(p.name for p in plans), period=period, counts=counts,
         by_workstream=by_workstream, changes=tuple(changes), revised_dates=tuple(revisions),
         new_actions=new_actions, overdue=overdue, due_next=due_next,
-        not_answered=_not_answered(session, ids, by_id, answered, period),
+        not_answered=_not_answered(session, plan_ids, ids, by_id, answered, period),
         spotlight=pick_spotlight(board, [titles[w.id] for w in workstreams], period),
         workstreams=tuple(details), actions=tuple(rows),
     )
 
 
-def _history(session: Session, ids: list[int], by_id: dict[int, Action], period: Period
+def _history(session: Session, plan_ids: list[int], by_id: dict[int, str], period: Period
              ) -> tuple[list[Change], list[DateRevision], set[int]]:
     """The period's status moves and revised dates, and the actions someone updated in it.
 
-    The history up to the period's end is walked in time order (the order ``fold_history``
-    folds in), so each move's ``from`` is the status just before it, even for an update loaded
-    later with ``chaser update --at``."""
+    Only the period's updates are read, in time order (the order ``fold_history`` folds in),
+    and for the actions whose status they set, the status each had just before the period: so
+    each move's ``from`` is the status before it, even for an update loaded later with
+    ``chaser update --at``, without reading every action's whole history again."""
+    columns = (StatusUpdate.action_id, StatusUpdate.created_at, StatusUpdate.new_status, StatusUpdate.revised_due,
+               StatusUpdate.revised_due_text, StatusUpdate.channel, StatusUpdate.by_text)
+    # By plan, not by a list of ids: the board's actions are most of its plans' (no 10,000-id IN).
+    query = (select(*columns).join(Action, Action.id == StatusUpdate.action_id)
+             .where(Action.plan_id.in_(plan_ids), StatusUpdate.created_at >= period.starts_at,
+                    StatusUpdate.created_at <= period.ends_at)
+             .order_by(StatusUpdate.action_id, StatusUpdate.created_at, StatusUpdate.id))
+    rows = [r for r in session.execute(query) if r.action_id in by_id]
+    current = _status_before(session, sorted({r.action_id for r in rows if r.new_status is not None}),
+                             period.starts_at)
     changes: list[Change] = []
     revisions: list[DateRevision] = []
     answered: set[int] = set()
-    columns = (StatusUpdate.action_id, StatusUpdate.created_at, StatusUpdate.id, StatusUpdate.new_status,
-               StatusUpdate.revised_due, StatusUpdate.revised_due_text, StatusUpdate.channel, StatusUpdate.by_text)
-    for chunk in id_chunks(ids):
-        query = (select(*columns).where(id_in(session, StatusUpdate.action_id, chunk),
-                                        StatusUpdate.created_at <= period.ends_at)
-                 .order_by(StatusUpdate.action_id, StatusUpdate.created_at, StatusUpdate.id))
-        current: dict[int, str | None] = {}
-        for action_id, at, _id, status, revised, revised_text, channel, by in session.execute(query):
-            before = current.get(action_id)
-            within = at >= period.starts_at
-            if within and channel not in SYSTEM_CHANNELS:
-                answered.add(action_id)
-            if status is not None:
-                if within and status != before:
-                    changes.append(Change(ref=by_id[action_id].ref, from_=before, to=status, at=at, by=by))
-                current[action_id] = status
-            if within and revised_text is not None:
-                revisions.append(DateRevision(ref=by_id[action_id].ref, due=revised, due_text=revised_text, at=at, by=by))
+    for action_id, at, status, revised, revised_text, channel, by in rows:
+        if channel not in SYSTEM_CHANNELS:
+            answered.add(action_id)
+        if status is not None:
+            if status != current.get(action_id):
+                changes.append(Change(ref=by_id[action_id], from_=current.get(action_id), to=status, at=at, by=by))
+            current[action_id] = status
+        if revised_text is not None:
+            revisions.append(DateRevision(ref=by_id[action_id], due=revised, due_text=revised_text, at=at, by=by))
     changes.sort(key=lambda c: c.at)
     revisions.sort(key=lambda r: r.at)
     return changes, revisions, answered
 
 
-def _not_answered(session: Session, ids: list[int], by_id: dict[int, Action], answered: set[int],
+def _status_before(session: Session, ids: list[int], moment: dt.datetime) -> dict[int, str]:
+    """action id -> the latest status recorded before ``moment`` (by time, then id), for those with one."""
+    later = aliased(StatusUpdate)
+    found: dict[int, str] = {}
+    for chunk in id_chunks(ids):
+        newer = (select(later.id).where(later.action_id == StatusUpdate.action_id, later.new_status.is_not(None),
+                                        later.created_at < moment,
+                                        (later.created_at > StatusUpdate.created_at)
+                                        | ((later.created_at == StatusUpdate.created_at) & (later.id > StatusUpdate.id)))
+                 .exists())
+        query = (select(StatusUpdate.action_id, StatusUpdate.new_status)
+                 .where(id_in(session, StatusUpdate.action_id, chunk), StatusUpdate.new_status.is_not(None),
+                        StatusUpdate.created_at < moment, ~newer))
+        found.update({action_id: status for action_id, status in session.execute(query)})
+    return found
+
+
+def _not_answered(session: Session, plan_ids: list[int], ids: list[int], by_id: dict[int, str], answered: set[int],
                   period: Period) -> tuple[NotAnswered, ...]:
     """Who was nudged in the period about covered actions nobody then updated, and how often."""
     asked: dict[int, dict[int, set[int]]] = {}  # person id -> action id -> outbox ids
-    for chunk in id_chunks(ids):
-        query = (select(NudgeKey.person_id, NudgeKey.action_id, NudgeKey.outbox_id)
-                 .join(Outbox, Outbox.id == NudgeKey.outbox_id)
-                 .where(id_in(session, NudgeKey.action_id, chunk), NudgeKey.person_id.is_not(None),
-                        Outbox.created_at >= period.starts_at, Outbox.created_at <= period.ends_at))
-        for person_id, action_id, outbox_id in session.execute(query):
-            if action_id not in answered:
-                asked.setdefault(person_id, {}).setdefault(action_id, set()).add(outbox_id)
+    query = (select(NudgeKey.person_id, NudgeKey.action_id, NudgeKey.outbox_id)
+             .join(Outbox, Outbox.id == NudgeKey.outbox_id).join(Action, Action.id == NudgeKey.action_id)
+             .where(Action.plan_id.in_(plan_ids), NudgeKey.person_id.is_not(None),
+                    Outbox.created_at >= period.starts_at, Outbox.created_at <= period.ends_at))
+    for person_id, action_id, outbox_id in session.execute(query):
+        if action_id in by_id and action_id not in answered:
+            asked.setdefault(person_id, {}).setdefault(action_id, set()).add(outbox_id)
     if not asked:
         return ()
     people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(list(asked))))}
@@ -404,7 +428,7 @@ def _not_answered(session: Session, ids: list[int], by_id: dict[int, Action], an
     out = []
     for person_id, actions in asked.items():
         person = people[person_id]
-        refs = tuple(by_id[a].ref for a in sorted(actions, key=position.__getitem__))
+        refs = tuple(by_id[a] for a in sorted(actions, key=position.__getitem__))
         chased = len({o for outboxes in actions.values() for o in outboxes})
         out.append(NotAnswered(person=person.email, name=person.name, refs=refs, chased=chased))
     out.sort(key=lambda n: (-n.chased, n.person))

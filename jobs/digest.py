@@ -264,6 +264,10 @@ def _key_dates(value: Any) -> tuple[tuple[str, str], ...]:
 def pick_spotlight(board: BoardConfig, titles: Sequence[str], period: Period) -> str | None:
     """The pin, else the rotation's entry for this month (consecutive months, consecutive entries)."""
     by_key = {t.casefold(): t for t in titles}
+    unknown = [n for n in (board.spotlight_pin, *board.spotlight) if n and n.casefold() not in by_key]
+    if unknown:
+        raise NotFound(f"board {board.name!r}: the spotlight names {', '.join(repr(u) for u in unknown)}, not one "
+                       f"of its workstreams ({', '.join(titles)}); check [[boards]] spotlight")
     if board.spotlight_pin:
         return by_key.get(board.spotlight_pin.casefold(), board.spotlight_pin)
     order = [by_key.get(name.casefold(), name) for name in board.spotlight] or list(titles)

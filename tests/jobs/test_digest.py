@@ -121,6 +121,8 @@ def test_the_spotlight_rotates_by_month_and_a_pin_wins(plan: Session) -> None:
     detail = build_report(plan, pinned, parse_period("2022-11", TZ)).spotlight_detail
     assert detail is not None and detail.lead_sponsor and detail.objective
     assert [m for m, _ in detail.metrics] == ["Schedule", "Scope", "Budget", "Impact"]
+    with pytest.raises(NotFound, match="the spotlight names 'Pay', not one of its workstreams"):
+        build_report(plan, replace(BOARD, spotlight=("Pay", "HR and Transparency")), parse_period("2022-11", TZ))
 
 
 def test_a_board_covers_its_workstreams_only(plan: Session) -> None:

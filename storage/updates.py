@@ -190,7 +190,12 @@ def record_update(
                 "or the EDI lead may"
             )
         actor = by.email
-    previous = current_state(session, action).status if previous_status is ... else previous_status
+    if previous_status is not ...:
+        previous = previous_status
+    elif at is not None:  # as it stood then: an update loaded with ``chaser update --at`` moves from that
+        previous = current_states(session, [action], until=at)[action.id].status
+    else:
+        previous = current_state(session, action).status
     update = StatusUpdate(
         action_id=action.id,
         created_at=at or utcnow(),

@@ -41,6 +41,11 @@ def test_update_at_records_the_update_as_of_that_time(run) -> None:  # type: ign
     assert [(h["at"], h["new_status"]) for h in shown["history"]] == [("2022-10-12T09:00:00+00:00", "green")]
     replies = json.loads(run("replies", "--format", "json").stdout)
     assert [r["received_at"] for r in replies] == ["2022-10-12T09:00:00+00:00"]  # BST: 10:00 in London
+    # Loaded after it, dated before it: its history shows the status it moved from at the time.
+    run("update", "CP1", "--status", "R", "--at", "2022-09-01T10:00", "--by", PRIYA)
+    run("update", "CP1", "--status", "A", "--at", "2022-11-01T10:00", "--by", PRIYA)
+    history = json.loads(run("show", "CP1", "--format", "json").stdout)["history"]
+    assert [(h["old_status"], h["new_status"]) for h in history] == [(None, "green"), (None, "red"), ("green", "amber")]
 
 
 def test_update_at_refuses_a_time_in_the_future(run) -> None:  # type: ignore[no-untyped-def]

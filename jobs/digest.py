@@ -23,7 +23,9 @@ What the report counts, decided here once:
 - **overdue**: due on or before the period's last day (the due date standing then, a revised
   date winning) and not complete. **due_next**: due within the next calendar month, not complete.
 - **not_answered**: people who were sent nudges (outbox messages) within the period about
-  actions that then got no update from anyone in the period; ``chased`` counts those messages.
+  actions they answer for (owners, their delegates and cover; the EDI lead for any) that then
+  got no update from anyone in the period; ``chased`` counts those messages. A manager sent an
+  escalation copy is told, not asked, and is not listed.
 - **spotlight**: the pinned workstream, else the next of the rotation (``spotlight``, default
   the board's workstreams in plan order) by month: consecutive months show consecutive entries.
 """
@@ -32,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -44,6 +46,7 @@ from chaser.errors import InvalidValue, NotFound
 from storage.db import id_chunks, id_in
 from storage.models import Action, ActionOwner, NudgeKey, Outbox, Person, Plan, Role, StatusUpdate, Workstream
 from storage.statuses import STATUS_LABELS
+from storage.tracker import actions_held
 from storage.updates import SYSTEM_CHANNELS, current_states
 
 if TYPE_CHECKING:  # config imports jobs, never the reverse
@@ -276,8 +279,9 @@ def pick_spotlight(board: BoardConfig, titles: Sequence[str], period: Period) ->
     return order[(period.start.year * 12 + period.start.month - 1) % len(order)]
 
 
-def build_report(session: Session, board: BoardConfig, period: Period) -> Report:
-    """One board's report for ``period``: see the module docstring for what each part counts."""
+def build_report(session: Session, board: BoardConfig, period: Period, edi_leads: Collection[str] = ()) -> Report:
+    """One board's report for ``period``: see the module docstring for what each part counts
+    (``edi_leads``: who may answer for any action, as ``edi_lead`` in the configuration)."""
     plans_query = select(Plan).order_by(Plan.name)
     if board.plans:
         plans_query = plans_query.where(Plan.name.in_(board.plans))
@@ -369,7 +373,7 @@ def build_report(session: Session, board: BoardConfig, period: Period) -> Report
         board=board.name, plans=tuple(p.name for p in plans), period=period, counts=counts,
         by_workstream=by_workstream, changes=tuple(changes), revised_dates=tuple(revisions),
         new_actions=new_actions, overdue=overdue, due_next=due_next,
-        not_answered=_not_answered(session, plan_ids, ids, by_id, answered, period),
+        not_answered=_not_answered(session, plan_ids, ids, by_id, answered, period, edi_leads),
         spotlight=pick_spotlight(board, [titles[w.id] for w in workstreams], period),
         workstreams=tuple(details), actions=tuple(rows),
     )
@@ -428,8 +432,11 @@ def _status_before(session: Session, ids: list[int], moment: dt.datetime) -> dic
 
 
 def _not_answered(session: Session, plan_ids: list[int], ids: list[int], by_id: dict[int, str], answered: set[int],
-                  period: Period) -> tuple[NotAnswered, ...]:
-    """Who was nudged in the period about covered actions nobody then updated, and how often."""
+                  period: Period, edi_leads: Collection[str]) -> tuple[NotAnswered, ...]:
+    """Who was nudged in the period about covered actions they answer for and nobody then
+    updated, and how often. A manager sent an escalation copy is told, not asked: only those
+    who may answer (storage.tracker.actions_held: owners, their delegates and cover; the EDI
+    lead for any action) are listed."""
     asked: dict[int, dict[int, set[int]]] = {}  # person id -> action id -> outbox ids
     query = (select(NudgeKey.person_id, NudgeKey.action_id, NudgeKey.outbox_id)
              .join(Outbox, Outbox.id == NudgeKey.outbox_id).join(Action, Action.id == NudgeKey.action_id)
@@ -441,6 +448,14 @@ def _not_answered(session: Session, plan_ids: list[int], ids: list[int], by_id: 
     if not asked:
         return ()
     people = {p.id: p for p in session.scalars(select(Person).where(Person.id.in_(list(asked))))}
+    held = actions_held(session, list(asked))
+    leads = {e.casefold() for e in edi_leads}
+    for person_id in list(asked):
+        if people[person_id].email.casefold() not in leads:
+            mine = set(held.get(person_id, ()))
+            asked[person_id] = {a: o for a, o in asked[person_id].items() if a in mine}
+            if not asked[person_id]:
+                del asked[person_id]
     position = {action_id: n for n, action_id in enumerate(ids)}
     out = []
     for person_id, actions in asked.items():

@@ -37,7 +37,7 @@ def digest(ctx: Context, board_name: str, period: str | None, out: Path | None, 
     timezone = ctx.config.timezone
     month = parse_period(period, timezone) if period else last_complete_month(ctx.now(at_text), timezone)
     with ctx.session() as session:
-        report = build_report(session, board, month)
+        report = build_report(session, board, month, ctx.edi_leads)
     if out is not None:
         write(report, out)
     if fmt == "json":

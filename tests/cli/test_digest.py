@@ -11,7 +11,7 @@ from tests.conftest import LAMBETH, Chaser
 from tests.importers.makers import write_csv
 
 BOARD = "Children's Services EDI Board"
-PRIYA, SAM, LEAD = "priya@lambeth.example", "sam@lambeth.example", "lead@lambeth.example"
+PRIYA, SAM, LEAD, DANA = "priya@lambeth.example", "sam@lambeth.example", "lead@lambeth.example", "dana@lambeth.example"
 FIELDS = ["board", "period", "counts", "by_workstream", "changes", "overdue", "due_next", "not_answered", "spotlight"]
 
 
@@ -27,6 +27,7 @@ def run(chaser: Chaser, tmp_path: Path) -> Chaser:
         ["Priya Shah", PRIYA, "HR Business Partner"],
         ["Sam Ade", SAM, "Children's Services Communications Officer"],
         ["Lee Lead", LEAD, "CS EDI Leads"],
+        ["Dana Cole", DANA, "Director Children's Social Care"],  # the lead sponsor: escalations go to her
     ])))
     return chaser
 
@@ -84,9 +85,12 @@ def test_a_scripted_month_gives_its_report(run) -> None:  # type: ignore[no-unty
     assert report["overdue"] == ["HW 2", "HW 5", "RH 2"]  # red is not complete: HW 5 is still overdue
     assert report["due_next"] == ["CP2", "HW 4", "HW 6", "SA3"]  # HW 10 is due in December, but complete
     outbox = json.loads(run("outbox", "--format", "json").stdout)
-    sam = next(n for n in report["not_answered"] if n["person"] == SAM)
-    assert sam == {"person": SAM, "refs": ["HW 2"], "chased": sum(1 for m in outbox if m["person"] == SAM)}
-    assert all("HW 10" not in n["refs"] and "CP1" not in n["refs"] for n in report["not_answered"])
+    assert any(m["person"] == DANA for m in outbox)  # an escalation copy: told, not asked
+    # Sam owns HW 2; RH 2's owners are in nobody's roles, so the EDI lead is asked for it.
+    assert report["not_answered"] == [
+        {"person": LEAD, "refs": ["RH 2"], "chased": sum(1 for m in outbox if m["person"] == LEAD and "RH 2" in m["refs"])},
+        {"person": SAM, "refs": ["HW 2"], "chased": sum(1 for m in outbox if m["person"] == SAM)},
+    ]
 
     # Nothing in the database changed.
     assert before == [run(*cmd, "--format", "json").stdout for cmd in (("outbox",), ("replies",), ("actions",))]

@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from bot.channels.base import Envelope, Item, Link, Recorded
 from storage.dates import format_day
 from storage.reasons import Why
-from storage.statuses import STATUS_LABELS
+from storage.statuses import PLAIN_COLOURS, STATUS_COLOURS, STATUS_LABELS
 
 KINDS = ("nudge", "lead_list", "confirmation", "notice")
 
@@ -34,14 +34,9 @@ BUTTON_VALUE_MAX = 2000
 BUTTON_URL_MAX = 3000
 BLOCKS_MAX = 50
 
-# (background, text colour) for status marks and answer buttons; all pass WCAG AA.
-_COLOURS = {
-    "green": ("#00703c", "#ffffff"),
-    "amber": ("#ffbf47", "#0b0c0c"),
-    "red": ("#d4351c", "#ffffff"),
-    "complete": ("#1d70b8", "#ffffff"),
-}
-_PLAIN_COLOURS = ("#f3f2f1", "#0b0c0c")
+# (background, text colour) for status marks and answer buttons: storage.statuses' one set.
+_COLOURS = STATUS_COLOURS
+_PLAIN_COLOURS = PLAIN_COLOURS
 # A longer subject headline gives way to the rule's: "Update needed: HW 3 due for review".
 _HEADLINE_MAX = 60
 

@@ -77,6 +77,11 @@ SCHEDULER_RANGES = {
 }
 
 
+FIRST_WORKING_DAY = "first working day"
+DIGEST_DAY_MAX = 28  # every month has it
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 @dataclass(frozen=True)
 class BoardConfig:
     name: str
@@ -85,6 +90,14 @@ class BoardConfig:
     request_before: int = 10
     chase_before: int = 5
     missing_before: int = 2
+    # The monthly digest (jobs.digest):
+    workstreams: tuple[str, ...] = ()  # names in scope; empty: every workstream of the plans
+    digest_day: str | int = FIRST_WORKING_DAY  # or a day of the month, 1 to 28
+    recipients: tuple[str, ...] = ()  # emails
+    slack_channel: str | None = None
+    teams_webhook_env: str | None = None  # the NAME of the variable holding the webhook URL (a secret)
+    spotlight: tuple[str, ...] = ()  # rotation order by month; empty: the workstreams in plan order
+    spotlight_pin: str | None = None  # one workstream in focus every month
 
 
 # Channels that need no account: on unless their table says ``enabled = false``. Every other
@@ -372,7 +385,9 @@ def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
         where = f"boards[{n}]."
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: '{where[:-1]}' must be a table")
-        _check_keys(table, {"name", "schedule", "plans", "request_before", "chase_before", "missing_before"}, where, path)
+        _check_keys(table, {"name", "schedule", "plans", "request_before", "chase_before", "missing_before",
+                            "workstreams", "digest_day", "recipients", "slack_channel", "teams_webhook_env",
+                            "spotlight"}, where, path)
         name = _string(table, "name", where, path)
         if not name:
             raise ConfigError(f"{path}: '{where}name' is required")
@@ -390,11 +405,60 @@ def _boards(value: Any, path: str) -> tuple[BoardConfig, ...]:
             request_before=_int(table, "request_before", where, path, 10, 0, WORKING_DAYS_MAX, "working days"),
             chase_before=_int(table, "chase_before", where, path, 5, 0, WORKING_DAYS_MAX, "working days"),
             missing_before=_int(table, "missing_before", where, path, 2, 0, WORKING_DAYS_MAX, "working days"),
+            **_digest_keys(table, where, path),
         )
         if not board.request_before > board.chase_before > board.missing_before:
             raise ConfigError(f"{path}: '{where}' needs request_before > chase_before > missing_before")
         boards.append(board)
     return tuple(boards)
+
+
+def _names(table: dict[str, Any], key: str, where: str, path: str, what: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{path}: '{where}{key}' must be a list of {what}, got {value!r}")
+    return tuple(v.strip() for v in value)
+
+
+def _digest_keys(table: dict[str, Any], where: str, path: str) -> dict[str, Any]:
+    """A board's digest keys: what it covers, when and to whom it goes, and its spotlight."""
+    out: dict[str, Any] = {"workstreams": _names(table, "workstreams", where, path, "workstream names")}
+    day = table.get("digest_day", FIRST_WORKING_DAY)
+    if isinstance(day, str) and " ".join(day.lower().split()) == FIRST_WORKING_DAY:
+        out["digest_day"] = FIRST_WORKING_DAY
+    elif isinstance(day, int) and not isinstance(day, bool) and 1 <= day <= DIGEST_DAY_MAX:
+        out["digest_day"] = day
+    else:
+        raise ConfigError(f"{path}: '{where}digest_day' must be \"{FIRST_WORKING_DAY}\" or a day of the month "
+                          f"from 1 to {DIGEST_DAY_MAX}, got {day!r}")
+    recipients = _names(table, "recipients", where, path, "email addresses")
+    for email in recipients:
+        if not EMAIL.match(email):
+            raise ConfigError(f"{path}: '{where}recipients': {email!r} is not an email address")
+    out["recipients"] = recipients
+    channel = _string(table, "slack_channel", where, path)
+    if channel is not None and (not channel.strip() or any(c.isspace() for c in channel.strip())):
+        raise ConfigError(f"{path}: '{where}slack_channel' must be a channel such as \"#edi-board\" or its id "
+                          f"(C0123ABCD), got {channel!r}")
+    out["slack_channel"] = channel.strip() if channel else None
+    env = _string(table, "teams_webhook_env", where, path)
+    if env is not None and not _ENV_NAME.match(env):
+        hint = " (the URL is a secret: put it in that variable, not in this file)" if "://" in env else ""
+        raise ConfigError(f"{path}: '{where}teams_webhook_env' must be the name of an environment variable such as "
+                          f"TEAMS_BOARD_WEBHOOK, got {env!r}{hint}")
+    out["teams_webhook_env"] = env
+    spotlight = table.get("spotlight", [])
+    if isinstance(spotlight, str) and spotlight.strip():
+        out["spotlight_pin"] = spotlight.strip()
+    else:
+        if isinstance(spotlight, str):
+            spotlight = [spotlight]  # an empty name: the message below
+        try:
+            out["spotlight"] = _names({"spotlight": spotlight}, "spotlight", where, path, "workstream names")
+        except ConfigError:
+            raise ConfigError(f"{path}: '{where}spotlight' must be a workstream name (pinned) or a list of them "
+                              f"(the rotation order), got {spotlight!r}") from None
+    return out
 
 
 def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:

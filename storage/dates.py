@@ -717,3 +717,8 @@ def format_day(day: date, *, weekday: bool = True, year: bool = True) -> str:
     if weekday:
         text = f"{_WEEKDAY_NAMES[day.weekday()]} {text}"
     return f"{text} {day.year}" if year else text
+
+
+def format_month(day: date) -> str:
+    """``November 2026``: how a report names its month."""
+    return f"{_MONTH_NAMES[day.month - 1]} {day.year}"

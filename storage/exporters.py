@@ -144,7 +144,9 @@ def _due_text(day: dt.date, written: str, original: str) -> str:
     return written
 
 
-def _safe(text: str) -> str:
+def neutralise_formula(text: str) -> str:
+    """Text a spreadsheet will show as written, not run: a CSV cell starting ``=``, ``+``, ``-``
+    or ``@`` gets a leading apostrophe (OWASP "CSV injection"), e.g. ``=HYPERLINK(...)``."""
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
@@ -264,7 +266,7 @@ def _write_csv(source: Path, out: Path, changes: list[_Change], result: ExportRe
             column = added[name]
         cells = rows[by_row[pa.row]]
         cells += [""] * (column + 1 - len(cells))
-        cells[column] = _safe(text)
+        cells[column] = neutralise_formula(text)
         result.cells += 1
 
     for change in changes:
@@ -458,7 +460,7 @@ def _write_clean(session: Any, plan: Plan, out: Path, at: dt.datetime | None) ->
             with out.open("w", encoding="utf-8-sig", newline="") as handle:
                 writer = csv.writer(handle)
                 writer.writerow(CLEAN_COLUMNS)
-                writer.writerows([[_safe(v) for v in row] for rows in by_ws.values() for row in rows])
+                writer.writerows([[neutralise_formula(v) for v in row] for rows in by_ws.values() for row in rows])
         elif kind == ".xlsx":
             _clean_xlsx(out, by_ws)
         else:

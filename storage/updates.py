@@ -58,7 +58,8 @@ def fold_history(session: Session, ids: Sequence[int], until: dt.datetime | None
     the last personal update (``updated_at``, ``updated_by``; imports do not count).
 
     One Core query per 5,000 actions: the reminder sweep folds thousands at a time. ``until``:
-    only what was recorded by then (the plan as it stood at that moment).
+    only what was recorded by then (the plan as it stood at that moment). "Latest" is by the
+    time an update was made (``created_at``), which ``chaser update --at`` can set in the past.
     """
     out: dict[int, dict[str, Any]] = {}
     columns = (StatusUpdate.action_id, StatusUpdate.new_status, StatusUpdate.note, StatusUpdate.revised_due,
@@ -68,7 +69,9 @@ def fold_history(session: Session, ids: Sequence[int], until: dt.datetime | None
         query = select(*columns).where(id_in(session, StatusUpdate.action_id, chunk))
         if until is not None:
             query = query.where(StatusUpdate.created_at <= until)
-        rows = session.execute(query.order_by(StatusUpdate.action_id, StatusUpdate.id))
+        # In the order the updates were made: one loaded later with ``chaser update --at`` (last
+        # year's highlight reports) takes its place in time, not after everything recorded since.
+        rows = session.execute(query.order_by(StatusUpdate.action_id, StatusUpdate.created_at, StatusUpdate.id))
         for action_id, status, note, revised, precision, revised_text, channel, created, by_text in rows:
             state = out.setdefault(action_id, {})
             if status is not None:
@@ -187,7 +190,12 @@ def record_update(
                 "or the EDI lead may"
             )
         actor = by.email
-    previous = current_state(session, action).status if previous_status is ... else previous_status
+    if previous_status is not ...:
+        previous = previous_status
+    elif at is not None:  # as it stood then: an update loaded with ``chaser update --at`` moves from that
+        previous = current_states(session, [action], until=at)[action.id].status
+    else:
+        previous = current_state(session, action).status
     update = StatusUpdate(
         action_id=action.id,
         created_at=at or utcnow(),

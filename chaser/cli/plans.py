@@ -253,12 +253,24 @@ def _due_line(detail: ActionDetail) -> str:
 @click.option("--due", "due_text", metavar="DATE", help="a revised due date, written any way a plan writes one")
 @click.option("--by", "by_email", required=True, metavar="EMAIL", help="who is making the update")
 @PLAN
+@click.option("--at", "at_text", metavar="ISO_DATETIME",
+              help="record it as made at this past time, e.g. to load last year's highlight reports "
+                   "(no offset: the plan's local time)")
 @pass_ctx
 @handles_errors
 def update(ctx: Context, ref: str, status: str | None, note: str | None, due_text: str | None, by_email: str,
-           plan_name: str | None) -> None:
+           plan_name: str | None, at_text: str | None) -> None:
     """Record a status, note or revised due date, as an owner replying would (through the one
-    inbound path: it is listed by 'chaser replies', and open chat messages show it)."""
+    inbound path: it is listed by 'chaser replies', and open chat messages show it).
+
+    With --at the update (and its reply) is dated then, so a board report for that month shows it.
+    """
+    now = ctx.clock()
+    at = parse_at(at_text, ctx.config.timezone) if at_text is not None else now
+    if at > now:
+        # A future update would change a report before its time and silently win over every
+        # real answer given until then.
+        raise InvalidValue(f"--at {at_text!r} is in the future; --at records an update made in the past")
     status_value = None
     if status is not None:
         status_value = status if status in STATUSES else read_status(status)
@@ -270,7 +282,7 @@ def update(ctx: Context, ref: str, status: str | None, note: str | None, due_tex
         if person is None:
             raise NotFound(f"--by {by_email}: nobody with that email in the people directory (chaser people import)")
         result = handle_reply(session, Reply(
-            via="cli", sender=person.email, person_id=person.id, received_at=ctx.clock(), action_ids=(action.id,),
+            via="cli", sender=person.email, person_id=person.id, received_at=at, action_ids=(action.id,),
             status=status_value, note=note, due_text=due_text), ctx.config)
         state = current_state(session, action)
     # The reply is kept whatever became of it (committed above); a refusal is still an error here.

@@ -214,3 +214,51 @@ def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path: Path) -> Non
     assert (folder.file_mode, folder.sender.name, folder.sender.address) == (0o640, "Chaser", "chaser@council.example")
     assert config.web_base_url == "https://council.example:8443/chaser"
     assert OutboxFolder.from_settings(Config().channels.table("outbox_folder"), None).file_mode is None  # the umask decides
+
+
+# ---- a board's digest keys ---------------------------------------------------------------
+
+BOARD = '[[boards]]\nname = "EDI Board"\nschedule = "monthly on the last Thursday"\n'
+
+
+def test_a_board_reads_its_digest_keys(tmp_path: Path) -> None:
+    path = tmp_path / "chaser.toml"
+    path.write_text(BOARD + 'workstreams = ["Career Progression"]\ndigest_day = 3\n'
+                    'recipients = ["clerk@council.example"]\nslack_channel = "#edi-board"\n'
+                    'teams_webhook_env = "TEAMS_BOARD_WEBHOOK"\nspotlight = ["HR and Transparency", "Career Progression"]\n')
+    board = load_config(path, environ={}).boards[0]
+    assert (board.workstreams, board.digest_day, board.recipients) == (("Career Progression",), 3, ("clerk@council.example",))
+    assert (board.slack_channel, board.teams_webhook_env) == ("#edi-board", "TEAMS_BOARD_WEBHOOK")
+    assert (board.spotlight, board.spotlight_pin) == (("HR and Transparency", "Career Progression"), None)
+    path.write_text(BOARD + 'spotlight = "Career Progression"\n')
+    board = load_config(path, environ={}).boards[0]
+    assert (board.spotlight, board.spotlight_pin, board.digest_day) == ((), "Career Progression", "first working day")
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("digest_day = 29\n", "'boards[0].digest_day' must be \"first working day\" or a day of the month from 1 to 28"),
+        ('digest_day = "last friday"\n', "'boards[0].digest_day' must be"),
+        ('recipients = ["not-an-email"]\n', "'boards[0].recipients': 'not-an-email' is not an email address"),
+        ('recipients = "clerk@council.example"\n', "'boards[0].recipients' must be a list of email addresses"),
+        ('teams_webhook_env = "https://example.webhook.office.com/x"\n',
+         "'boards[0].teams_webhook_env' must be the name of an environment variable"),
+        ('slack_channel = "edi board"\n', "'boards[0].slack_channel' must be a channel"),
+        ("spotlight = [1]\n", "'boards[0].spotlight' must be a workstream name (pinned) or a list of them"),
+        ('workstreams = "Pay"\n', "'boards[0].workstreams' must be a list of workstream names"),
+    ],
+)
+def test_bad_digest_keys_fail_at_start_naming_the_key(tmp_path: Path, extra: str, message: str) -> None:
+    path = tmp_path / "chaser.toml"
+    path.write_text(BOARD + extra)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert message in str(caught.value)
+
+
+def test_the_webhook_url_itself_is_refused_as_a_secret(tmp_path: Path) -> None:
+    path = tmp_path / "chaser.toml"
+    path.write_text(BOARD + 'teams_webhook_env = "https://example.webhook.office.com/x"\n')
+    with pytest.raises(ConfigError, match="the URL is a secret"):
+        load_config(path, environ={})

@@ -36,6 +36,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 import jwt
 from cryptography import x509
 
+from tests.bot.loopback import serving
+
 SCOPE = "https://graph.microsoft.com/.default"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 WELL_KNOWN = {"inbox": "Inbox", "sentitems": "Sent Items", "drafts": "Drafts", "deleteditems": "Deleted Items"}
@@ -358,12 +360,5 @@ def graph_server(fake: GraphFake, ca: Any) -> Iterator[GraphFake]:
     server.socket = context.wrap_socket(server.socket, server_side=True)
     server.fake = fake  # type: ignore[attr-defined]
     fake.url = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="graph-fake",
-                              daemon=True)
-    thread.start()
-    try:
+    with serving(server, "graph-fake"):
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

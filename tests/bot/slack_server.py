@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.bot.loopback import serving
+
 BOT_TOKEN = "xoxb-17-2026-chaser-test"
 BOT_USER = "UCHASERBOT"
 TEAM = "T0LAMBETH"
@@ -423,12 +425,5 @@ def slack_server(fake: SlackFake | None = None) -> Iterator[SlackFake]:
     server = _Server(("127.0.0.1", 0), _Handler)
     server.fake = fake  # type: ignore[attr-defined]
     fake.url = f"http://127.0.0.1:{server.server_address[1]}/api/"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="slack-fake",
-                              daemon=True)
-    thread.start()
-    try:
+    with serving(server, "slack-fake"):
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

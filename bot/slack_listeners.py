@@ -200,15 +200,16 @@ class SlackAnswers:
 
     @staticmethod
     def refusal(result: ReplyResult) -> str:
-        """The ephemeral answer to a click that changed nothing, in words for the clicker."""
-        refs = ", ".join(a.ref for a in result.actions) or "this action"
+        """The ephemeral answer to a click that changed nothing, in words for the clicker (mrkdwn:
+        the refs and the detail come from the plan, so they are escaped)."""
+        refs = mrkdwn_escape(", ".join(a.ref for a in result.actions) or "this action")
         if result.person is None:
             return ("Your Slack account is not in Chaser's people directory, so nothing was recorded. "
                     "Ask your EDI lead to add your Slack id, or answer by email.")
         if result.outcome == "not_allowed":
             return (f"You are not an owner of {refs}, so nothing was recorded: only its owners, their delegates "
                     "or cover, or the EDI lead may update it.")
-        return f"Nothing was recorded: {result.detail}."
+        return f"Nothing was recorded: {mrkdwn_escape(result.detail or result.outcome)}."
 
     @staticmethod
     def person(session: Session, slack_user: str) -> Person | None:

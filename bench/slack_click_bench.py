@@ -22,12 +22,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -35,40 +30,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, select  # noqa: E402
-
-from bench.pg import fresh_database, fresh_schema, pg_schema  # noqa: E402
-from storage.db import make_engine, session_factory, upgrade  # noqa: E402
-from storage.importers.load import import_plan_file  # noqa: E402
-from storage.models import Action, StatusUpdate  # noqa: E402
-from storage.people import import_directory  # noqa: E402
+from bench import http_load  # noqa: E402
+from bench.http_load import PEOPLE, STATUSES, Load, Request, Send  # noqa: E402
+from storage.db import make_engine  # noqa: E402
 from tests.bot.slack_server import BOT_TOKEN, TEAM, sign  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-0123456789ab"
-ACTIONS = 500
-PEOPLE = 50
-WARMUP = 100
 DEFAULT_PG_URL = "postgresql://127.0.0.1/test?options=-csearch_path%3Dbench_slack_click"
-STATUSES = ("green", "amber", "red")
 
 
-def prepare(url: str, folder: Path) -> list[int]:
-    """The plan and people (with Slack ids U0000 …); the action ids."""
-    engine = make_engine(url)
-    upgrade(engine)
-    plan = folder / "plan.csv"
-    plan.write_text("Ref,Action,Owner,Deadline\n" + "".join(
-        f"A{i},Action number {i} of the benchmark plan,HR Business Partner,March 2027\n" for i in range(ACTIONS)))
-    import_plan_file(engine, plan, plan_name="Bench")
-    people = folder / "people.csv"
-    people.write_text("name,email,roles,manager,slack_id\n" + "".join(
-        f"Person {p},person{p}@council.example,HR Business Partner,,U{p:04d}\n" for p in range(PEOPLE)))
-    with session_factory(engine)() as session, session.begin():
-        import_directory(session, people)
-    with session_factory(engine)() as session:
-        actions = list(session.scalars(select(Action.id).order_by(Action.id)))
-    engine.dispose()
-    return actions
+def load(url: str, folder: Path, args: argparse.Namespace) -> Load:
+    """The plan and people (with Slack ids U0000 …), clicked on by signed ``block_actions``."""
+    actions, _ = http_load.prepare(url, folder, slack_ids=True)
+    return Load(request=lambda run: click(actions, run), what="clicks",
+                latency="click to committed and acknowledged: ")
 
 
 def serve(url: str) -> None:
@@ -86,18 +61,8 @@ def serve(url: str) -> None:
         engine = make_engine(url)
         app = build_app(engine, Policy(updatable=("slack",)), token=BOT_TOKEN, signing_secret=SIGNING_SECRET,
                         base_url=fake.url)
-        web = start_web(create_app(engine, secret="b" * 32, routes=[events_route(app)]), "127.0.0.1", 0)
-        print(web.port, flush=True)
-        sys.stdin.read()
-        web.stop()
-
-
-def count_updates(url: str) -> int:
-    engine = make_engine(url)
-    with session_factory(engine)() as session:
-        n = session.scalar(select(func.count()).select_from(StatusUpdate).where(StatusUpdate.channel == "slack"))
-    engine.dispose()
-    return int(n or 0)
+        http_load.serve_until_stdin_closes(
+            start_web(create_app(engine, secret="b" * 32, routes=[events_route(app)]), "127.0.0.1", 0))
 
 
 def click_body(user: str, action_id: int, status: str, action_ts: str) -> str:
@@ -112,89 +77,26 @@ def click_body(user: str, action_id: int, status: str, action_ts: str) -> str:
     return urllib.parse.urlencode({"payload": json.dumps(payload)})
 
 
-def client(port: int, actions: list[int], start: int, step: int, total: int, run_id: int,
-           latencies: list[float], failures: list[str], counter: list[int], lock: threading.Lock) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.connect()
-    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Slack's client would
-    n = start
-    while True:
-        with lock:
-            if counter[0] >= total:
-                break
-            counter[0] += 1
-            seq = counter[0]
+def click(actions: list[int], run_id: int) -> Request:
+    """Each click built and signed before the clock starts, with an ``action_ts`` of its own
+    in every run and phase; the time counted is the POST to its 200."""
+    def request(phase: int, n: int, seq: int) -> Send:
         user = f"U{n % PEOPLE:04d}"
-        body = click_body(user, actions[n % len(actions)], STATUSES[n % 3], f"{run_id}{seq:07d}.{n:06d}")
+        body = click_body(user, actions[n % len(actions)], STATUSES[n % 3], f"{run_id * 10 + phase}{seq:07d}.{n:06d}")
         headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body, SIGNING_SECRET, time.time())}
-        n += step
-        began = time.perf_counter()
-        conn.request("POST", "/slack/events", body=body, headers=headers)
-        response = conn.getresponse()
-        response.read()
-        latencies.append(time.perf_counter() - began)
-        if response.status != 200:
-            failures.append(f"{response.status} for {user}")
-    conn.close()
 
-
-def run(port: int, actions: list[int], clicks: int, clients: int, run_id: int) -> tuple[float, list[float]]:
-    lock = threading.Lock()
-    latencies: list[float] = []
-    failures: list[str] = []
-    elapsed = 0.0
-    for phase, total in enumerate((WARMUP, clicks)):
-        counter = [0]
-        latencies.clear()
-        threads = [threading.Thread(target=client, args=(port, actions, c, clients, total, run_id * 10 + phase,
-                                                         latencies, failures, counter, lock)) for c in range(clients)]
-        began = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - began
-        if failures:
-            raise SystemExit(f"{len(failures)} clicks failed, e.g. {failures[:3]}")
-    return elapsed, sorted(latencies)
+        def send(conn: http.client.HTTPConnection) -> tuple[int, str]:
+            conn.request("POST", "/slack/events", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            return response.status, user
+        return send
+    return request
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--clicks", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--postgres-url", default=DEFAULT_PG_URL)
-    parser.add_argument("--serve", help=argparse.SUPPRESS)  # the child process
-    args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
-        return
-    databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
-    for database in databases:
-        with tempfile.TemporaryDirectory() as tmp:
-            url = fresh_database(database, str(Path(tmp) / "bench.db"), args.postgres_url)
-            actions = prepare(url, Path(tmp))
-            child = subprocess.Popen([sys.executable, __file__, "--serve", url], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-            try:
-                port = int(child.stdout.readline())  # type: ignore[union-attr]
-                for r in range(args.runs):
-                    before = count_updates(url)
-                    elapsed, lat = run(port, actions, args.clicks, args.clients, r + 1)
-                    recorded = count_updates(url) - before
-                    if recorded != args.clicks + WARMUP:
-                        raise SystemExit(f"{recorded} updates recorded for {args.clicks + WARMUP} clicks")
-                    p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
-                    print(f"{database:10} run {r + 1}: {args.clicks} clicks by {args.clients} clients in "
-                          f"{elapsed:.2f} s = {args.clicks / elapsed:,.0f}/s; click to committed and acknowledged: "
-                          f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {lat[-1] * 1000:.1f} ms", flush=True)
-            finally:
-                child.stdin.close()  # type: ignore[union-attr]
-                child.wait(30)
-                if database == "postgresql":
-                    fresh_schema(pg_schema(url), drop_only=True)
+    http_load.main(__doc__, __file__, noun="clicks", count=2000, clients=1, postgres_url=DEFAULT_PG_URL,
+                   channel="slack", serve=serve, load=load)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ from bot.slack_listeners import After, Refresh, SlackAnswers
 from storage.models import Clock, utcnow
 
 log = logging.getLogger("chaser.slack")
-
+# How often Socket Mode pings Slack and checks its connection (bolt's default): a connection that
+# dropped without a close from Slack is found, and a new one opened, within this many seconds.
+SOCKET_PING_SECONDS = 10.0
 
 
 def slack_settings(table: dict[str, Any]) -> tuple[str, str]:
@@ -97,10 +99,13 @@ def events_route(app: App, path: str = "/slack/events") -> Route:
     return Route(path, events, methods=["POST"], name="slack_events")
 
 
-def socket_mode(app: App, app_token: str) -> Any:
+def socket_mode(app: App, app_token: str, *, ping_interval: float = SOCKET_PING_SECONDS) -> Any:
     """The Socket Mode handler for ``app`` (``connect()`` starts it in its own threads,
     ``close()`` stops it); its websocket URL comes from ``apps.connections.open`` at the app's
-    ``api_url``."""
+    ``api_url``. It acknowledges each envelope with its ``envelope_id`` when the listener returns
+    (so after the answer is committed), reconnects at once when Slack asks it to
+    (``disconnect``), and within ``ping_interval`` seconds when the connection drops."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    return SocketModeHandler(app, app_token, logger=logging.getLogger("chaser.slack.socket"))
+    return SocketModeHandler(app, app_token, logger=logging.getLogger("chaser.slack.socket"),
+                             ping_interval=ping_interval)

@@ -16,6 +16,18 @@ It records every request (:attr:`SlackFake.requests`, with the merged arguments 
 channel with their metadata (so ``conversations.history`` and ``chat.update`` work), and can
 be told to fail chosen calls (:meth:`SlackFake.fail`, :meth:`SlackFake.ratelimit_every`).
 
+Socket Mode, as Slack plays it: ``apps.connections.open`` takes only the app-level token
+(``xapp-``; a bot token is ``not_allowed_token_type``) and answers a one-time websocket URL on a
+real websocket server on loopback (the ``websockets`` library). A connection with a good ticket
+gets ``hello``; :meth:`SlackFake.push` sends an envelope (``interactive``, ``slash_commands``,
+``events_api``: ``{"envelope_id", "type", "payload", "accepts_response_payload"}``) and the
+app's acknowledgements (``{"envelope_id", "payload"?}``) are recorded (:attr:`SlackFake.acks`,
+:meth:`SlackFake.wait_ack`). :meth:`SlackFake.drop` closes the connections as a Slack server
+going away does; an envelope whose acknowledgement had not come back when its connection closed
+is sent again on the next connection, with the same envelope id, as Slack retries it.
+:meth:`SlackFake.refresh` sends ``disconnect`` (``refresh_requested``) as Slack does a few
+times a day.
+
 :func:`sign` signs a request body exactly as Slack signs what it sends to an app.
 """
 from __future__ import annotations
@@ -26,18 +38,28 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as WsRequest
+from websockets.http11 import Response as WsResponse
+from websockets.sync.server import ServerConnection
+from websockets.sync.server import serve as ws_serve
 
 from tests.bot.loopback import serving
 
 BOT_TOKEN = "xoxb-17-2026-chaser-test"
 BOT_USER = "UCHASERBOT"
 TEAM = "T0LAMBETH"
+APP_TOKEN = "xapp-1-A0CHASER-2026-socket"  # the app-level token Socket Mode connects with
+APP_ID = "A0CHASER"
 SECTION_TEXT_MAX = 3000
 BLOCKS_MAX = 50
 
@@ -79,6 +101,28 @@ class Rule:
 
 
 @dataclass
+class Envelope:
+    """One Socket Mode envelope the fake sent: ``sent_on`` lists the connections (numbered from 1
+    in the order they said hello) it went out on, more than one when it was sent again."""
+
+    envelope_id: str
+    type: str  # "interactive", "slash_commands", "events_api"
+    payload: dict[str, Any]
+    accepts_response_payload: bool
+    sent_on: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Ack:
+    """An acknowledgement the app sent back: the envelope id, the response payload if any, and
+    the connection it came on."""
+
+    envelope_id: str
+    payload: dict[str, Any] | None
+    connection: int
+
+
+@dataclass
 class SlackFake:
     """The workspace's state and the behaviour; :func:`slack_server` serves it."""
 
@@ -92,8 +136,23 @@ class SlackFake:
     clock: Callable[[], float] = time.monotonic
     url: str = ""  # the api_url to hand to WebClient(base_url=...), ends with "/api/"
     rules: list[Rule] = field(default_factory=list)
+    app_token: str = APP_TOKEN
+    socket_url: str = ""  # ws://127.0.0.1:PORT, where apps.connections.open sends the app
+    envelopes: dict[str, Envelope] = field(default_factory=dict)  # by envelope id, in the order sent
+    acks: list[Ack] = field(default_factory=list)
+    hellos: int = 0  # connections that got hello
+    lose_acks: int = 0  # the next n acknowledgements are lost on the way (the fake never sees them)
+    lost: list[str] = field(default_factory=list)  # envelope ids whose acknowledgement was lost
+    _tickets: set[str] = field(default_factory=set)  # issued by apps.connections.open, not yet used
+    _pending: list[str] = field(default_factory=list)  # envelope ids to send again on the next connection
+    _retiring: set[int] = field(default_factory=set)  # told to go: closed when the next one says hello
+    _open: dict[int, ServerConnection] = field(default_factory=dict)  # connection number -> connection
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _changed: threading.Condition = field(init=False)
     _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self._changed = threading.Condition(self._lock)
 
     # -- what tests use ---------------------------------------------------------------------
     def add_user(self, user_id: str, email: str, name: str = "", *, is_bot: bool = False) -> User:
@@ -143,6 +202,136 @@ class SlackFake:
             found = [dict(m, channel=c) for c, messages in self.channels.items() for m in messages]
         return sorted(found, key=lambda m: float(m["ts"]))
 
+    # -- Socket Mode -----------------------------------------------------------------------
+    def push(self, type: str, payload: dict[str, Any], *, accepts_response_payload: bool | None = None,
+             envelope_id: str | None = None) -> str:
+        """Send an envelope on the newest open connection, as Slack sends a click (``interactive``),
+        a ``/command`` (``slash_commands``) or an event (``events_api``); returns its envelope id.
+        ``accepts_response_payload`` defaults as Slack sets it: true for slash commands and view
+        submissions. ``envelope_id`` of an envelope sent before sends it again (a retry)."""
+        with self._lock:
+            if not self._open:
+                raise AssertionError("no Socket Mode connection is open to push to")
+            if envelope_id in self.envelopes:
+                envelope = self.envelopes[envelope_id]
+            else:
+                if accepts_response_payload is None:
+                    accepts_response_payload = type == "slash_commands" or payload.get("type") == "view_submission"
+                envelope = Envelope(envelope_id or str(uuid.uuid4()), type, payload, accepts_response_payload)
+                self.envelopes[envelope.envelope_id] = envelope
+            number = max(self._open)
+            self._send(number, envelope)
+            return envelope.envelope_id
+
+    def wait_ack(self, envelope_id: str, timeout: float = 5) -> Ack:
+        """The first acknowledgement of ``envelope_id``, waiting up to ``timeout`` seconds for it
+        (the app answers on its own threads)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: any(a.envelope_id == envelope_id for a in self.acks), timeout):
+                raise AssertionError(f"no acknowledgement of envelope {envelope_id} within {timeout} s")
+            return next(a for a in self.acks if a.envelope_id == envelope_id)
+
+    def wait_lost(self, envelope_id: str, timeout: float = 5) -> None:
+        """Wait until the app's acknowledgement of ``envelope_id`` was sent and lost (``lose_acks``)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: envelope_id in self.lost, timeout):
+                raise AssertionError(f"the app did not acknowledge envelope {envelope_id} within {timeout} s")
+
+    def wait_connected(self, hellos: int = 1, timeout: float = 5) -> None:
+        """Wait until ``hellos`` connections in all have said hello (the app connects on its own thread)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.hellos >= hellos and bool(self._open), timeout):
+                raise AssertionError(f"{self.hellos} Socket Mode connection(s) within {timeout} s, wanted {hellos}")
+
+    def refresh(self) -> None:
+        """Tell every open connection to go, as Slack does a few times a day (``disconnect``,
+        ``refresh_requested``): the app opens a new connection, and the old ones are closed once
+        it has said hello."""
+        with self._lock:
+            for number, connection in self._open.items():
+                self._retiring.add(number)
+                connection.send(json.dumps({"type": "disconnect", "reason": "refresh_requested",
+                                            "debug_info": {"host": "applink-fake"}}))
+
+    def drop(self) -> None:
+        """Close every open connection without warning (close code 1001, going away), as a Slack
+        server restarting does; the app finds it closed and reconnects."""
+        with self._lock:
+            connections = list(self._open.values())
+        for connection in connections:
+            connection.close(1001, "server going away")
+
+    def unacked(self) -> list[Envelope]:
+        """Envelopes sent and never acknowledged."""
+        with self._lock:
+            acked = {a.envelope_id for a in self.acks}
+            return [e for e in self.envelopes.values() if e.envelope_id not in acked]
+
+    def _send(self, number: int, envelope: Envelope) -> None:
+        message: dict[str, Any] = {"envelope_id": envelope.envelope_id, "type": envelope.type,
+                                   "payload": envelope.payload,
+                                   "accepts_response_payload": envelope.accepts_response_payload}
+        if envelope.type == "events_api":
+            message["retry_attempt"] = len(envelope.sent_on)
+            message["retry_reason"] = "timeout" if envelope.sent_on else ""
+        envelope.sent_on.append(number)
+        self._open[number].send(json.dumps(message))
+
+    def _check_ticket(self, connection: ServerConnection, request: WsRequest) -> WsResponse | None:
+        parts = urlsplit(request.path)
+        ticket = parse_qs(parts.query).get("ticket", [""])[0]
+        with self._lock:
+            if parts.path != "/link/" or ticket not in self._tickets:
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid or used ticket\n")
+            self._tickets.discard(ticket)  # a URL from apps.connections.open connects once
+        return None
+
+    def _connected(self, connection: ServerConnection) -> None:
+        with self._changed:
+            self.hellos += 1
+            number = self.hellos
+            self._open[number] = connection
+            connection.send(json.dumps({
+                "type": "hello", "num_connections": len(self._open),
+                "debug_info": {"host": "applink-fake", "build_number": 1, "approximate_connection_time": 18060},
+                "connection_info": {"app_id": APP_ID}}))
+            for envelope_id in self._pending:  # unacknowledged when their connection closed
+                self._send(number, self.envelopes[envelope_id])
+            self._pending.clear()
+            retiring = [self._open[n] for n in self._retiring if n in self._open]
+            self._retiring.clear()
+            self._changed.notify_all()
+        for old in retiring:  # outside the lock: closing waits for the app's close frame
+            old.close(1000, "refreshed")
+        try:
+            for raw in connection:
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue  # Slack ignores what it cannot read
+                if isinstance(message, dict) and isinstance(message.get("envelope_id"), str):
+                    with self._changed:
+                        if self.lose_acks > 0:
+                            self.lose_acks -= 1
+                            self.lost.append(message["envelope_id"])
+                        else:
+                            self.acks.append(Ack(message["envelope_id"], message.get("payload"), number))
+                        self._changed.notify_all()
+        except ConnectionClosed:
+            pass
+        finally:
+            with self._changed:
+                self._open.pop(number, None)
+                acked = {a.envelope_id for a in self.acks}
+                lost = [e.envelope_id for e in self.envelopes.values()
+                        if e.envelope_id not in acked and e.sent_on[-1:] == [number]]
+                if self._open:  # Slack retries on a connection still open, else on the next one
+                    for envelope_id in lost:
+                        self._send(max(self._open), self.envelopes[envelope_id])
+                else:
+                    self._pending.extend(lost)
+                self._changed.notify_all()
+
     # -- serving ---------------------------------------------------------------------------
     def handle(self, http_method: str, method: str, args: dict[str, Any], headers: dict[str, str]
                ) -> tuple[int, dict[str, str], dict[str, Any]]:
@@ -161,7 +350,12 @@ class SlackFake:
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else args.get("token")
         if not token:
             return _error("not_authed")
-        if token != self.token:
+        if method == "apps.connections.open":  # the one method that takes the app-level token
+            if not str(token).startswith("xapp-"):
+                return _error("not_allowed_token_type")
+            if token != self.app_token:
+                return _error("invalid_auth")
+        elif token != self.token:
             return _error("invalid_auth")
         for rule in self.rules:
             if rule.method not in ("*", method) or rule.times == 0:
@@ -182,6 +376,13 @@ class SlackFake:
             if not channel or channel not in self.channels:
                 return _error("channel_not_found")
         return handler(args)
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if not self.socket_url:
+            return _error("internal_error")
+        ticket = str(uuid.uuid4())
+        self._tickets.add(ticket)
+        return _ok(url=f"{self.socket_url}/link/?ticket={ticket}&app_id={APP_ID}")
 
     def _auth_test(self, args: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
         return _ok(url="https://lambeth-edi.slack.com/", team="Lambeth EDI", user="chaser", team_id=self.team,
@@ -420,10 +621,22 @@ class _Server(ThreadingHTTPServer):
 
 @contextmanager
 def slack_server(fake: SlackFake | None = None) -> Iterator[SlackFake]:
-    """Serve ``fake`` (a new one by default) over HTTP on 127.0.0.1; ``fake.url`` is the api_url."""
+    """Serve ``fake`` (a new one by default) over HTTP on 127.0.0.1, and its Socket Mode websocket
+    endpoint beside it; ``fake.url`` is the api_url."""
     fake = fake or SlackFake()
     server = _Server(("127.0.0.1", 0), _Handler)
     server.fake = fake  # type: ignore[attr-defined]
     fake.url = f"http://127.0.0.1:{server.server_address[1]}/api/"
-    with serving(server, "slack-fake"):
-        yield fake
+    # No compression: Slack's Socket Mode does not offer it, and slack_sdk's client asks for none.
+    sockets = ws_serve(fake._connected, "127.0.0.1", 0, process_request=fake._check_ticket, compression=None)
+    fake.socket_url = f"ws://127.0.0.1:{sockets.socket.getsockname()[1]}"
+    # websockets' server is not a socketserver one (no server_close): its own thread.
+    socket_thread = threading.Thread(target=sockets.serve_forever, name="slack-fake-socket", daemon=True)
+    socket_thread.start()
+    try:
+        with serving(server, "slack-fake"):
+            yield fake
+    finally:
+        fake.drop()
+        sockets.shutdown()
+        socket_thread.join()

@@ -1,11 +1,22 @@
 """The Slack fake itself: it answers as Slack does, through slack_sdk's own WebClient."""
 from __future__ import annotations
 
+import json
+
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
-from tests.bot.slack_server import BOT_TOKEN, SlackFake, sign, slack_server
+from tests.bot.slack_server import (
+    APP_ID,
+    APP_TOKEN,
+    BOT_TOKEN,
+    SlackFake,
+    sign,
+    slack_server,
+)
 
 
 @pytest.fixture
@@ -101,3 +112,27 @@ def test_sign_matches_slacks_documented_example():
     headers = sign(body, "8f742231b10e8888abcd99yyyzzz85a5", 1531420618)
     assert headers == {"X-Slack-Request-Timestamp": "1531420618",
                        "X-Slack-Signature": "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"}
+
+
+def test_socket_mode_urls_take_the_app_token_and_connect_once(slack):
+    with pytest.raises(SlackApiError) as bot_token:
+        client(slack).apps_connections_open(app_token=BOT_TOKEN)
+    assert bot_token.value.response["error"] == "not_allowed_token_type"
+    with pytest.raises(SlackApiError) as wrong:
+        client(slack).apps_connections_open(app_token="xapp-1-A0OTHER-1-nope")
+    assert wrong.value.response["error"] == "invalid_auth"
+
+    url = client(slack).apps_connections_open(app_token=APP_TOKEN)["url"]
+    assert url.startswith(slack.socket_url + "/link/?ticket=")
+    with connect(url) as socket:
+        hello = json.loads(socket.recv(timeout=5))
+        assert hello["type"] == "hello" and hello["connection_info"] == {"app_id": APP_ID}
+        envelope = slack.push("slash_commands", {"command": "/chaser", "user_id": "U024BE7LH"})
+        sent = json.loads(socket.recv(timeout=5))
+        assert sent == {"envelope_id": envelope, "type": "slash_commands", "accepts_response_payload": True,
+                        "payload": {"command": "/chaser", "user_id": "U024BE7LH"}}
+        socket.send(json.dumps({"envelope_id": envelope, "payload": {"text": "Your actions"}}))
+        assert slack.wait_ack(envelope).payload == {"text": "Your actions"}
+    with pytest.raises(InvalidStatus) as reused:  # a ticket connects once
+        connect(url)
+    assert reused.value.response.status_code == 401

@@ -24,7 +24,14 @@ from chaser.runtime import build_runtime
 from storage.db import make_engine, session_factory
 from storage.models import Action, Outbox, StatusUpdate
 from storage.updates import current_state
-from tests.bot.slack_server import BOT_TOKEN, TEAM, SlackFake, sign, slack_server
+from tests.bot.slack_server import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    TEAM,
+    SlackFake,
+    sign,
+    slack_server,
+)
 from tests.conftest import LAMBETH, Chaser
 from tests.importers.makers import write_csv
 
@@ -141,17 +148,18 @@ def test_a_dm_an_at_risk_click_the_message_updated_and_no_second_nudge(
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_socket_mode_connects_with_the_app_token_at_the_api_url_and_keeps_trying(
         chaser: Chaser, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
-    # No loopback websocket here: the fake does not play apps.connections.open, so this checks
-    # the handler asks the configured api_url with the app-level token, and that a Slack it
-    # cannot reach is logged and tried again rather than stopping `chaser run`.
+    # Slack failing apps.connections.open: the handler asked the configured api_url with the
+    # app-level token, and a Slack it cannot connect to is logged and tried again rather than
+    # stopping `chaser run`. (Connecting, clicks and acknowledgements: tests/bot/test_slack_socket.py.)
     with slack_server() as fake:
+        fake.fail("apps.connections.open", "internal_error")
         write_config(fake, "socket")
         check_socket_mode(fake, db_url, caplog)
 
 
 def check_socket_mode(fake: SlackFake, db_url: str, caplog: pytest.LogCaptureFixture) -> None:
     env = {"CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32, "SLACK_BOT_TOKEN": BOT_TOKEN,
-           "SLACK_APP_TOKEN": "xapp-1-A0CHASER-2026-socket"}
+           "SLACK_APP_TOKEN": APP_TOKEN}
     engine = make_engine(db_url)
     runtime = build_runtime(load_config("chaser.toml", env), environ=env, engine=engine)
     assert runtime.slack_mode() == "socket"
@@ -163,7 +171,7 @@ def check_socket_mode(fake: SlackFake, db_url: str, caplog: pytest.LogCaptureFix
         while not any("could not connect" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
             time.sleep(0.01)
         [opened] = fake.calls("apps.connections.open")
-        assert opened.headers["authorization"] == "Bearer xapp-1-A0CHASER-2026-socket"
+        assert opened.headers["authorization"] == f"Bearer {APP_TOKEN}" and opened.error == "internal_error"
     finally:
         stop.set()
         handler.close()

@@ -165,7 +165,8 @@ def test_socket_mode_click_is_recorded_acknowledged_and_survives_slack_refreshin
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_a_dropped_connection_loses_no_click_and_doubles_none(socket: Socket) -> None:
+def test_a_dropped_connection_loses_no_click_and_doubles_none_and_commands_and_events_come_too(
+        socket: Socket) -> None:
     fake = socket.fake
     # The handler from bot.slack_app, checking its connection every 0.1 s instead of every 10.
     handler = socket_mode(socket.runtime.slack_app(), APP_TOKEN, ping_interval=0.1)
@@ -189,6 +190,26 @@ def test_a_dropped_connection_loses_no_click_and_doubles_none(socket: Socket) ->
         done = fake.push("interactive", socket.click(PRIYA, first, "chaser_status_complete", "1681722000.000500"))
         assert fake.wait_ack(done).connection == 2
         assert socket.state(first).status == "complete" and socket.via_slack(first) == 2
+
+        # /chaser comes as slash_commands and its list goes back in the acknowledgement's payload;
+        # opening the Home tab comes as events_api and is acknowledged with nothing.
+        command = fake.push("slash_commands", {
+            "token": "x", "team_id": TEAM, "user_id": PRIYA, "command": "/chaser", "text": "",
+            "trigger_id": "1.2.cmd", "channel_id": fake.dm_channel(PRIYA),
+            "response_url": "https://hooks.slack.invalid/commands/1"})
+        listed = fake.wait_ack(command).payload
+        assert fake.envelopes[command].accepts_response_payload and listed is not None
+        assert listed["response_type"] == "ephemeral"
+        refs = [b["text"]["text"].split("*")[1] for b in listed["blocks"] if "accessory" in b]
+        assert refs and all(json.loads(b["accessory"]["value"])["a"] != first
+                            for b in listed["blocks"] if "accessory" in b)  # done: no longer listed
+        home = fake.push("events_api", {
+            "type": "event_callback", "team_id": TEAM, "api_app_id": "ACHASER", "event_id": "Ev0HOME1",
+            "event_time": 1681722000, "event": {"type": "app_home_opened", "user": PRIYA, "tab": "home",
+                                                "channel": fake.dm_channel(PRIYA), "event_ts": "1681722000.000600"}})
+        assert fake.wait_ack(home).payload is None
+        wait_for(lambda: fake.calls("views.publish", ok=True), "the Home tab published")
+        assert fake.calls("views.publish", ok=True)[0].args["user_id"] == PRIYA
     finally:
         fake.drop()  # else closing waits out slack_sdk's 3 s read of a connection still open
         handler.close()

@@ -16,7 +16,7 @@ from storage.dates import format_month
 @click.option("--board", "board_name", required=True, metavar="NAME", help="the [[boards]] name in chaser.toml")
 @click.option("--period", metavar="YYYY-MM", help="the month reported (default: the last complete month)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="write the report to FILE.html, FILE.csv or FILE.xlsx (the action table)")
+              help="write the report to FILE.html, FILE.pdf (A4), FILE.csv or FILE.xlsx (the action table)")
 @click.option("--send", is_flag=True, help="send it to the board (not available yet)")
 @AT
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,

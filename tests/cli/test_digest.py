@@ -111,7 +111,7 @@ def test_digest_writes_html_csv_and_xlsx(run) -> None:  # type: ignore[no-untype
     assert "highlight report for November 2022, 30 action(s)" in out and "Wrote report.html." in out
     html = Path("report.html").read_text()
     assert "Highlight report · November 2022" in html and "Career Progression" in html and "Amber" in html
-    for name in ("report.csv", "report.xlsx"):
+    for name in ("report.csv", "report.xlsx", "report.pdf"):
         run("digest", "--board", BOARD, "--period", "2022-11", "--out", name)
         assert Path(name).stat().st_size > 0
 
@@ -119,8 +119,8 @@ def test_digest_writes_html_csv_and_xlsx(run) -> None:  # type: ignore[no-untype
 def test_send_pdf_and_unknown_boards_are_clear_errors(run) -> None:  # type: ignore[no-untyped-def]
     assert run("digest", "--board", BOARD, "--send", expect=2).stderr.strip() == (
         "chaser: --send: sending the digest is not available yet; write it with --out and send the file")
-    assert run("digest", "--board", BOARD, "--out", "r.pdf", expect=2).stderr.strip() == (
-        "chaser: --out r.pdf: PDF reports are not available yet; write .html, .csv or .xlsx")
-    assert not Path("r.pdf").exists()
+    assert run("digest", "--board", BOARD, "--out", "r.doc", expect=2).stderr.strip() == (
+        "chaser: --out r.doc: write a .html, .pdf, .csv or .xlsx file")
+    assert not Path("r.doc").exists()
     assert "no board of that name" in run("digest", "--board", "Cabinet", expect=2).stderr
     assert "--period '2022-13'" in run("digest", "--board", BOARD, "--period", "2022-13", expect=2).stderr

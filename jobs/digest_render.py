@@ -87,6 +87,11 @@ CHART_STYLE = {
 # first use: one chart at a time keeps two dispatcher threads from racing on them.
 _CHART_LOCK = threading.Lock()
 _LABEL_MAX = 38  # characters of a workstream name beside its bar
+# Rows of one action table in the PDF: the pack a board reads, not the whole plan. WeasyPrint
+# lays out a page of table in about 0.1 s, so a 10,000-action plan listed in full would be
+# thousands of pages and minutes; past this the PDF says how many more there are and where
+# they are (the HTML report and the CSV/XLSX list every action).
+PDF_ROWS_MAX = 50
 
 
 def chart_alt(report: Report) -> str:
@@ -146,7 +151,7 @@ def render_html(report: Report, *, chart_src: str | None = None, pdf: bool = Fal
     return environment().get_template("digest/report.html.j2").render(
         report=report, counted=COUNTED, labels=COUNT_LABELS, mark=mark, due=_due, key_dates=_key_dates,
         action=refs.get, month=format_month(report.period.start), chart_src=chart_src, chart_alt=chart_alt(report),
-        pdf=pdf,
+        pdf=pdf, rows_max=PDF_ROWS_MAX if pdf else None,
     )
 
 

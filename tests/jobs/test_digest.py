@@ -201,3 +201,14 @@ def test_the_chart_has_a_text_alternative_and_is_in_the_page(plan: Session) -> N
     html = render_html(report)
     assert 'src="data:image/png;base64,' in html and f'alt="{alt}"' in html
     assert 'src="cid:chart"' in render_html(report, chart_src="cid:chart")
+
+def test_the_pdf_lists_a_long_table_in_part_and_says_where_the_rest_is(plan: Session,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import jobs.digest_render
+
+    monkeypatch.setattr(jobs.digest_render, "PDF_ROWS_MAX", 2)
+    report = build_report(plan, BOARD, parse_period("2022-11", TZ))
+    live = len(next(w for w in report.workstreams if w.title == "Creating a Healthy Working Environment").live)
+    pack = render_html(report, pdf=True, chart_src="cid:chart")
+    assert f"…and {live - 2} more actions, not listed here" in pack and "chaser digest --out FILE.xlsx" in pack
+    assert "not listed here" not in render_html(report, chart_src="cid:chart")  # the page lists every action

@@ -159,8 +159,12 @@ def test_user_text_is_inert_in_html_csv_and_xlsx(plan: Session, tmp_path: Path) 
     assert len(list(sheet.iter_rows(min_row=2))) == plan.query(Action).count()
 
 
-def test_the_pdf_has_a_text_layer_with_the_workstreams_statuses_and_actions(plan: Session, tmp_path: Path) -> None:
+def test_the_pdf_has_a_text_layer_with_the_workstreams_statuses_and_actions(plan: Session, tmp_path: Path,
+                                                                            db_url: str) -> None:
     import pdfplumber
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("one database is enough: the PDF renders the Report, whatever database it was built from")
 
     update(plan, "CP1", "2022-11-03T10:00", status="amber",
            note='<script>alert("x")</script> =HYPERLINK("http://evil.example","click")')

@@ -1,5 +1,10 @@
 """RFC 5322 bytes for a nudge: ``multipart/alternative`` with a plain-text and an HTML part.
 
+A board digest carries more (``inline`` and ``attachments``, :class:`Part`): the alternative
+goes inside ``multipart/related`` with the images its HTML shows by ``cid:`` (RFC 2387), and
+that inside ``multipart/mixed`` with the files attached (the PDF). Binary parts are base64 in
+76-column lines. A message with neither is laid out exactly as before.
+
 Every piece that needs encoding is encoded by the standard library: addresses by
 ``email.utils.formataddr`` (RFC 2047 for non-ASCII names), the subject by ``email.header.Header``
 (encoded words, folded at 78 columns), the date by ``format_datetime``, the Message-ID by
@@ -15,6 +20,7 @@ is always followed by two hex digits or a line break), so it cannot collide with
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import quopri
 import re
@@ -52,6 +58,34 @@ class Mailbox:
 
     def header(self) -> str:
         return formataddr((self.name, self.address), charset="utf-8")
+
+
+@dataclass(frozen=True)
+class Part:
+    """A binary part: an image the HTML shows (``content_id`` set: referenced as ``cid:<id>``)
+    or a file attached. ``filename`` is ASCII (the sender names it, such as a slug)."""
+
+    filename: str
+    content_type: str  # "image/png", "application/pdf"
+    data: bytes
+    content_id: str | None = None  # without angle brackets: "chart.1f3a@council.example"
+
+    def __post_init__(self) -> None:
+        if not self.filename.isascii() or any(c in self.filename for c in '"\\\r\n'):
+            raise ValueError(f"attachment file name {self.filename!r}: ASCII without quotes or line breaks")
+        if self.content_id is not None and not _MSG_ID.fullmatch(self.content_id):
+            raise ValueError(f"Content-ID {self.content_id!r}: write it as local@domain in printable ASCII")
+
+
+def _binary(part: Part, boundary: str) -> bytes:
+    disposition = "inline" if part.content_id else "attachment"
+    head = (f"--{boundary}\r\nContent-Type: {part.content_type}; name=\"{part.filename}\"\r\n"
+            "Content-Transfer-Encoding: base64\r\n"
+            f"Content-Disposition: {disposition}; filename=\"{part.filename}\"\r\n")
+    if part.content_id:
+        head += f"Content-ID: <{part.content_id}>\r\n"
+    # encodebytes: 76-column lines (RFC 2045 6.8), each ending in a newline made CRLF here.
+    return (head + "\r\n").encode("ascii") + base64.encodebytes(part.data).replace(b"\n", CRLF)
 
 
 def _header(name: str, value: str) -> bytes:
@@ -110,11 +144,17 @@ def build_email(
     domain: str,
     extra_headers: tuple[tuple[str, str], ...] = (),
     message_id: str | None = None,
+    inline: tuple[Part, ...] = (),
+    attachments: tuple[Part, ...] = (),
 ) -> tuple[bytes, str]:
     """The message's bytes (CRLF line ends) and its Message-ID (``message_id`` if given, such
-    as ``<chaser.42.1f3a…@council.example>``, else a new random one in ``domain``)."""
+    as ``<chaser.42.1f3a…@council.example>``, else a new random one in ``domain``). ``inline``:
+    images the HTML shows by ``cid:`` (each needs a ``content_id``); ``attachments``: files."""
+    if any(part.content_id is None for part in inline):
+        raise ValueError("an inline part needs a content_id for the HTML to show it by")
     message_id = message_id or make_msgid(domain=domain)
-    boundary = f"=_chaser_{uuid.uuid4().hex}"
+    token = uuid.uuid4().hex
+    boundary = f"=_chaser_{token}"
     subject = " ".join(subject.split())  # one line, whatever the templates produced
     parts = [
         _header("From", sender.header()),
@@ -124,8 +164,16 @@ def build_email(
         _header("Message-ID", message_id),
         *(_header(name, " ".join(value.split())) for name, value in extra_headers),
         b"MIME-Version: 1.0\r\n",
-        f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii"),
     ]
+    # Outermost first: mixed (the attachments) holds related (the inline images) holds the
+    # alternative; each level's boundary opens the next level's headers.
+    mixed, related = f"=_chaser_m_{token}", f"=_chaser_r_{token}"
+    if attachments:
+        parts.append(f'Content-Type: multipart/mixed;\r\n boundary="{mixed}"\r\n\r\n--{mixed}\r\n'.encode("ascii"))
+    if inline:
+        parts.append(f'Content-Type: multipart/related; type="multipart/alternative";\r\n boundary="{related}"'
+                     f'\r\n\r\n--{related}\r\n'.encode("ascii"))
+    parts.append(f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n\r\n'.encode("ascii"))
     for subtype, body in (("plain", text), ("html", html)):
         parts.append(
             f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
@@ -134,4 +182,10 @@ def build_email(
         # The CRLF before a boundary belongs to the boundary (RFC 2046 5.1.1), not to the text.
         parts.append(_quoted_printable(body) + CRLF)
     parts.append(f"--{boundary}--\r\n".encode("ascii"))
+    if inline:
+        parts.extend(CRLF + _binary(part, related) for part in inline)
+        parts.append(f"\r\n--{related}--\r\n".encode("ascii"))
+    if attachments:
+        parts.extend(CRLF + _binary(part, mixed) for part in attachments)
+        parts.append(f"\r\n--{mixed}--\r\n".encode("ascii"))
     return b"".join(parts), message_id

@@ -25,7 +25,7 @@ from storage.dates import format_day
 from storage.reasons import Why
 from storage.statuses import PLAIN_COLOURS, STATUS_COLOURS, STATUS_LABELS
 
-KINDS = ("nudge", "lead_list", "confirmation", "notice")
+KINDS = ("nudge", "lead_list", "confirmation", "notice", "digest")
 
 # Slack limits: https://api.slack.com/reference/block-kit/blocks
 SECTION_TEXT_MAX = 3000
@@ -235,6 +235,8 @@ def render(envelope: Envelope, *, chat: bool = True, email: bool = True) -> Rend
         # The one link to the page of all the recipient's open actions (not only these), if any.
         "mine_url": envelope.mine_url,
         "mine_open": envelope.mine_open,
+        # A board digest's headlines (jobs.digest_send.mail_view): plain values, escaped here like any text.
+        "digest": envelope.digest,
     }
     folder = envelope.kind
     subject = " ".join(_ENV.get_template(f"{folder}/email-subject.txt.j2").render(context).split())

@@ -37,6 +37,9 @@ from bot.channels.base import (
 )
 from bot.links import answer_links, mine_link, preferences_url
 from bot.routing import Route, choose, recipient_of, why_unreachable
+from chaser.errors import ChaserError
+from jobs.digest_send import KIND as DIGEST
+from jobs.digest_send import DigestBuilder
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person, StatusUpdate
 from storage.reasons import why_of
@@ -66,6 +69,7 @@ class Prepared:
     route: tuple[dict[str, Any], ...]  # the channels it left, and why
     payload: dict[str, Any]
     target: Receipt | None = None  # an update: the message it edits
+    problem: str | None = None  # why it cannot be sent at all (a digest whose board was removed)
 
 
 @dataclass
@@ -144,6 +148,7 @@ class Dispatcher:
         self._lock = threading.Lock()  # channels and results are shared by the send threads
         self._held = threading.local()  # .connection: the receipts connection of this thread's run
         self._halted = False  # this run_once ends: start no more sends (see run_once)
+        self.digests = DigestBuilder(config)  # board digests, built when sent (jobs.digest_send)
 
     # -- channels -------------------------------------------------------------------------
     def channel(self, kind: str) -> Channel:
@@ -305,16 +310,37 @@ class Dispatcher:
                 elif row.kind == "update":  # its message was deleted: nothing left to update
                     prepared[row.id] = Prepared(envelope=Envelope(row.id, "nudge", Recipient(row.recipient), (), now),
                                                 kind=row.kind, **common)
+                elif row.kind == DIGEST:
+                    prepared[row.id] = self.prepare_digest(session, row, now, common)
                 else:
                     envelope = self.envelope(session, row, now, person, open_count=counts.get(row.person_id or -1, 0))
                     prepared[row.id] = Prepared(envelope=envelope, kind=row.kind, **common)
             return prepared
+
+    def prepare_digest(self, session: Session, row: Any, now: dt.datetime, common: dict[str, Any]) -> Prepared:
+        """A board digest to one recipient address: its report built now, from the payload's
+        board and period (jobs.digest_send); a board no longer configured cannot be sent. The
+        address is named as the board ("EDI Board" <clerk@…>): it gets the mail as the board's."""
+        recipient = Recipient(str(row.payload.get("board") or row.recipient), {"email": row.recipient})
+        try:
+            mail = self.digests.mail(session, row.payload)
+        except ChaserError as exc:
+            return Prepared(envelope=Envelope(row.id, DIGEST, recipient, (), now), kind=row.kind, problem=str(exc),
+                            **common)
+        envelope = Envelope(outbox_id=row.id, kind=DIGEST, recipient=recipient, items=(), sent_at=now,
+                            created_at=row.created_at, digest=mail.view, inline=mail.inline,
+                            attachments=mail.attachments)
+        return Prepared(envelope=envelope, kind=row.kind, **common)
 
     def deliver(self, claimed: Claimed, result: DispatchResult, prepared: Prepared) -> None:
         """Route, send (or update in place) one prepared message and record the outcome."""
         now = self.clock()
         envelope = replace(prepared.envelope, sent_at=now, resend=claimed.reclaimed)
         failed = {step["channel"] for step in prepared.route}
+        if prepared.problem is not None:
+            self.record_failure(claimed.id, prepared.attempts, ChannelError(prepared.problem, permanent=True), result,
+                                prepared)
+            return
         if prepared.kind == "update":
             if prepared.target is None:
                 self.record_failure(claimed.id, prepared.attempts, ChannelError(

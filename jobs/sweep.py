@@ -20,6 +20,7 @@ from sqlalchemy import Engine, Select, bindparam, func, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from jobs.digest_send import queue_due_digests
 from jobs.planner import PROBLEM_RETRY, ActionView, Nudge, PersonView, Plan, ReviewMilestone, plan
 from storage.dates import format_day
 from storage.db import id_chunks, id_in, session_factory
@@ -52,6 +53,7 @@ class SweepResult:
     outbox_ids: list[int] = field(default_factory=list)
     # Actions the planner could not plan: (plan, ref, what went wrong); see jobs.planner.PROBLEM_RETRY.
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    digests: list[int] = field(default_factory=list)  # board digests queued (jobs.digest_send), one row per recipient
 
 
 class _Loader:
@@ -248,6 +250,8 @@ def run_sweep(engine: Engine, config: Config, now: dt.datetime, *, dry_run: bool
             # two processes sweeping at once cannot fail on each other's marker.
             _insert_keys(session, [{"key": _marker(m), "action_id": None, "person_id": None, "rule": m.rule,
                                     "outbox_id": None, "created_at": now} for m in steps])
+            # Each board's monthly digest, on its day, once (the key is per board and period).
+            result.digests = queue_due_digests(session, config, now)
             result.duration_ms = int((time.perf_counter() - started) * 1000)
             session.add(Sweep(at=now, started_at=dt.datetime.now(dt.timezone.utc), duration_ms=result.duration_ms,
                               actions_checked=result.actions_checked, nudges_planned=len(result.nudges),

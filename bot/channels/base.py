@@ -14,6 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from bot.mime import Part
 from chaser.errors import ChaserError, ConfigError
 from storage.reasons import Why
 
@@ -111,6 +112,11 @@ class Envelope:
     # how many there are now: a nudge to someone who answers for open actions of their own.
     mine_url: str | None = None
     mine_open: int = 0
+    # A board digest (jobs.digest_send): the templates' view of its headlines, the images its
+    # HTML shows by Content-ID and the files attached (the PDF). Empty for every other kind.
+    digest: dict[str, Any] | None = None
+    inline: tuple[Part, ...] = ()
+    attachments: tuple[Part, ...] = ()
 
     @property
     def recipient_name(self) -> str:

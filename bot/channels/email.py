@@ -94,7 +94,7 @@ class MailChannel:
         data, message_id = build_email(
             sender=self.sender, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
             sent_at=envelope.sent_at, domain=self.domain, extra_headers=self._headers(envelope),
-            message_id=message_id,
+            message_id=message_id, inline=envelope.inline, attachments=envelope.attachments,
         )
         return Composed(to, data, message_id)
 

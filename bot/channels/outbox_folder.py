@@ -167,6 +167,7 @@ class OutboxFolder:
             sender=self.sender, to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
             sent_at=envelope.sent_at, domain=self.domain,
             extra_headers=(("X-Chaser-Outbox-Id", str(envelope.outbox_id)), *thread_headers(envelope)),
+            inline=envelope.inline, attachments=envelope.attachments,
         )
 
     def _chat_json(self, envelope: Envelope, rendered: Rendered) -> bytes:

@@ -9,6 +9,7 @@ from chaser.cli.common import AT, Context, console, emit_json, escape, handles_e
 from chaser.errors import InvalidValue
 from jobs.digest import COUNT_LABELS, COUNTED, build_report, find_board, last_complete_month, parse_period
 from jobs.digest_render import renderer_for, write
+from jobs.digest_send import queue_digest
 from storage.dates import format_month
 
 
@@ -16,8 +17,9 @@ from storage.dates import format_month
 @click.option("--board", "board_name", required=True, metavar="NAME", help="the [[boards]] name in chaser.toml")
 @click.option("--period", metavar="YYYY-MM", help="the month reported (default: the last complete month)")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="write the report to FILE.html, FILE.csv or FILE.xlsx (the action table)")
-@click.option("--send", is_flag=True, help="send it to the board (not available yet)")
+              help="write the report to FILE.html, FILE.pdf (A4), FILE.csv or FILE.xlsx (the action table)")
+@click.option("--send", is_flag=True,
+              help="queue it for the board's recipients (once per board and month; chaser run sends it)")
 @AT
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table for people, json for scripts (the report's data)")
@@ -27,21 +29,27 @@ def digest(ctx: Context, board_name: str, period: str | None, out: Path | None, 
            fmt: str) -> None:
     """A board's highlight report for one month: counts, what changed, overdue, who did not answer.
 
-    Reads the tracker as it stood at the end of the month; changes nothing.
+    Reads the tracker as it stood at the end of the month; changes nothing, unless --send
+    queues it for the board's recipients (the sweep does that itself on the board's digest_day).
     """
-    if send:
-        raise InvalidValue("--send: sending the digest is not available yet; write it with --out and send the file")
     if out is not None:
         renderer_for(out)  # a format that cannot be written is refused before anything is read
     board = find_board(ctx.config.boards, board_name)
     timezone = ctx.config.timezone
     month = parse_period(period, timezone) if period else last_complete_month(ctx.now(at_text), timezone)
+    if send and not board.recipients:
+        raise InvalidValue(f"--send: board {board.name!r} has no recipients; add recipients = [\"…\"] to its "
+                           "[[boards]] table in chaser.toml")
     with ctx.session() as session:
         report = build_report(session, board, month, ctx.edi_leads)
+    queued = None
+    if send:
+        with ctx.session() as session:
+            queued = queue_digest(session, board, month, ctx.now(None))
     if out is not None:
         write(report, out)
     if fmt == "json":
-        emit_json(report.as_json())
+        emit_json(report.as_json() if queued is None else {**report.as_json(), "queued": list(queued.outbox_ids)})
         return
     text = console()
     text.print(f"[bold]{escape(report.board)}[/bold]: highlight report for {format_month(month.start)}, "
@@ -53,6 +61,12 @@ def digest(ctx: Context, board_name: str, period: str | None, out: Path | None, 
         text.print(f"  spotlight: {escape(report.spotlight)}")
     if out is not None:
         text.print(f"Wrote {escape(str(out))}.")
+    if queued is not None and queued.already:
+        text.print(f"The {format_month(month.start)} report was already queued for {escape(report.board)}; "
+                   "nothing queued.")
+    elif queued is not None:
+        text.print(f"Queued the {format_month(month.start)} report for {len(queued.outbox_ids)} recipient(s): "
+                   f"{escape(', '.join(board.recipients))}.")
 
 
 COMMANDS = (digest,)

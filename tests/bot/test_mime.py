@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from bot.mime import BadAddress, Mailbox, build_email
+from bot.mime import BadAddress, Mailbox, Part, build_email
 
 SENT_AT = dt.datetime(2026, 4, 28, 9, 30, tzinfo=dt.timezone.utc)
 SENDER = Mailbox.parse("Chaser", "chaser@lambeth.example.gov.uk")
@@ -106,3 +106,45 @@ def test_each_message_has_its_own_id_and_boundary() -> None:
     assert first_id != second_id
     boundaries = {re.search(rb'boundary="([^"]+)"', data).group(1) for data in (first, second)}  # type: ignore[union-attr]
     assert len(boundaries) == 2
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8  # binary, with CR, LF and "--" inside
+PDF = b"%PDF-1.7\n" + bytes(range(255, -1, -1)) * 40 + b"\n--=_chaser_\r\n%%EOF\n"
+
+
+def test_a_digest_has_its_chart_inline_by_content_id_and_its_pdf_attached() -> None:
+    chart = Part("chart.png", "image/png", PNG, content_id="chart.42@lambeth.example.gov.uk")
+    data, _ = build(html='<p>Summary</p><img src="cid:chart.42@lambeth.example.gov.uk" alt="Counts">',
+                    inline=(chart,), attachments=(Part("edi-board-2026-11.pdf", "application/pdf", PDF),))
+    message = read(data)
+    assert message.get_content_type() == "multipart/mixed"
+    related, attached = message.get_payload()
+    assert related.get_content_type() == "multipart/related" and related.get_param("type") == "multipart/alternative"
+    alternative, image = related.get_payload()
+    assert [p.get_content_type() for p in alternative.get_payload()] == ["text/plain", "text/html"]
+    assert image["Content-ID"] == "<chart.42@lambeth.example.gov.uk>" and image.get_content() == PNG
+    assert image.get_content_disposition() == "inline"
+    assert 'src="cid:chart.42@lambeth.example.gov.uk"' in body(message, "html")
+    assert body(message, "plain") == "Hello Priya,\n\nPlease reply.\n"
+    assert attached.get_content_disposition() == "attachment" and attached.get_filename() == "edi-board-2026-11.pdf"
+    assert attached.get_content() == PDF
+    assert [p.get_filename() for p in message.iter_attachments()] == ["edi-board-2026-11.pdf"]
+    assert all(len(line) <= 78 for line in data.split(b"\r\n"))
+
+
+def test_an_attachment_without_an_inline_image_is_mixed_around_the_alternative() -> None:
+    data, _ = build(attachments=(Part("r.pdf", "application/pdf", PDF),))
+    message = read(data)
+    alternative, attached = message.get_payload()
+    assert (message.get_content_type(), alternative.get_content_type()) == ("multipart/mixed", "multipart/alternative")
+    assert attached.get_content() == PDF
+    assert read(build()[0]).get_content_type() == "multipart/alternative"  # a nudge: as it always was
+
+
+def test_parts_refuse_what_would_break_their_headers() -> None:
+    with pytest.raises(ValueError, match="file name"):
+        Part('a".pdf', "application/pdf", b"")
+    with pytest.raises(ValueError, match="Content-ID"):
+        Part("c.png", "image/png", b"", content_id="no at sign")
+    with pytest.raises(ValueError, match="content_id"):
+        build(inline=(Part("c.png", "image/png", b""),))

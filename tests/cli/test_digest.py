@@ -111,16 +111,29 @@ def test_digest_writes_html_csv_and_xlsx(run) -> None:  # type: ignore[no-untype
     assert "highlight report for November 2022, 30 action(s)" in out and "Wrote report.html." in out
     html = Path("report.html").read_text()
     assert "Highlight report · November 2022" in html and "Career Progression" in html and "Amber" in html
-    for name in ("report.csv", "report.xlsx"):
+    for name in ("report.csv", "report.xlsx", "report.pdf"):
         run("digest", "--board", BOARD, "--period", "2022-11", "--out", name)
         assert Path(name).stat().st_size > 0
 
 
-def test_send_pdf_and_unknown_boards_are_clear_errors(run) -> None:  # type: ignore[no-untyped-def]
+def test_send_queues_last_months_report_once_and_a_second_send_queues_nothing(run) -> None:  # type: ignore[no-untyped-def]
     assert run("digest", "--board", BOARD, "--send", expect=2).stderr.strip() == (
-        "chaser: --send: sending the digest is not available yet; write it with --out and send the file")
-    assert run("digest", "--board", BOARD, "--out", "r.pdf", expect=2).stderr.strip() == (
-        "chaser: --out r.pdf: PDF reports are not available yet; write .html, .csv or .xlsx")
-    assert not Path("r.pdf").exists()
+        f"chaser: --send: board {BOARD!r} has no recipients; add recipients = [\"…\"] to its [[boards]] table in "
+        "chaser.toml")
+    Path("chaser.toml").write_text(Path("chaser.toml").read_text() + 'recipients = ["clerk@lambeth.example"]\n')
+    first = run("digest", "--board", BOARD, "--send", "--format", "json")
+    assert len(json.loads(first.stdout)["queued"]) == 1
+    assert "already queued" in run("digest", "--board", BOARD, "--send").stdout  # last month's, again
+    november = " ".join(run("digest", "--board", BOARD, "--period", "2022-11", "--send").stdout.split())
+    assert "Queued the November 2022 report for 1 recipient(s): clerk@lambeth.example." in november
+    assert "nothing queued" in run("digest", "--board", BOARD, "--period", "2022-11", "--send").stdout
+    outbox = json.loads(run("outbox", "--format", "json").stdout)
+    assert [(m["kind"], m["person"], m["state"]) for m in outbox] == [("digest", "clerk@lambeth.example", "queued")] * 2
+
+
+def test_pdf_and_unknown_boards_are_clear_errors(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("digest", "--board", BOARD, "--out", "r.doc", expect=2).stderr.strip() == (
+        "chaser: --out r.doc: write a .html, .pdf, .csv or .xlsx file")
+    assert not Path("r.doc").exists()
     assert "no board of that name" in run("digest", "--board", "Cabinet", expect=2).stderr
     assert "--period '2022-13'" in run("digest", "--board", BOARD, "--period", "2022-13", expect=2).stderr

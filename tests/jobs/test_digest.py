@@ -16,7 +16,7 @@ from chaser.config import BoardConfig
 from chaser.errors import InvalidValue, NotFound
 from jobs.calendar import parse_schedule
 from jobs.digest import build_report, last_complete_month, month_period, parse_period
-from jobs.digest_render import render_html, write
+from jobs.digest_render import chart_alt, chart_png, render_html, write
 from storage.db import session_factory
 from storage.importers.load import import_plan_file
 from storage.models import Action, Person
@@ -159,8 +159,60 @@ def test_user_text_is_inert_in_html_csv_and_xlsx(plan: Session, tmp_path: Path) 
     assert len(list(sheet.iter_rows(min_row=2))) == plan.query(Action).count()
 
 
-def test_pdf_is_refused_as_not_available_yet(plan: Session, tmp_path: Path) -> None:
+def test_the_pdf_has_a_text_layer_with_the_workstreams_statuses_and_actions(plan: Session, tmp_path: Path,
+                                                                            db_url: str) -> None:
+    import pdfplumber
+
+    if not db_url.startswith("sqlite"):
+        pytest.skip("one database is enough: the PDF renders the Report, whatever database it was built from")
+
+    update(plan, "CP1", "2022-11-03T10:00", status="amber",
+           note='<script>alert("x")</script> =HYPERLINK("http://evil.example","click")')
     report = build_report(plan, BOARD, parse_period("2022-11", TZ))
-    with pytest.raises(InvalidValue, match="PDF reports are not available yet"):
-        write(report, tmp_path / "r.pdf")
-    assert not (tmp_path / "r.pdf").exists()
+    write(report, tmp_path / "r.pdf")
+    with pdfplumber.open(tmp_path / "r.pdf") as pdf:
+        pages = [page.extract_text() or "" for page in pdf.pages]
+        width, height = float(pdf.pages[0].width), float(pdf.pages[0].height)
+        catalog = pdf.doc.catalog
+        tags: set[str] = set()
+        todo = list(pdf.structure_tree)
+        while todo:
+            element = todo.pop()
+            tags.add(element["type"])
+            todo.extend(element.get("children", ()))
+    text = "\n".join(pages)
+    assert (round(width), round(height)) == (595, 842)  # A4 in points
+    assert "Highlight report · November 2022".upper() in pages[0] and "EDI Board" in pages[0]
+    for name in ("Career Progression", "Scrutiny and Accountability", "HR and Transparency"):
+        assert name in text
+    for word in ("Complete", "Green", "Amber", "Red", "Not started", "No update"):
+        assert word in pages[0]
+    assert "CP1" in text and "30 November 2022" in text  # UK dates
+    assert '<script>alert("x")</script>' in text  # shown as text, never run
+    assert f"Page 1 of {len(pages)}" in pages[0]
+    # Tagged: a screen reader finds the headings, tables and the chart's figure, in British English.
+    assert {"H1", "H2", "H3", "Table", "TH", "Figure"} <= tags and catalog["Lang"] == b"en-GB"
+    assert "Names" not in catalog and "OpenAction" not in catalog  # no document JavaScript to run
+
+
+def test_the_chart_has_a_text_alternative_and_is_in_the_page(plan: Session) -> None:
+    update(plan, "CP1", "2022-11-03T10:00", status="red")
+    report = build_report(plan, BOARD, parse_period("2022-11", TZ))
+    alt = chart_alt(report)
+    assert "Career Progression: Red 1, No update 3" in alt and "Scrutiny and Accountability: No update 4" in alt
+    png = chart_png(report)
+    assert png.startswith(b"\x89PNG")
+    html = render_html(report)
+    assert 'src="data:image/png;base64,' in html and f'alt="{alt}"' in html
+    assert 'src="cid:chart"' in render_html(report, chart_src="cid:chart")
+
+def test_the_pdf_lists_a_long_table_in_part_and_says_where_the_rest_is(plan: Session,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import jobs.digest_render
+
+    monkeypatch.setattr(jobs.digest_render, "PDF_ROWS_MAX", 2)
+    report = build_report(plan, BOARD, parse_period("2022-11", TZ))
+    live = len(next(w for w in report.workstreams if w.title == "Creating a Healthy Working Environment").live)
+    pack = render_html(report, pdf=True, chart_src="cid:chart")
+    assert f"…and {live - 2} more actions, not listed here" in pack and "chaser digest --out FILE.xlsx" in pack
+    assert "not listed here" not in render_html(report, chart_src="cid:chart")  # the page lists every action

@@ -199,6 +199,12 @@ def test_an_unsubscribe_email_makes_reminders_one_weekly_summary_and_tells_the_l
     waiting = [m for m in box if m["person"] == "sam@housing.example" and m["state"] == "queued"]
     assert [m["refs"] for m in waiting] == [[ref]]
     assert waiting[0]["next_attempt_at"].startswith("2026-12-14T09:30")
+    # The due-day reminder two days later joins the same summary instead of a second message.
+    run("run", "--once", "--at", "2026-12-10T10:00")
+    box = json.loads(run("outbox", "--format", "json").stdout)
+    assert [m["id"] for m in box if m["person"] == "sam@housing.example" and m["state"] == "queued"] == [waiting[0]["id"]]
+    summary = next(m for m in box if m["id"] == waiting[0]["id"])
+    assert summary["refs"] == [ref] and summary["keys"] != waiting[0]["keys"]  # HW 7 once, with its newest reason
     run("run", "--once", "--at", "2026-12-14T10:00")
     box = json.loads(run("outbox", "--format", "json").stdout)
     assert next(m for m in box if m["id"] == waiting[0]["id"])["state"] == "sent"

@@ -185,10 +185,11 @@ class DigestBuilder:
         with self._lock:
             made = self._made.get((board.name, period.name))
         if made is not None:
-            return made.view
-        edi_leads: Collection[str] = [self.config.edi_lead] if self.config.edi_lead else []
-        report = build_report(session, board, period, edi_leads)
-        return mail_view(report, CHART_ID.format(period=period.name), "")
+            view = made.view
+        else:
+            edi_leads: Collection[str] = [self.config.edi_lead] if self.config.edi_lead else []
+            view = mail_view(build_report(session, board, period, edi_leads), CHART_ID.format(period=period.name), "")
+        return {**view, "emailed": bool(board.recipients)}  # the post says where the full report went
 
     def mail(self, session: Session, payload: dict[str, Any]) -> DigestMail:
         """The email for an outbox row's payload; NotFound/InvalidValue (ChaserError) when the

@@ -203,3 +203,22 @@ def test_a_board_with_a_slack_channel_gets_one_summary_posted_there(engine: Engi
     assert "went to the board's recipients by email" in shown
     assert len(message["blocks"]) <= 50 and all(len(b["text"]["text"]) <= 3000 for b in message["blocks"])
     assert len(list((tmp_path / "out").glob("*.eml"))) == 2  # the email rows as before
+
+
+def test_a_board_with_only_a_slack_channel_is_queued_and_the_post_names_no_email(engine: Engine,
+                                                                                  tmp_path: Path) -> None:
+    from bot.channels.base import Envelope, Recipient
+    from bot.slack_blocks import digest_blocks
+    from jobs.dispatch import Dispatcher as _Dispatcher
+
+    settings = config(tmp_path / "out", recipients=[], slack_channel="#edi-board")
+    first = run_sweep(engine, settings, london("2026-12-01T10:00"))
+    (row,) = digests(engine)
+    assert first.digests == [row.id] and (row.recipient, row.channel) == ("#edi-board", "slack")
+    with session_factory(engine)() as session:
+        view = _Dispatcher(engine, settings, clock=lambda: london("2026-12-01T10:01"),
+                           secret=SECRET).digests.summary(session, row.payload)
+    _, blocks = digest_blocks(Envelope(row.id, "digest", Recipient(BOARD, {"slack": "#edi-board"}), (),
+                                       london("2026-12-01T10:01"), digest=view))
+    shown = "\n".join(b["text"]["text"] for b in blocks)
+    assert "Highlight report for November 2026" in shown and "by email" not in shown

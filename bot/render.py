@@ -57,6 +57,9 @@ class Rendered:
     chat_intro: str = ""
     chat_items: tuple[str, ...] = ()
     chat_outro: str = ""
+    # A digest's list of status moves (its template's ``changes`` macro): a section of its own,
+    # so a long list is cut there and the headlines above it stay whole.
+    chat_changes: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,7 @@ def render(envelope: Envelope, *, chat: bool = True, email: bool = True) -> Rend
         chat_intro=_tidy(chat_module.intro()).rstrip("\n"),
         chat_items=tuple(_tidy(chat_module.item_text(item, False)).rstrip("\n") for item in items),
         chat_outro=_tidy(chat_module.outro()).rstrip("\n"),
+        chat_changes=_tidy(chat_module.changes()).strip("\n") if hasattr(chat_module, "changes") else "",
     )
 
 

@@ -141,3 +141,14 @@ def nudge_blocks(envelope: Envelope, rendered: Rendered | None = None) -> tuple[
     fallback = "\n\n".join(part for part in (rendered.chat_intro, *rendered.chat_items, rendered.chat_outro) if part)
     text = truncate_mrkdwn(fallback or rendered.chat, FALLBACK_MAX)
     return text, blocks
+
+
+def digest_blocks(envelope: Envelope, rendered: Rendered | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """``(text, blocks)`` of a board digest's summary (``envelope.digest``, jobs.digest_send's view)
+    posted to the board's ``slack_channel``: the headlines, the status moves (at most
+    jobs.digest_send.CHANGES_LISTED, so never near 50 blocks) and the spotlight, a section each
+    cut to Slack's 3,000 characters. No buttons: a board reads it, nobody answers it."""
+    rendered = rendered or render(envelope, email=False)
+    parts = [(rendered.chat_intro, "intro"), (rendered.chat_changes, "changes"), (rendered.chat_outro, "outro")]
+    blocks = [_section(text, block_id) for text, block_id in parts if text.strip()]
+    return truncate_mrkdwn(rendered.chat_intro or rendered.chat, FALLBACK_MAX), blocks

@@ -9,6 +9,9 @@ is preset to ``email`` and routing falls back, as for every message, to the firs
 ``[channels] order`` that reaches an email address (the outbox folder on the embedded default).
 ``person_id`` is NULL: a board's recipients are addresses in its configuration, not people
 whose channel preferences apply (the board secretary's list, a shared mailbox).
+A board with ``slack_channel`` also gets one row for that channel: recipient the channel,
+channel preset to ``slack``, payload ``"to": "slack_channel"``; the Slack channel posts its
+summary there (:func:`bot.slack_blocks.digest_blocks`) and names the email for the full report.
 
 **Built when sent.** The payload holds only the board and the period (``{"board", "period",
 "items": []}``); the dispatcher builds the report with :func:`jobs.digest.build_report` at
@@ -50,7 +53,8 @@ if TYPE_CHECKING:  # the CLI's config, passed in: nothing in jobs imports chaser
 log = logging.getLogger("chaser.digest")
 KIND = "digest"
 CHART_ID = "chart.{period}@digest.chaser.invalid"  # the chart's Content-ID; unique within its message
-CHANGES_LISTED = 8  # status moves the email lists; the PDF has them all
+CHANGES_LISTED = 8  # status moves the email (and the Slack summary) lists; the PDF has them all
+SLACK_SUMMARY = "slack_channel"  # payload "to" of the row for the board's slack_channel (module docstring)
 
 
 def digest_key(board: BoardConfig, period: Period) -> str:
@@ -86,6 +90,10 @@ def queue_digest(session: Session, board: BoardConfig, period: Period, now: dt.d
                    payload={"board": board.name, "period": period.name, "items": []},
                    state="queued", attempts=0, created_at=now, next_attempt_at=now)
             for email in board.recipients]
+    if board.slack_channel:  # the summary for the board's channel: the Slack channel posts it there
+        rows.append(Outbox(kind=KIND, person_id=None, recipient=board.slack_channel, channel="slack",
+                           payload={"board": board.name, "period": period.name, "items": [], "to": SLACK_SUMMARY},
+                           state="queued", attempts=0, created_at=now, next_attempt_at=now))
     session.add_all(rows)
     session.flush()
     session.execute(update(NudgeKey).where(NudgeKey.key == key).values(outbox_id=rows[0].id))
@@ -108,7 +116,7 @@ def queue_due_digests(session: Session, config: Config, now: dt.datetime) -> lis
     today = calendar.today(now)
     queued: list[int] = []
     for board in config.boards:
-        if not board.recipients or today < digest_date(board, calendar, today.year, today.month):
+        if not (board.recipients or board.slack_channel) or today < digest_date(board, calendar, today.year, today.month):
             continue
         done = queue_digest(session, board, last_complete_month(now, config.timezone), now)
         if not done.already:
@@ -168,6 +176,20 @@ class DigestBuilder:
         self.keep = keep
         self._made: OrderedDict[tuple[str, str], DigestMail] = OrderedDict()
         self._lock = threading.Lock()
+
+    def summary(self, session: Session, payload: dict[str, Any]) -> dict[str, Any]:
+        """The headlines for the board's Slack channel: the email's view, without building the
+        chart and the PDF when the email has not been built (same errors as :meth:`mail`)."""
+        board = find_board(self.config.boards, str(payload.get("board", "")))
+        period = parse_period(str(payload.get("period", "")), self.config.timezone)
+        with self._lock:
+            made = self._made.get((board.name, period.name))
+        if made is not None:
+            view = made.view
+        else:
+            edi_leads: Collection[str] = [self.config.edi_lead] if self.config.edi_lead else []
+            view = mail_view(build_report(session, board, period, edi_leads), CHART_ID.format(period=period.name), "")
+        return {**view, "emailed": bool(board.recipients)}  # the post says where the full report went
 
     def mail(self, session: Session, payload: dict[str, Any]) -> DigestMail:
         """The email for an outbox row's payload; NotFound/InvalidValue (ChaserError) when the

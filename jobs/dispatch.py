@@ -39,7 +39,7 @@ from bot.links import answer_links, mine_link, preferences_url
 from bot.routing import Route, choose, recipient_of, why_unreachable
 from chaser.errors import ChaserError
 from jobs.digest_send import KIND as DIGEST
-from jobs.digest_send import DigestBuilder
+from jobs.digest_send import SLACK_SUMMARY, DigestBuilder
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person, StatusUpdate
 from storage.reasons import why_of
@@ -320,16 +320,23 @@ class Dispatcher:
     def prepare_digest(self, session: Session, row: Any, now: dt.datetime, common: dict[str, Any]) -> Prepared:
         """A board digest to one recipient address: its report built now, from the payload's
         board and period (jobs.digest_send); a board no longer configured cannot be sent. The
-        address is named as the board ("EDI Board" <clerk@…>): it gets the mail as the board's."""
-        recipient = Recipient(str(row.payload.get("board") or row.recipient), {"email": row.recipient})
+        address is named as the board ("EDI Board" <clerk@…>): it gets the mail as the board's.
+        The row for the board's ``slack_channel`` has the channel as its Slack address and only
+        the headlines: the PDF is the slow part, and the channel post attaches nothing."""
+        to_channel = row.payload.get("to") == SLACK_SUMMARY
+        recipient = Recipient(str(row.payload.get("board") or row.recipient),
+                              {"slack" if to_channel else "email": row.recipient})
         try:
-            mail = self.digests.mail(session, row.payload)
+            if to_channel:
+                view, inline, attachments = self.digests.summary(session, row.payload), (), ()
+            else:
+                mail = self.digests.mail(session, row.payload)
+                view, inline, attachments = mail.view, mail.inline, mail.attachments
         except ChaserError as exc:
             return Prepared(envelope=Envelope(row.id, DIGEST, recipient, (), now), kind=row.kind, problem=str(exc),
                             **common)
         envelope = Envelope(outbox_id=row.id, kind=DIGEST, recipient=recipient, items=(), sent_at=now,
-                            created_at=row.created_at, digest=mail.view, inline=mail.inline,
-                            attachments=mail.attachments)
+                            created_at=row.created_at, digest=view, inline=inline, attachments=attachments)
         return Prepared(envelope=envelope, kind=row.kind, **common)
 
     def deliver(self, claimed: Claimed, result: DispatchResult, prepared: Prepared) -> None:

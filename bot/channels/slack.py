@@ -59,7 +59,7 @@ from bot.channels.base import (
     Secrets,
     check_keys,
 )
-from bot.slack_blocks import EVENT_TYPE, metadata, nudge_blocks
+from bot.slack_blocks import EVENT_TYPE, digest_blocks, metadata, nudge_blocks
 from chaser.errors import ConfigError
 
 KEYS = {"enabled", "mode", "api_url", "digest_channel"}
@@ -254,12 +254,19 @@ class Slack:
 
     # -- sending ----------------------------------------------------------------------------
     def send(self, envelope: Envelope) -> Receipt:
-        """Post the message (the lead's list to ``digest_channel`` when set); a resend first looks for it."""
-        if envelope.kind == "lead_list" and self.digest_channel:
-            channel = self.digest_channel
+        """Post the message (the lead's list to ``digest_channel`` when set, a board's digest to the
+        board's ``slack_channel``, its recipient's Slack address); a resend first looks for it."""
+        if envelope.kind == "digest":
+            channel = envelope.recipient.address("slack") or ""
+            if not channel:
+                raise ChannelError(f"the digest for {envelope.recipient_name} names no Slack channel", permanent=True)
+            text, blocks = digest_blocks(envelope)
         else:
-            channel = self._dm_channel(self._user(envelope.recipient))
-        text, blocks = nudge_blocks(envelope)
+            if envelope.kind == "lead_list" and self.digest_channel:
+                channel = self.digest_channel
+            else:
+                channel = self._dm_channel(self._user(envelope.recipient))
+            text, blocks = nudge_blocks(envelope)
         unchecked = False  # a resend that could not look for its earlier post
         if envelope.resend:
             try:

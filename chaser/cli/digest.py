@@ -30,16 +30,16 @@ def digest(ctx: Context, board_name: str, period: str | None, out: Path | None, 
     """A board's highlight report for one month: counts, what changed, overdue, who did not answer.
 
     Reads the tracker as it stood at the end of the month; changes nothing, unless --send
-    queues it for the board's recipients (the sweep does that itself on the board's digest_day).
+    queues it for the board's recipients and slack_channel (the sweep does that itself on the board's digest_day).
     """
     if out is not None:
         renderer_for(out)  # a format that cannot be written is refused before anything is read
     board = find_board(ctx.config.boards, board_name)
     timezone = ctx.config.timezone
     month = parse_period(period, timezone) if period else last_complete_month(ctx.now(at_text), timezone)
-    if send and not board.recipients:
-        raise InvalidValue(f"--send: board {board.name!r} has no recipients; add recipients = [\"…\"] to its "
-                           "[[boards]] table in chaser.toml")
+    if send and not (board.recipients or board.slack_channel):
+        raise InvalidValue(f"--send: board {board.name!r} has no recipients; add recipients = [\"…\"] "
+                           "(or slack_channel = \"#…\") to its [[boards]] table in chaser.toml")
     with ctx.session() as session:
         report = build_report(session, board, month, ctx.edi_leads)
     queued = None
@@ -65,8 +65,9 @@ def digest(ctx: Context, board_name: str, period: str | None, out: Path | None, 
         text.print(f"The {format_month(month.start)} report was already queued for {escape(report.board)}; "
                    "nothing queued.")
     elif queued is not None:
+        to = [*board.recipients, *([f"Slack {board.slack_channel}"] if board.slack_channel else [])]
         text.print(f"Queued the {format_month(month.start)} report for {len(queued.outbox_ids)} recipient(s): "
-                   f"{escape(', '.join(board.recipients))}.")
+                   f"{escape(', '.join(to))}.")
 
 
 COMMANDS = (digest,)

@@ -118,8 +118,8 @@ def test_digest_writes_html_csv_and_xlsx(run) -> None:  # type: ignore[no-untype
 
 def test_send_queues_last_months_report_once_and_a_second_send_queues_nothing(run) -> None:  # type: ignore[no-untyped-def]
     assert run("digest", "--board", BOARD, "--send", expect=2).stderr.strip() == (
-        f"chaser: --send: board {BOARD!r} has no recipients; add recipients = [\"…\"] to its [[boards]] table in "
-        "chaser.toml")
+        f"chaser: --send: board {BOARD!r} has no recipients; add recipients = [\"…\"] (or slack_channel = "
+        "\"#…\") to its [[boards]] table in chaser.toml")
     Path("chaser.toml").write_text(Path("chaser.toml").read_text() + 'recipients = ["clerk@lambeth.example"]\n')
     first = run("digest", "--board", BOARD, "--send", "--format", "json")
     assert len(json.loads(first.stdout)["queued"]) == 1

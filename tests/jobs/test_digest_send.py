@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,68 @@ def test_a_digest_whose_board_was_removed_is_parked_saying_so(engine: Engine, tm
     assert [r.state for r in rows] == ["parked", "parked"]
     assert "no board of that name" in (rows[0].last_error or "")
     assert not list((tmp_path / "out").glob("*.eml"))
+
+
+def test_a_board_with_a_slack_channel_gets_one_summary_posted_there(engine: Engine, tmp_path: Path) -> None:
+    from bot.channels.slack import Slack
+    from tests.bot.slack_server import BOT_TOKEN, SlackFake, slack_server
+
+    import_plan_file(engine, LAMBETH)
+    with session_factory(engine)() as session:
+        session.add(Person(name="Lee Lead", email=LEAD))
+        session.commit()
+        lead = session.scalar(select(Person).where(Person.email == LEAD))
+        action = find_action(session, "CP1")
+        action.title = "Ping <!channel> about <http://x.example|this>"
+        record_update(session, action, channel="cli", by=lead, status="red", at=london("2026-11-03T10:00"),
+                      edi_leads=[LEAD])
+        session.commit()
+    settings = parse_config({
+        "edi_lead": LEAD,
+        "channels": {"order": ["outbox_folder"], "outbox_folder": {"folder": str(tmp_path / "out")}},
+        "boards": [{"name": BOARD, "schedule": "monthly on the last Thursday", "recipients": RECIPIENTS,
+                    "slack_channel": "C0BOARD01"}],
+    }, "test")
+    settings = replace(settings, channels=replace(settings.channels, order=("slack", "outbox_folder")))
+    now = london("2026-12-01T10:00")
+    with session_factory(engine)() as session, session.begin():
+        queued = queue_digest(session, settings.boards[0], parse_period("2026-11", settings.timezone), now)
+        again = queue_digest(session, settings.boards[0], parse_period("2026-11", settings.timezone), now)
+    assert len(queued.outbox_ids) == 3 and again.already
+    with slack_server(SlackFake(clock=lambda: now.timestamp())) as fake:
+        fake.add_channel("C0BOARD01")
+        slack = Slack(token=BOT_TOKEN, api_url=fake.url, limits=None)
+        run = Dispatcher(engine, settings, clock=lambda: now, secret=SECRET, channels={"slack": slack})
+        run.run_once()
+        posts = fake.calls("chat.postMessage")
+    rows = digests(engine)
+    assert [(r.recipient, r.channel, r.state) for r in rows] == [
+        *((e, "outbox_folder", "sent") for e in RECIPIENTS), ("C0BOARD01", "slack", "sent")]
+    assert len(posts) == 1 and posts[0].args["channel"] == "C0BOARD01"
+    (message,) = fake.messages("C0BOARD01")
+    shown = "\n".join(b["text"]["text"] for b in message["blocks"])
+    assert f"*Highlight report for November 2026: {BOARD}*" in shown
+    assert "Red: 1" in shown and "No update: 29" in shown and "1 status change this month" in shown
+    assert "Ping &lt;!channel&gt; about &lt;http://x.example|this&gt;" in shown and "<!channel>" not in shown
+    assert "went to the board's recipients by email" in shown
+    assert len(message["blocks"]) <= 50 and all(len(b["text"]["text"]) <= 3000 for b in message["blocks"])
+    assert len(list((tmp_path / "out").glob("*.eml"))) == 2  # the email rows as before
+
+
+def test_a_board_with_only_a_slack_channel_is_queued_and_the_post_names_no_email(engine: Engine,
+                                                                                  tmp_path: Path) -> None:
+    from bot.channels.base import Envelope, Recipient
+    from bot.slack_blocks import digest_blocks
+    from jobs.dispatch import Dispatcher as _Dispatcher
+
+    settings = config(tmp_path / "out", recipients=[], slack_channel="#edi-board")
+    first = run_sweep(engine, settings, london("2026-12-01T10:00"))
+    (row,) = digests(engine)
+    assert first.digests == [row.id] and (row.recipient, row.channel) == ("#edi-board", "slack")
+    with session_factory(engine)() as session:
+        view = _Dispatcher(engine, settings, clock=lambda: london("2026-12-01T10:01"),
+                           secret=SECRET).digests.summary(session, row.payload)
+    _, blocks = digest_blocks(Envelope(row.id, "digest", Recipient(BOARD, {"slack": "#edi-board"}), (),
+                                       london("2026-12-01T10:01"), digest=view))
+    shown = "\n".join(b["text"]["text"] for b in blocks)
+    assert "Highlight report for November 2026" in shown and "by email" not in shown

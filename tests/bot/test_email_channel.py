@@ -40,6 +40,17 @@ def parsed(data: bytes) -> EmailMessage:
     return message
 
 
+def assert_nudge_headers(message: EmailMessage) -> None:
+    """The headers every nudge of make_envelope() carries, by SMTP or by Microsoft 365."""
+    assert message["To"].addresses[0].addr_spec == PRIYA
+    assert message["From"].addresses[0].addr_spec == "chaser@lambeth.example.gov.uk"
+    assert message["Reply-To"].addresses[0].addr_spec == "edi@lambeth.example.gov.uk"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
+    assert message["List-Unsubscribe"] == "<mailto:edi@lambeth.example.gov.uk?subject=unsubscribe>"
+    assert message["X-Chaser-Outbox-Id"] == "42"
+
+
 def test_it_is_registered_and_meets_the_contract() -> None:
     assert CHANNELS["email"] == "bot.channels.email:Email"
     built = load_channel("email", {"enabled": True, "from": SENDER}, None)
@@ -60,14 +71,8 @@ def test_the_server_receives_both_parts_and_the_headers_and_the_receipt_has_the_
     message = parsed(got.data)
     assert receipt.channel == "email" and receipt.ref == {"message_id": message["Message-ID"]}
     assert message["Message-ID"].endswith("@lambeth.example.gov.uk>")
-    assert message["To"].addresses[0].addr_spec == PRIYA
-    assert message["From"].addresses[0].addr_spec == "chaser@lambeth.example.gov.uk"
-    assert message["Reply-To"].addresses[0].addr_spec == "edi@lambeth.example.gov.uk"
-    assert message["Auto-Submitted"] == "auto-generated"
-    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
-    assert message["List-Unsubscribe"] == "<mailto:edi@lambeth.example.gov.uk?subject=unsubscribe>"
+    assert_nudge_headers(message)
     assert message["List-Unsubscribe-Post"] is None  # only with a one-click URL (none for this envelope)
-    assert message["X-Chaser-Outbox-Id"] == "42"
     assert message["Subject"] == "Update needed: HW 3 due in 2 working days"
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
     plain = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]

@@ -28,6 +28,7 @@ from storage.db import session_factory
 from storage.models import Outbox
 from tests.bot import make_envelope
 from tests.bot.graph_server import GraphFake, graph_server
+from tests.bot.test_email_channel import assert_nudge_headers
 from tests.jobs.test_dispatch import T0, add_people, dispatcher, eml_ids, outbox, queue
 
 SENDER = "Chaser <chaser@lambeth.example.gov.uk>"
@@ -139,13 +140,7 @@ def test_the_mailbox_sends_our_mime_with_both_parts_and_the_headers_and_the_rece
     message = parsed(data)
     assert receipt.channel == "email" and receipt.ref == {"message_id": message["Message-ID"]}
     assert message["Message-ID"].startswith("<chaser.42.") and message["Message-ID"].endswith("@lambeth.example.gov.uk>")
-    assert message["To"].addresses[0].addr_spec == PRIYA
-    assert message["From"].addresses[0].addr_spec == "chaser@lambeth.example.gov.uk"
-    assert message["Reply-To"].addresses[0].addr_spec == "edi@lambeth.example.gov.uk"
-    assert message["Auto-Submitted"] == "auto-generated"
-    assert message["X-Auto-Response-Suppress"] == "OOF, AutoReply"
-    assert message["List-Unsubscribe"] == "<mailto:edi@lambeth.example.gov.uk?subject=unsubscribe>"
-    assert message["X-Chaser-Outbox-Id"] == "42"
+    assert_nudge_headers(message)
     assert [part.get_content_type() for part in message.iter_parts()] == ["text/plain", "text/html"]
     assert "HW 3" in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "<!DOCTYPE html>" in message.get_body(("html",)).get_content()  # type: ignore[union-attr]

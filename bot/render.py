@@ -60,6 +60,9 @@ class Rendered:
     # A digest's list of status moves (its template's ``changes`` macro): a section of its own,
     # so a long list is cut there and the headlines above it stay whole.
     chat_changes: str = ""
+    # Per item, its heading line, when the chat template has a ``heading`` macro (Teams': the
+    # card shows it in bold; ``chat_items`` are then the lines under it).
+    chat_headings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,10 +219,12 @@ def _tidy(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
 
 
-def render(envelope: Envelope, *, chat: bool = True, email: bool = True) -> Rendered:
+def render(envelope: Envelope, *, chat: bool = True, email: bool = True, chat_template: str = "slack.md") -> Rendered:
     """Render the templates of ``envelope.kind``; ``chat=False`` skips the chat text, ``email=False``
     the email's plain and HTML bodies (left empty: a Slack message needs neither, and the HTML
-    body was most of a Slack send's rendering)."""
+    body was most of a Slack send's rendering). ``chat_template`` picks the chat flavour:
+    ``slack.md`` (Slack mrkdwn, user text escaped by ``|mrkdwn``) or ``teams.txt`` (plain text,
+    which an Adaptive Card shows as typed: bot.teams_cards puts it in TextRuns)."""
     if envelope.kind not in KINDS:
         raise ValueError(f"no templates for message kind {envelope.kind!r} (known: {', '.join(KINDS)})")
     items = tuple(_item_view(item) for item in envelope.items)
@@ -248,7 +253,7 @@ def render(envelope: Envelope, *, chat: bool = True, email: bool = True) -> Rend
     html = _ENV.get_template(f"{folder}/email-body.html.j2").render(context) if email else ""
     if not chat:  # an email-only recipient: the chat render was a third of the work
         return Rendered(subject=subject, text=text, html=html, chat="", chat_intro="", chat_items=(), chat_outro="")
-    chat_module = _ENV.get_template(f"{folder}/slack.md.j2").make_module(context)
+    chat_module = _ENV.get_template(f"{folder}/{chat_template}.j2").make_module(context)
     return Rendered(
         subject=subject,
         text=text,
@@ -258,6 +263,8 @@ def render(envelope: Envelope, *, chat: bool = True, email: bool = True) -> Rend
         chat_items=tuple(_tidy(chat_module.item_text(item, False)).rstrip("\n") for item in items),
         chat_outro=_tidy(chat_module.outro()).rstrip("\n"),
         chat_changes=_tidy(chat_module.changes()).strip("\n") if hasattr(chat_module, "changes") else "",
+        chat_headings=tuple(" ".join(str(chat_module.heading(item)).split()) for item in items)
+        if hasattr(chat_module, "heading") else (),
     )
 
 

@@ -105,22 +105,29 @@ def credential(secrets: Secrets) -> tuple[str, str, str | dict[str, str]]:
     why = "Microsoft 365 (Graph) needs the Entra app registration's"
     tenant = secrets.require(TENANT_ENV, f"{why} directory (tenant) id")
     client_id = secrets.require(CLIENT_ID_ENV, f"{why} application (client) id")
-    secret = secrets.get(CLIENT_SECRET_ENV)
-    pem = secrets.get(CERTIFICATE_ENV)
+    return tenant, client_id, client_credential(secrets, CLIENT_SECRET_ENV, CERTIFICATE_ENV, why)
+
+
+def client_credential(secrets: Secrets, secret_env: str, certificate_env: str, why: str) -> str | dict[str, str]:
+    """msal's client_credential: the secret in ``secret_env``, or the private key and certificate
+    of the PEM in ``certificate_env`` (``<name>_FILE`` names the file); a ConfigError names what
+    is missing (``why``: "<who> needs the Entra app registration's")."""
+    secret = secrets.get(secret_env)
+    pem = secrets.get(certificate_env)
     if secret and pem:
-        raise ConfigError(f"both {CLIENT_SECRET_ENV} and {CERTIFICATE_ENV}_FILE are set: use one of them")
+        raise ConfigError(f"both {secret_env} and {certificate_env}_FILE are set: use one of them")
     if secret:
-        return tenant, client_id, secret
+        return secret
     if not pem:
-        raise ConfigError(f"{CLIENT_SECRET_ENV} is not set (nor {CLIENT_SECRET_ENV}_FILE), nor "
-                          f"{CERTIFICATE_ENV}_FILE: {why} client secret or certificate")
+        raise ConfigError(f"{secret_env} is not set (nor {secret_env}_FILE), nor "
+                          f"{certificate_env}_FILE: {why} client secret or certificate")
     blocks = {match.group(1): match.group(0) for match in _PEM.finditer(pem)}
     key = next((block for kind, block in blocks.items() if kind.endswith("PRIVATE KEY")), None)
     certificate = blocks.get("CERTIFICATE")
     if key is None or certificate is None:
-        raise ConfigError(f"{CERTIFICATE_ENV}_FILE must be a PEM file holding both the private key and the "
+        raise ConfigError(f"{certificate_env}_FILE must be a PEM file holding both the private key and the "
                           "certificate uploaded to the app registration")
-    return tenant, client_id, {"private_key": key, "public_certificate": certificate}
+    return {"private_key": key, "public_certificate": certificate}
 
 
 def trusted_cas() -> str | bool:

@@ -37,12 +37,13 @@ from sqlalchemy.orm import Session
 
 from bot.channels import channel_class
 from bot.channels.base import can_update
+from bot.render import truncate_plain
 from chaser.errors import InvalidValue, NotAllowed
 from storage.dates import parse_when
 from storage.models import Action, NudgeKey, Outbox, Person, Plan, Reply as ReplyRow, StatusUpdate
 from storage.statuses import STATUSES
 from storage.tracker import actions_with_ref
-from storage.updates import clean_note, record_update
+from storage.updates import NOTE_MAX_CHARS, clean_note, record_update
 
 log = logging.getLogger("chaser.inbound")
 
@@ -268,3 +269,44 @@ def _values(reply: Reply) -> tuple[str | None, Any]:
     if status is None and not (reply.note or "").strip() and due is None:
         raise InvalidValue("nothing to record: give a status, a note or a new date")
     return status, due
+
+
+def form_errors(status: str | None, note: str | None, due_text: str | None) -> dict[str, str]:
+    """What a chat form (Slack's modal, Teams' Update card) refuses, by field (``status``, ``note``,
+    ``due``), said beside the field: what the web form refuses too."""
+    if note is not None and len(note) > NOTE_MAX_CHARS:
+        return {"note": f"Keep the note under {NOTE_MAX_CHARS:,} characters."}
+    if due_text is not None:
+        if len(due_text) > MAX_DUE_CHARS:
+            return {"due": f"Write just the date (at most {MAX_DUE_CHARS} characters)."}
+        parsed = parse_when(due_text)
+        if parsed.end is None:
+            why = parsed.warning or "no date could be read"
+            return {"due": truncate_plain(f"Chaser could not read this date ({why}). Write it like "
+                                          "June 2027 or 30/06/2027.", 150)}
+    if status is None and note is None and due_text is None:
+        return {"status": "Choose a status, or write a note or a new due date."}
+    return {}
+
+
+def take_refresh(session: Session, outbox_id: int | None, channel: str, refresh: Any,
+                 now: dt.datetime) -> tuple[Outbox, Any] | None:
+    """For a chat answer that applied: the message answered (a sent message of ``channel``) and
+    ``refresh(session, message)``, its updated envelope, with its queued in-place update marked
+    as sent (the channel's listener shows the update at once, so the dispatcher does not update
+    the same message again). None when there is nothing to update here."""
+    if refresh is None or outbox_id is None:
+        return None
+    message = session.get(Outbox, outbox_id)
+    if message is not None and message.kind == "update" and message.target_id is not None:
+        message = session.get(Outbox, message.target_id)  # a button of a message already updated once
+    if message is None or message.channel != channel or message.state != "sent" or not message.receipt:
+        return None
+    if message.created_at < now - REFRESH_WINDOW:
+        return None  # too old to edit in place, as for every other message
+    envelope = refresh(session, message)
+    session.execute(update(Outbox).where(Outbox.kind == "update", Outbox.target_id == message.id,
+                                         Outbox.state == "queued")
+                    .values(state="sent", sent_at=now, receipt=message.receipt, lease_until=None)
+                    .execution_options(synchronize_session=False))
+    return message, envelope

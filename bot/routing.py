@@ -25,8 +25,11 @@ def recipient_of(person: Any) -> Recipient:
     """A directory person (a ``Person`` or a row with its columns) as channels see them."""
     addresses = {"email": person.email, "slack": person.slack_id, "teams": person.teams_id}
     checked = getattr(person, "slack_checked_at", None)  # a row read without the column: never looked up
+    conversation = getattr(person, "teams_conversation", None)
+    reachable = conversation and conversation.get("conversation_id") and getattr(person, "teams_blocked_at", None) is None
     return Recipient(person.name, {k: v for k, v in addresses.items() if v}, person.id, person.channel,
-                     {"slack": checked} if checked is not None else {})
+                     {"slack": checked} if checked is not None else {},
+                     {"teams": dict(conversation)} if reachable else {})
 
 
 def candidates(recipient: Recipient, order: Sequence[str]) -> list[str]:

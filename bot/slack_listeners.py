@@ -30,22 +30,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from bot.channels.base import Envelope, Receipt
 from bot.inbound import (
     MAX_DUE_CHARS,
-    REFRESH_WINDOW,
     Policy,
     Reply,
     ReplyResult,
+    form_errors,
     handle_reply,
     queue_refreshes,
+    take_refresh,
 )
 from bot.render import BLOCKS_MAX, mrkdwn_escape, truncate_mrkdwn, truncate_plain
 from storage.controls import snooze
-from storage.dates import format_day, parse_when
+from storage.dates import format_day
 from storage.db import session_factory
 from storage.models import Action, Clock, Outbox, Person
 from storage.statuses import STATUS_LABELS
@@ -155,21 +156,7 @@ class SlackAnswers:
     def take_refresh(self, session: Session, outbox_id: int | None) -> tuple[Outbox, Envelope] | None:
         """The clicked message and its updated envelope, its queued update marked as sent (this
         listener sends it): see the module's docstring. None when it is not a sent Slack message."""
-        if self.refresh is None or outbox_id is None:
-            return None
-        message = session.get(Outbox, outbox_id)
-        if message is not None and message.kind == "update" and message.target_id is not None:
-            message = session.get(Outbox, message.target_id)  # a button of a message already updated once
-        if message is None or message.channel != "slack" or message.state != "sent" or not message.receipt:
-            return None
-        if message.created_at < self.clock() - REFRESH_WINDOW:
-            return None  # too old to edit in place, as for every other message (bot.inbound)
-        envelope = self.refresh(session, message)
-        session.execute(update(Outbox).where(Outbox.kind == "update", Outbox.target_id == message.id,
-                                             Outbox.state == "queued")
-                        .values(state="sent", sent_at=self.clock(), receipt=message.receipt, lease_until=None)
-                        .execution_options(synchronize_session=False))
-        return message, envelope
+        return take_refresh(session, outbox_id, "slack", self.refresh, self.clock())
 
     def tell(self, client: Any, body: dict[str, Any], user: str, result: ReplyResult,
              shown: tuple[Outbox, Envelope] | None) -> None:
@@ -309,23 +296,6 @@ class SlackAnswers:
                         "actions are yours. Ask your EDI lead to add your Slack id.")
                 return text, [_section(text)]
             return action_list(person.name, open_actions(session, person.id), home=home)
-
-
-def form_errors(status: str | None, note: str | None, due_text: str | None) -> dict[str, str]:
-    """The modal's field errors by block id: what the web form refuses, said beside the field."""
-    if note is not None and len(note) > NOTE_MAX_CHARS:
-        return {"note": f"Keep the note under {NOTE_MAX_CHARS:,} characters."}
-    if due_text is not None:
-        if len(due_text) > MAX_DUE_CHARS:
-            return {"due": f"Write just the date (at most {MAX_DUE_CHARS} characters)."}
-        parsed = parse_when(due_text)
-        if parsed.end is None:
-            why = parsed.warning or "no date could be read"
-            return {"due": truncate_plain(f"Chaser could not read this date ({why}). Write it like "
-                                          "June 2027 or 30/06/2027.", 150)}
-    if status is None and note is None and due_text is None:
-        return {"status": "Choose a status, or write a note or a new due date."}
-    return {}
 
 
 def _section(text: str, accessory: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -148,11 +148,12 @@ def _more_words(envelope: Envelope, count: int) -> str:
 
 
 def nudge_card(envelope: Envelope, rendered: Rendered | None = None, *, errors: Mapping[int, str] | None = None,
-               kept: Mapping[int, Kept] | None = None) -> dict[str, Any]:
+               kept: Mapping[int, Kept] | None = None, told: Mapping[int, str] | None = None) -> dict[str, Any]:
     """The Adaptive Card for ``envelope`` (any kind but digest). ``errors`` (by action id) are
-    shown under their item in the attention colour, with the form filled with ``kept``."""
+    shown under their item in the attention colour, with the form filled with ``kept``; ``told``
+    (by action id) in the good colour ("No reminders about HW 3 until …")."""
     rendered = rendered or render(envelope, email=False, chat_template="teams.txt")
-    errors, kept = errors or {}, kept or {}
+    errors, kept, told = errors or {}, kept or {}, told or {}
     body: list[Any] = text_runs(rendered.chat_intro or rendered.chat, weight="Bolder")
     budget = CARD_MAX_BYTES - size(card_json(body)) - 1_500  # room for "…and N more", the outro, the link
     shown, seen = 0, set()
@@ -164,6 +165,8 @@ def nudge_card(envelope: Envelope, rendered: Rendered | None = None, *, errors: 
         parts += text_runs(text)
         if item.action_id is not None and item.action_id in errors:
             parts += text_runs(errors[item.action_id], color="Attention", weight="Bolder")
+        if item.action_id is not None and item.action_id in told:
+            parts += text_runs(told[item.action_id], color="Good", weight="Bolder")
         if has_buttons(envelope, item) and item.action_id not in seen:
             parts.append(_buttons(envelope, item, kept.get(item.action_id)))
             seen.add(item.action_id)
@@ -185,6 +188,11 @@ def nudge_card(envelope: Envelope, rendered: Rendered | None = None, *, errors: 
     if outro and not (envelope.kind == "nudge" and not seen):
         body += text_runs(outro, spacing="Medium")
     return card_json(body, actions)
+
+
+def note_card(text: str) -> dict[str, Any]:
+    """A card of a few lines (plain text: it may quote the plan), when there is no message to show."""
+    return card_json(text_runs(text))
 
 
 def summary(envelope: Envelope, rendered: Rendered | None = None) -> str:

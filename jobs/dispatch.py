@@ -88,7 +88,7 @@ _OUTBOX_COLUMNS = (Outbox.id, Outbox.kind, Outbox.person_id, Outbox.recipient, O
                    Outbox.created_at)
 # slack_checked_at: the Slack channel's address() tells "look them up" from "looked up lately, not there".
 _PERSON_COLUMNS = (Person.id, Person.name, Person.email, Person.slack_id, Person.teams_id, Person.channel,
-                   Person.slack_checked_at)
+                   Person.slack_checked_at, Person.teams_conversation, Person.teams_blocked_at)
 _TABLE = Outbox.__table__
 # Built once: constructing the statement for every message cost more than running it.
 _RECORD_SENT = (

@@ -157,7 +157,12 @@ class Person(Base):
     # When the Slack channel last looked this person up by email (users.lookupByEmail): a person
     # not found is not asked about again for a day; set with slack_id when they were found.
     slack_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    teams_id: Mapped[str | None] = mapped_column(String(200))
+    teams_id: Mapped[str | None] = mapped_column(String(200))  # the Entra object id (Teams' aadObjectId)
+    # Where the Teams bot reaches them (bot.teams_app stores it when the app is installed for them
+    # or they write to it): {"service_url", "conversation_id", "tenant_id", "user_id", "stored_at"}.
+    teams_conversation: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # When Teams said they blocked or removed the bot (403): Teams is skipped until it is installed again.
+    teams_blocked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     delegate_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
     # Leave: until this date (inclusive) nudges go to ``cover``, or wait when there is none.

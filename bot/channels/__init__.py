@@ -28,6 +28,7 @@ CHANNELS: dict[str, str] = {
     "memory": "bot.channels.memory:Memory",
     "outbox_folder": "bot.channels.outbox_folder:OutboxFolder",
     "slack": "bot.channels.slack:Slack",
+    "teams": "bot.channels.teams:Teams",
 }
 
 _classes: dict[str, type] = {}

@@ -61,6 +61,10 @@ class Recipient:
     # its ``address`` can tell "not looked up yet" from "looked up lately and not found" without
     # asking the service (people.slack_checked_at).
     looked_up: Mapping[str, datetime] = field(default_factory=dict)
+    # Where a chat service reaches them beyond an id, by channel kind: Teams' conversation
+    # reference {"service_url", "conversation_id", "tenant_id", ...} (people.teams_conversation),
+    # only while they have not blocked the bot.
+    conversations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def address(self, kind: str) -> str | None:
         return self.addresses.get(kind) or None

@@ -46,11 +46,12 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from pyrate_limiter import AbstractClock, Duration, InMemoryBucket, Rate, RateItem
+from pyrate_limiter import Duration, Rate
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine, update
 
+from bot.channels.limits import RateLimits, seconds as _seconds
 from bot.channels.base import (
     ChannelError,
     Envelope,
@@ -93,73 +94,32 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class _Millis(AbstractClock):
-    """pyrate-limiter's clock, read from Chaser's (an injected clock in tests)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-
-    def now(self) -> int:
-        return int(self.clock().timestamp() * 1000)
-
-
-class SendLimits:
-    """Slack's rate tiers as pyrate-limiter buckets, asked without ever blocking.
-
-    :meth:`take` admits one call of ``method`` (to ``channel``) or raises a throttled
-    :class:`ChannelError` saying when to try again; :meth:`hold` stops a method until a 429's
-    ``Retry-After`` has passed. Thread-safe: the dispatcher sends from several threads.
-    """
+class SendLimits(RateLimits):
+    """Slack's rate tiers (:class:`bot.channels.limits.RateLimits`): :meth:`take` admits one call
+    of ``method`` (to ``channel``) or raises a throttled :class:`ChannelError` saying when to try
+    again; :meth:`hold` stops a method until a 429's ``Retry-After`` has passed."""
 
     def __init__(self, clock: Clock = _utc_now, *, per_channel: list[Rate] | None = None,
                  workspace: list[Rate] | None = None, tier_3: list[Rate] | None = None) -> None:
-        self.clock = _Millis(clock)
+        super().__init__(clock, "Slack")
         self.per_channel = per_channel or PER_CHANNEL
         self.methods = {"chat.postMessage": workspace or WORKSPACE,
                         **{name: tier_3 or TIER_3 for name in TIER_3_METHODS}}
-        self._buckets: dict[str, InMemoryBucket] = {}
-        self._held: dict[str, int] = {}  # method -> until (ms)
-        self._lock = threading.Lock()
-
-    def _bucket(self, key: str, rates: list[Rate]) -> InMemoryBucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = InMemoryBucket(rates)
-            bucket._clock = self.clock  # for its own use of now(); items carry our timestamps anyway
-        return bucket
 
     def take(self, method: str, channel: str | None = None) -> None:
-        with self._lock:
-            now = self.clock.now()
-            held = max(self._held.get(method, 0), self._held.get(f"{method} {channel}", 0) if channel else 0)
-            if now < held:
-                raise self._throttled(method, channel, held - now)
-            checks = []
-            if method == "chat.postMessage" and channel:
-                checks.append(self._bucket(f"channel:{channel}", self.per_channel))
-            if method in self.methods:
-                checks.append(self._bucket(f"method:{method}", self.methods[method]))
-            for bucket in checks:
-                bucket.leak(now)  # drop what has left every window: the list stays short
-                item = RateItem(method, now)
-                if not bucket.put(item):
-                    wait = bucket.waiting(item)
-                    raise self._throttled(method, channel, max(wait, 1))
+        buckets = []
+        if method == "chat.postMessage" and channel:
+            buckets.append((f"channel:{channel}", self.per_channel))
+        if method in self.methods:
+            buckets.append((f"method:{method}", self.methods[method]))
+        where = f" to {channel}" if channel else ""
+        self.admit(f"{method}{where}", buckets, [method, *([f"{method} {channel}"] if channel else [])])
 
-    def hold(self, method: str, seconds: float, channel: str | None = None) -> None:
+    def hold(self, method: str, seconds: float, channel: str | None = None) -> None:  # type: ignore[override]
         """No call of ``method`` (to ``channel``, when given) for ``seconds``: Slack answered 429
         with that ``Retry-After``. chat.postMessage's limit is per channel, so a 429 there holds
         back that channel only; the other methods' tiers are per workspace."""
-        with self._lock:
-            key = f"{method} {channel}" if channel else method
-            until = self.clock.now() + int(seconds * 1000)
-            self._held[key] = max(self._held.get(key, 0), until)
-
-    @staticmethod
-    def _throttled(method: str, channel: str | None, wait_ms: int) -> ChannelError:
-        where = f" to {channel}" if channel else ""
-        return ChannelError(f"Slack rate limit: {method}{where} must wait {wait_ms / 1000:.1f} s",
-                            retry_after=wait_ms / 1000, throttled=True)
+        super().hold(f"{method} {channel}" if channel else method, seconds)
 
 
 class Slack:
@@ -427,10 +387,3 @@ class Slack:
 
 class _CannotLook(Exception):
     """A resend could not search the channel's history for its earlier post."""
-
-
-def _seconds(value: Any) -> float:
-    try:
-        return max(float(value), 0.0)
-    except (TypeError, ValueError):
-        return 1.0  # Slack always sends it; a 429 without one is read as "a second"

@@ -31,8 +31,19 @@ from tests.importers.makers import write_csv
 
 SECRET = "s" * 32
 BASE = "http://testserver"
-# Links are signed on the real clock, so the app's injected clock is the real time too.
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def _sending_now() -> dt.datetime:
+    """The real time if reminders may go out now (a working day, after send_at, outside quiet
+    hours), else when the send window next opens. Links are signed on the real clock, so the
+    app's injected clock stays near it (a few days ahead at most, well inside a link's life),
+    and the sweep at NOW sends whatever the hour the tests run at."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    calendar = parse_config({}, "test").cadence_for("", None).calendar
+    return now if calendar.in_send_window(now) else calendar.next_send_window(now) + dt.timedelta(minutes=1)
+
+
+NOW = _sending_now()
 PLAN = [
     ["Ref", "Action", "Owner", "Deadline"],
     ["P1", "Publish <b>pay</b> gap report", "HR Business Partner", (NOW + dt.timedelta(days=5)).strftime("%d/%m/%Y")],

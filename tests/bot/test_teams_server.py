@@ -108,6 +108,12 @@ def test_a_card_is_posted_to_a_new_conversation_then_replaced_in_place(
     assert [c["title"] for c in teams.cards(conversation)] == ["answered", "two"]
     assert teams.activities(conversation)[0]["id"] == first.json()["id"]
 
+    reply = session.post(f"{url}/{second.json()['id']}", json={"type": "message", "text": "Thanks"})
+    assert reply.status_code == 201
+    assert teams.activities(conversation)[-1] == {"type": "message", "text": "Thanks", "replyToId":
+                                                  second.json()["id"], "id": reply.json()["id"]}
+    assert len(teams.cards(conversation)) == 2  # a text reply has no card
+
     missing = session.put(f"{url}/1:999", json=card())
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "ActivityNotFound"
 

@@ -27,7 +27,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,3 +311,19 @@ def take_refresh(session: Session, outbox_id: int | None, channel: str, refresh:
                     .values(state="sent", sent_at=now, receipt=message.receipt, lease_until=None)
                     .execution_options(synchronize_session=False))
     return message, envelope
+
+
+def after_pool(name: str, workers: int = 4) -> Callable[[Callable[[], None]], None]:
+    """Run work that follows an answer (a chat message updated, a few words back) on a small
+    pool of threads named ``name``, its failures logged: the answer is already committed."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+
+    def run(work: Callable[[], None]) -> None:
+        def logged() -> None:
+            try:
+                work()
+            except Exception:  # noqa: BLE001 - nobody waits for it: log it
+                log.exception("%s: work after an answer failed", name)
+        pool.submit(logged)
+
+    return run

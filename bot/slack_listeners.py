@@ -26,7 +26,6 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -36,6 +35,7 @@ from sqlalchemy.orm import Session
 from bot.channels.base import Envelope, Receipt
 from bot.inbound import (
     MAX_DUE_CHARS,
+    after_pool,
     Policy,
     Reply,
     ReplyResult,
@@ -73,17 +73,7 @@ After = Callable[[Callable[[], None]], None]
 
 def thread_pool(workers: int = 4) -> After:
     """``after`` for a running Chaser: slow work on a small pool, its failures logged."""
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chaser-slack")
-
-    def run(work: Callable[[], None]) -> None:
-        def logged() -> None:
-            try:
-                work()
-            except Exception:  # noqa: BLE001 - nobody waits for it: log it
-                log.exception("slack: work after an acknowledgement failed")
-        pool.submit(logged)
-
-    return run
+    return after_pool("chaser-slack", workers)
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ class Runtime:
     owns_engine: bool = False  # built by build_runtime, so close() disposes of it
     secrets: Secrets | None = None  # where SLACK_BOT_TOKEN and the rest are read (None: the environment)
     _slack: Any = field(default=None, repr=False)  # the bolt app, built once when Slack is enabled
+    _teams: Any = field(default=None, repr=False)  # the /teams/messages answers, built once when Teams is enabled
 
     def run_once(self) -> RunOnce:
         """Read the replies waiting in the inbox folder (so the sweep does not chase what was
@@ -136,6 +137,24 @@ class Runtime:
         threading.Thread(target=connect, name="chaser-slack-socket", daemon=True).start()
         return handler
 
+    # -- Teams answers (bot.teams_app) -----------------------------------------------------
+    def teams_answers(self) -> Any:
+        """What answers ``POST /teams/messages`` (built once): the Bot Connector's tokens checked
+        against ``[channels.teams] openid_url``, answers recorded, cards replaced in place."""
+        if self._teams is None:
+            from bot.channels.teams import teams_settings
+            from bot.inbound import after_pool
+            from bot.teams_app import TeamsAnswers
+            from bot.teams_auth import TokenCheck
+
+            settings = teams_settings(self.config.channels.table("teams"))
+            check = TokenCheck(settings.app_id, settings.openid_url, clock=self.clock, timeout=settings.timeout)
+            self._teams = TeamsAnswers(self.engine, self.config, clock=self.clock,
+                                       channel=self.dispatcher.channel("teams"), check=check,
+                                       tenant_id=settings.tenant_id, refresh=self.refreshed,
+                                       after=after_pool("chaser-teams"))
+        return self._teams
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """``chaser status``'s verdict now, for ``GET /healthz``."""
         with session_factory(self.engine)() as session:
@@ -143,14 +162,16 @@ class Runtime:
         return verdict.healthy, verdict.as_json()
 
     def web_app(self) -> Starlette:
-        """The one web app: the answer pages, ``/healthz``, and ``POST /slack/events`` when
-        ``[channels.slack] mode = "http"``."""
+        """The one web app: the answer pages, ``/healthz``, ``POST /slack/events`` when
+        ``[channels.slack] mode = "http"`` and ``POST /teams/messages`` when Teams is enabled."""
         config = self.config
         routes = []
         if self.slack_mode() == "http":
             from bot.slack_app import events_route
 
             routes.append(events_route(self.slack_app()))
+        if "teams" in config.channels.order:
+            routes.append(self.teams_answers().route())
         return create_app(self.engine, secret=self.secret, edi_leads=[config.edi_lead] if config.edi_lead else [],
                           max_age_days=config.web_link_days, clock=self.clock, health=self.health,
                           updatable=updatable_channels(config), channels=config.channels.order, routes=routes)

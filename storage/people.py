@@ -269,3 +269,41 @@ def role_report(session: Session) -> list[RoleHolders]:
         RoleHolders(role=r.name, people=held.get(r.id, []), actions=counts.get(r.id, 0))
         for r in session.scalars(select(Role).order_by(Role.key))
     ]
+
+
+@dataclass(frozen=True)
+class TeamsReach:
+    """Whether the Teams bot can reach one person who answers for open actions."""
+
+    person: Person
+    open_actions: int
+    reachable: bool
+    reason: str  # "chat stored 2026-12-07", "the app is not installed for them yet", "blocked or removed the app on …"
+
+
+def teams_reach(session: Session) -> list[TeamsReach]:
+    """Everyone who answers for an open action, and whether the Teams bot can reach them: the
+    people ``chaser teams status`` lists (those it cannot reach first)."""
+    from storage.tracker import open_counts  # tracker imports this module
+
+    people = list(session.scalars(select(Person).order_by(Person.name)))
+    counts = open_counts(session, [p.id for p in people])
+    found = []
+    for person in people:
+        count = counts.get(person.id, 0)
+        if not count:
+            continue
+        conversation = person.teams_conversation or {}
+        if person.teams_blocked_at is not None:
+            reason = f"blocked or removed the app on {person.teams_blocked_at:%d/%m/%Y}"
+        elif conversation.get("conversation_id"):
+            stored = str(conversation.get("stored_at") or "")[:10]
+            found.append(TeamsReach(person, count, True, f"chat stored {stored}".strip()))
+            continue
+        elif person.teams_id:
+            reason = "the app is not installed for them yet (their Teams id is known)"
+        else:
+            reason = "the app is not installed for them yet"
+        found.append(TeamsReach(person, count, False, reason))
+    found.sort(key=lambda r: (r.reachable, r.person.name.casefold()))
+    return found

@@ -130,6 +130,7 @@ _DEFAULT_CODES = {400: "BadArgument", 401: "Unauthorized", 403: "ConversationBlo
                   504: "GatewayTimeout"}
 
 _CONVERSATIONS = re.compile(r"/teams/v3/conversations")
+_MEMBER = re.compile(r"/teams/v3/conversations/([^/]+)/members/([^/]+)")
 _ACTIVITIES = re.compile(r"/teams/v3/conversations/([^/]+)/activities(?:/([^/]+))?")
 _ENTRA = re.compile(r"/([^/]+)/(v2\.0/\.well-known/openid-configuration|oauth2/v2\.0/token)")
 
@@ -149,6 +150,9 @@ class TeamsFake:
     tokens: set[str] = field(default_factory=set)
     conversations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     blocked: set[str] = field(default_factory=set)  # conversations whose user blocked or removed the bot
+    # Teams accounts by user id ("29:…"), as GET …/members/{id} answers them: {"id", "name",
+    # "aadObjectId", "userPrincipalName", "email"}.
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: list[Rule] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -329,6 +333,13 @@ class TeamsFake:
         if not bearer.startswith("Bearer ") or bearer[7:] not in self.tokens:
             return _json(401, DENIED)
         method, path = request.method, request.path
+        member = _MEMBER.fullmatch(path) if method == "GET" else None
+        if member is not None:  # getConversationMember: the account of one member of the chat
+            with self._lock:
+                found = self.members.get(unquote(member.group(2)))
+            if found is None:
+                return _error(404, "MemberNotFoundInConversation", "The member was not found in the conversation.")
+            return _json(200, found)
         one = _ACTIVITIES.fullmatch(path)
         create = method == "POST" and _CONVERSATIONS.fullmatch(path) is not None
         post = one is not None and method == "POST"  # a new activity, or a reply to one (.../activities/{id})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,8 @@ def fake(ca: trustme.CA, chaser: Chaser, tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def runtime(db_url: str, at: dt.datetime = ANSWERED) -> Runtime:
-    env = {"CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32, "CHASER_TEAMS_CLIENT_SECRET": "teams-secret"}
+    env = {**{k: v for k, v in os.environ.items() if k.startswith("SLACK_")},  # when a test enables Slack too
+           "CHASER_DATABASE_URL": db_url, "CHASER_SECRET_KEY": "k" * 32, "CHASER_TEAMS_CLIENT_SECRET": "teams-secret"}
     return build_runtime(load_config("chaser.toml", env), environ=env, engine=make_engine(db_url), clock=lambda: at)
 
 

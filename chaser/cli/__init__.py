@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import click
 
-from chaser.cli import database, digest, outbox, people, plans, replies, run
+from chaser.cli import database, digest, outbox, people, plans, replies, run, teams
 from chaser.cli.common import Context
 
-MODULES = (database, plans, people, run, outbox, replies, digest)
+MODULES = (database, plans, people, run, outbox, replies, digest, teams)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -16,8 +16,8 @@ from chaser.teams import TEMPLATE_DIR, Owner, PackageDetails, build_package, che
 from storage.tracker import find_people, people_with_open_actions
 
 # Where to find the catalog id, for the message that asks for it.
-CATALOG_HELP = ("the app's id in your tenant's app catalog, which Teams gives the app when it is uploaded (Teams "
-                "admin centre > Manage apps > Chaser: App ID), not the manifest's id")
+CATALOG_HELP = ("the app's id in your tenant's app catalog, which Teams gives the app when it is uploaded (the App "
+                "ID on its page in the Teams admin centre, Teams apps > Manage apps), not the manifest's id")
 
 
 def teams_table(ctx: Context) -> dict[str, Any]:

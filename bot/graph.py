@@ -1,5 +1,6 @@
 """Microsoft Graph for one Microsoft 365 mailbox: an app-only token and the HTTP calls, and the
-mail source that reads replies from that mailbox's inbox.
+mail source that reads replies from that mailbox's inbox; and, with a client made by
+:meth:`GraphClient.for_users`, installing the Teams app for owners (:func:`install_teams_app`).
 
 Sending (:class:`bot.channels.email_graph.GraphEmail`) and reading (:class:`GraphSource`) share
 :class:`GraphClient`: one ``requests`` session, one msal ``ConfidentialClientApplication`` whose
@@ -53,6 +54,9 @@ CLIENT_SECRET_ENV = "CHASER_GRAPH_CLIENT_SECRET"
 # Read through Secrets: CHASER_GRAPH_CERTIFICATE_FILE names the PEM file (private key and
 # certificate), or CHASER_GRAPH_CERTIFICATE holds the PEM itself.
 CERTIFICATE_ENV = "CHASER_GRAPH_CERTIFICATE"
+# Lets an app install itself (the Teams app whose manifest's webApplicationInfo.id is this app
+# registration) for any user: https://learn.microsoft.com/microsoftteams/platform/graph-api/proactive-bots-and-messages/graph-proactive-bots-and-messages
+TEAMS_INSTALL_PERMISSION = "TeamsAppInstallation.ReadWriteSelfForUser.All"
 DONE_FOLDER = "Chaser done"
 FAILED_FOLDER = "Chaser failed"
 PAGE_SIZE = 50
@@ -77,17 +81,7 @@ def check_settings(table: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(mailbox, str) or "@" not in mailbox or any(c.isspace() or c in "/?#" for c in mailbox):
         raise ConfigError("'channels.email.graph_mailbox' is required for Microsoft 365: the address of the "
                           f"mailbox Chaser sends from and reads, such as \"chaser@council.example\"; got {mailbox!r}")
-    settings: dict[str, Any] = {"mailbox": mailbox.strip()}
-    for key, default in (("graph_url", GRAPH_URL), ("authority_url", AUTHORITY_URL)):
-        url = table.get(key, default)
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
-            raise ConfigError(f"'channels.email.{key}' must be an https URL such as \"{default}\", got {url!r}")
-        settings[key] = url.rstrip("/")
-    timeout = table.get("graph_timeout", 30)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ConfigError(f"'channels.email.graph_timeout' must be a number of seconds above 0, got {timeout!r}")
-    settings["timeout"] = float(timeout)
+    settings: dict[str, Any] = {"mailbox": mailbox.strip(), **check_endpoints(table, "channels.email")}
     for key, default in (("done_folder", DONE_FOLDER), ("failed_folder", FAILED_FOLDER)):
         name = table.get(key, default)
         if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name:
@@ -96,6 +90,23 @@ def check_settings(table: Mapping[str, Any]) -> dict[str, Any]:
         settings[key] = name.strip()
     if settings["done_folder"].casefold() == settings["failed_folder"].casefold():
         raise ConfigError("'channels.email.done_folder' and 'channels.email.failed_folder' must be different folders")
+    return settings
+
+
+def check_endpoints(table: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """``graph_url``, ``authority_url`` and ``graph_timeout`` of a ``[channels.*]`` table, checked
+    (a ConfigError names ``section.key``), with their defaults: the global cloud, 30 seconds."""
+    settings: dict[str, Any] = {}
+    for key, default in (("graph_url", GRAPH_URL), ("authority_url", AUTHORITY_URL)):
+        url = table.get(key, default)
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            raise ConfigError(f"'{section}.{key}' must be an https URL such as \"{default}\", got {url!r}")
+        settings[key] = url.rstrip("/")
+    timeout = table.get("graph_timeout", 30)
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"'{section}.graph_timeout' must be a number of seconds above 0, got {timeout!r}")
+    settings["timeout"] = float(timeout)
     return settings
 
 
@@ -142,8 +153,9 @@ class GraphClient:
 
     def __init__(self, *, tenant: str, client_id: str, client_credential: str | dict[str, str], mailbox: str,
                  graph_url: str = GRAPH_URL, authority_url: str = AUTHORITY_URL, timeout: float = 30.0,
-                 verify: str | bool | None = None) -> None:
-        self.mailbox = mailbox
+                 verify: str | bool | None = None, section: str = "channels.email") -> None:
+        self.mailbox = mailbox  # "": a client for the tenant's users (for_users), not one mailbox
+        self.section = section  # the config table its URLs came from, named in errors
         self.graph_url = graph_url.rstrip("/")
         self.authority = f"{authority_url.rstrip('/')}/{tenant}"
         self.client_id = client_id
@@ -170,6 +182,17 @@ class GraphClient:
                 _SHARED[key] = cls(**values)
             return _SHARED[key]
 
+    @classmethod
+    def for_users(cls, table: Mapping[str, Any], secrets: Secrets, *, section: str) -> GraphClient:
+        """A client for calls about any user of the tenant rather than one mailbox (installing the
+        Teams app for owners): the endpoints from ``table`` (see :func:`check_endpoints`), the
+        credentials from the same ``CHASER_GRAPH_*`` variables as the mailbox uses."""
+        settings = check_endpoints(table, section)
+        tenant, client_id, client_credential = credential(secrets)
+        return cls(tenant=tenant, client_id=client_id, client_credential=client_credential, mailbox="",
+                   graph_url=settings["graph_url"], authority_url=settings["authority_url"],
+                   timeout=settings["timeout"], section=section)
+
     @property
     def user_url(self) -> str:
         """``{graph_url}/v1.0/users/{mailbox}``: every call is about the one mailbox."""
@@ -190,7 +213,7 @@ class GraphClient:
             with self._lock:
                 self._app = None  # discovery failed: try again next time
             raise GraphError(f"Microsoft 365: could not get a token from {self.authority}: {exc} (check {TENANT_ENV}, "
-                             "'channels.email.authority_url' and the certificate, if one is used)") from exc
+                             f"'{self.section}.authority_url' and the certificate, if one is used)") from exc
         if "access_token" not in result:
             description = " ".join(str(result.get("error_description") or "").split())[:300]
             raise GraphError(f"Microsoft 365: {self.authority} refused a token to app {self.client_id}: "
@@ -227,10 +250,11 @@ class GraphClient:
             return GraphError(f"Microsoft Graph {what}: throttled ({said})", status=status, code=code,
                               retry_after=retry_after if retry_after is not None else 60.0, throttled=True)
         if status in (401, 403):
+            policy = f", and the access policy must let it use {self.mailbox}" if self.mailbox else ""
             return GraphError(f"Microsoft Graph {what}: {said}. The app registration {self.client_id} needs the "
-                              f"{permission} application permission with admin consent, and the access policy "
-                              f"must let it use {self.mailbox}", status=status, code=code)
-        if status == 404 and code in ("ErrorInvalidUser", "MailboxNotEnabledForRESTAPI"):
+                              f"{permission} application permission with admin consent{policy}",
+                              status=status, code=code)
+        if status == 404 and self.mailbox and code in ("ErrorInvalidUser", "MailboxNotEnabledForRESTAPI"):
             return GraphError(f"Microsoft Graph {what}: {said}: is 'channels.email.graph_mailbox' = "
                               f"{self.mailbox!r} a Microsoft 365 mailbox?", status=status, code=code)
         if status >= 500 or status == 408:
@@ -251,7 +275,7 @@ class GraphClient:
         self.session.close()
 
     def __repr__(self) -> str:  # never the secret
-        return f"GraphClient({self.mailbox} at {self.graph_url}, app {self.client_id})"
+        return f"GraphClient({self.mailbox or 'users'} at {self.graph_url}, app {self.client_id})"
 
 
 class _Session(requests.Session):
@@ -283,6 +307,25 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def install_teams_app(client: GraphClient, user: str, catalog_app_id: str) -> bool:
+    """Install the Teams app ``catalog_app_id`` (its id in the tenant's app catalog, not the
+    manifest's id) in the personal scope of ``user`` (an Entra object id or user principal name):
+    True when installed now, False when it already was (409). Any other failure is a GraphError.
+
+    https://learn.microsoft.com/graph/api/userteamwork-post-installedapps: 201 with no body;
+    installing, Teams sends the bot a conversationUpdate for the new personal chat.
+    """
+    body = {"teamsApp@odata.bind": f"{client.graph_url}/v1.0/appCatalogs/teamsApps/{quote(catalog_app_id, safe='')}"}
+    try:
+        client.request("POST", f"{client.graph_url}/v1.0/users/{quote(user, safe='@')}/teamwork/installedApps",
+                       what=f"installing the Teams app for {user}", permission=TEAMS_INSTALL_PERMISSION, json=body)
+    except GraphError as exc:
+        if exc.status == 409:  # "already installed": what was wanted
+            return False
+        raise
+    return True
 
 
 def odata_string(value: str) -> str:

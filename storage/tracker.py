@@ -343,6 +343,20 @@ def people_by_id(session: Session, ids: Iterable[int]) -> dict[int, PersonName]:
     return found
 
 
+def find_people(session: Session, emails: Iterable[str]) -> list[PersonName]:
+    """The directory's entries for ``emails``, in the order given; NotFound names every address
+    nobody in the directory has."""
+    wanted = [e.strip().lower() for e in emails]
+    rows = {row.email: row for row in session.execute(
+        select(Person.id, Person.email, Person.name, Person.slack_id, Person.teams_id, Person.channel)
+        .where(Person.email.in_(wanted)))} if wanted else {}
+    missing = [e for e in wanted if e not in rows]
+    if missing:
+        raise NotFound(f"{', '.join(missing)}: nobody with {'that email' if len(missing) == 1 else 'those emails'} "
+                       "in the people directory (see 'chaser people import')")
+    return [PersonName(*rows[e]) for e in dict.fromkeys(wanted)]
+
+
 def import_people(session: Session, path: str | Path, channels: Collection[str] | None = None) -> DirectoryResult:
     """Import the people directory (``channels``: the channel names a person may choose); the
     actions of everyone whose roles or addresses changed are looked at again at the next sweep."""

@@ -62,7 +62,9 @@ from chaser.errors import ConfigError
 log = logging.getLogger("chaser.teams")
 
 KEYS = {"enabled", "app_id", "tenant_id", "token_url", "openid_url", "digest_channel", "service_url",
-        "catalog_app_id", "timeout"}
+        "catalog_app_id", "timeout",
+        # chaser teams install's Graph endpoints, when they are not [channels.email]'s (chaser.teams)
+        "graph_url", "authority_url", "graph_timeout"}
 TOKEN_URL = "https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"
 OPENID_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 SERVICE_URL = "https://smba.trafficmanager.net/teams/"

@@ -6,7 +6,10 @@ client secret (or a client assertion signed with the app's certificate), the sco
 ``https://graph.microsoft.com/.default``, the bearer token on every Graph call (401 otherwise),
 the mailbox in the path (404 ``ErrorInvalidUser``), base64 MIME posted to ``sendMail``. It
 holds a mailbox (Inbox, Sent Items, folders made by the app), records every request, and can be
-told to answer a call with 429 and ``Retry-After``, a 5xx, or a 400/404 (:meth:`GraphFake.fail`).
+told to answer a call with 429 and ``Retry-After``, a 5xx, or a 400/403/404 (:meth:`GraphFake.fail`).
+It also plays the tenant's users and app catalog for installing the Teams app in a user's
+personal scope (``POST /users/{id}/teamwork/installedApps``: 201, 409 when installed already,
+404 for a user the tenant does not have).
 
 Shapes follow the Graph v1.0 reference: ``sendMail`` answers 202 with no body and saves to Sent
 Items; collections are ``{"value": [...], "@odata.nextLink": ...}`` paged with ``$top``/``$skip``
@@ -92,6 +95,11 @@ class GraphFake:
     mailbox: str = "chaser@lambeth.example.gov.uk"
     expires_in: int = 3599
     reject_recipients: set[str] = field(default_factory=set)  # sendMail answers 400 ErrorInvalidRecipients
+    # The tenant's users (Entra object id -> user principal name) and the apps in its catalog, for
+    # POST /users/{id or upn}/teamwork/installedApps; installed holds (object id, catalog app id).
+    users: dict[str, str] = field(default_factory=dict)
+    catalog: set[str] = field(default_factory=set)
+    installed: set[tuple[str, str]] = field(default_factory=set)
     url: str = ""
     requests: list[Request] = field(default_factory=list)
     folders: dict[str, str] = field(default_factory=dict)  # id -> displayName
@@ -111,7 +119,7 @@ class GraphFake:
         """Answer the next ``times`` calls of ``method`` whose path matches the regex ``path``
         with ``status`` (and Graph's error ``code``, and ``Retry-After``)."""
         default = {429: "TooManyRequests", 503: "ServiceNotAvailable", 500: "InternalServerError",
-                   404: "ErrorItemNotFound", 400: "ErrorInvalidRequest"}
+                   404: "ErrorItemNotFound", 400: "ErrorInvalidRequest", 403: "Forbidden"}
         self.rules.append(Rule(method, re.compile(path), status, code or default.get(status, "Error"), retry_after,
                                times))
 
@@ -177,6 +185,8 @@ class GraphFake:
         if not bearer.startswith("Bearer ") or bearer[7:] not in self.tokens:
             return _error(401, "InvalidAuthenticationToken",
                           "Access token is empty." if not bearer else "Access token validation failure.")
+        if users.group(2) == "/teamwork/installedApps":
+            return self._install(request, users.group(1))
         if users.group(1).lower() != self.mailbox.lower():
             return _error(404, "ErrorInvalidUser", f"The requested user '{users.group(1)}' is invalid.")
         return self._graph(request, users.group(2))
@@ -276,6 +286,26 @@ class GraphFake:
                 self.messages[moved.id] = moved
                 return _json(201, moved.resource())
         return _error(400, "BadRequest", f"Unsupported request: {method} {rest}")
+
+    def _install(self, request: Request, user: str) -> tuple[int, dict[str, str], bytes]:
+        """Install app for user: 201 and no body; 409 when it is installed already; 404 for a user
+        the tenant does not have (by object id or, case-insensitively, user principal name)."""
+        if request.method != "POST":
+            return _error(405, "MethodNotAllowed", f"{request.method} is not supported by this test server.")
+        object_id = next((oid for oid, upn in self.users.items() if user in (oid, upn) or user.lower() == upn.lower()),
+                         None)
+        if object_id is None:
+            return _error(404, "NotFound", f"User {user} not found.")
+        bind = str(json.loads(request.body or b"{}").get("teamsApp@odata.bind", ""))
+        app = re.fullmatch(re.escape(self.url) + r"/v1\.0/appCatalogs/teamsApps/([^/]+)", bind)
+        if app is None:
+            return _error(400, "BadRequest", f"teamsApp@odata.bind must name an app catalog entry, got {bind!r}.")
+        if app.group(1) not in self.catalog:
+            return _error(404, "NotFound", f"App {app.group(1)} was not found in the app catalog.")
+        if (object_id, app.group(1)) in self.installed:
+            return _error(409, "Conflict", "App is already installed.")
+        self.installed.add((object_id, app.group(1)))
+        return 201, {}, b""
 
     def _send_mail(self, request: Request) -> tuple[int, dict[str, str], bytes]:
         if not request.headers.get("content-type", "").startswith("text/plain"):

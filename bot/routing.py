@@ -39,15 +39,27 @@ def candidates(recipient: Recipient, order: Sequence[str]) -> list[str]:
 
 
 def choose(recipient: Recipient, order: Sequence[str], channel: Callable[[str], Channel],
-           skip: Collection[str] = ()) -> Route | None:
-    """The first channel (not in ``skip``: it failed for good) that can reach ``recipient``."""
-    for kind in candidates(recipient, order):
-        if kind in skip:
+           skip: Collection[str] = (), kind: str | None = None) -> Route | None:
+    """The first channel (not in ``skip``: it failed for good) that can reach ``recipient`` with a
+    message of ``kind``."""
+    for name in candidates(recipient, order):
+        if name in skip:
             continue
-        address = channel(kind).address(recipient)
+        address = address_on(channel(name), recipient, kind)
         if address:
-            return Route(kind, address)
+            return Route(name, address)
     return None
+
+
+def address_on(channel: Channel, recipient: Recipient, kind: str | None) -> str | None:
+    """``channel.address(recipient)``, else, for a message that goes to a shared place rather than
+    to the person (the EDI lead's list in Teams' ``digest_channel``), the channel's
+    ``shared_address(kind)`` when it has one."""
+    address = channel.address(recipient)
+    if not address and kind is not None:
+        shared = getattr(channel, "shared_address", None)
+        address = shared(kind) if callable(shared) else None
+    return address
 
 
 def why_unreachable(recipient: Recipient, order: Sequence[str], failed: Collection[str]) -> str:

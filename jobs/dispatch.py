@@ -36,7 +36,7 @@ from bot.channels.base import (
     Channel, ChannelError, Envelope, Item, Receipt, Recipient, Recorded, Secrets, can_update,
 )
 from bot.links import answer_links, mine_link, preferences_url
-from bot.routing import Route, choose, recipient_of, why_unreachable
+from bot.routing import Route, address_on, choose, recipient_of, why_unreachable
 from chaser.errors import ChaserError
 from jobs.digest_send import KIND as DIGEST
 from jobs.digest_send import SLACK_SUMMARY, DigestBuilder
@@ -178,11 +178,12 @@ class Dispatcher:
         (of the person's own, then ``[channels] order``) that reaches its recipient."""
         order = self.config.channels.order
         recipient = prepared.envelope.recipient
+        kind = prepared.envelope.kind
         if prepared.channel in order and prepared.channel not in failed:
-            address = self.channel(prepared.channel).address(recipient)
+            address = address_on(self.channel(prepared.channel), recipient, kind)
             if address:
                 return Route(prepared.channel, address)
-        return choose(recipient, order, self.channel, failed)
+        return choose(recipient, order, self.channel, failed, kind)
 
     # -- claiming -------------------------------------------------------------------------
     def claim(self, limit: int) -> list[Claimed]:

@@ -212,6 +212,11 @@ class Teams:
         conversation = recipient.conversations.get("teams") or {}
         return conversation.get("conversation_id") or None
 
+    def shared_address(self, kind: str) -> str | None:
+        """Where a message of ``kind`` goes when it is not for one person's chat: the EDI lead's
+        list to ``digest_channel`` (so a lead with no chat with the bot gets it there)."""
+        return self.settings.digest_channel if kind == "lead_list" else None
+
     # -- sending ----------------------------------------------------------------------------
     def send(self, envelope: Envelope) -> Receipt:
         """Post the card into the recipient's chat (the lead's list into ``digest_channel`` when set)."""

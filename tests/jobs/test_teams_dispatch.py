@@ -8,6 +8,7 @@ on to when the next retry is due.
 from __future__ import annotations
 
 import collections
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,25 @@ def test_an_update_replaces_the_card_in_place(engine: Engine, fake: TeamsFake, c
     receipt = Receipt.from_json(outbox(engine)[sent].receipt)
     assert put.path.endswith(receipt.ref["activity"])
     assert len(fake.activities("a:chat-0")) == 1  # replaced, not a second message
+
+
+def test_the_leads_list_goes_to_the_teams_channel_when_one_is_set(engine: Engine, fake: TeamsFake,
+                                                                  clock: Clock) -> None:
+    # The lead has no chat with the bot at all: the list goes to the channel all the same.
+    [lead] = add_people(engine, [{"name": "Lee Lead", "email": "lead@c.example"}])
+    [sent] = queue(engine, [lead], 1, kind="lead_list")
+    channel = teams(fake, clock, digest_channel="19:edi-leads@thread.tacv2", service_url=fake.service_url)
+    email = Memory(kind="email", reaches="email")
+    run = dispatcher(engine, clock, {"teams": channel, "email": email}, order=("teams", "email"))
+    assert run.run_once().sent == 1
+    row = outbox(engine)[sent]
+    assert (row.channel, row.recipient) == ("teams", "19:edi-leads@thread.tacv2") and email.sent == []
+    [card] = fake.cards("19:edi-leads@thread.tacv2")
+    assert "no answer from the owner yet" in json.dumps(card)
+    # The bot removed from that team: nobody is marked unreachable, the list goes by email.
+    fake.blocked.add("19:edi-leads@thread.tacv2")
+    [again] = queue(engine, [lead], 1, kind="lead_list")
+    drain(run, clock, engine)
+    assert outbox(engine)[again].channel == "email"
+    with session_factory(engine)() as session:
+        assert session.get(Person, lead).teams_blocked_at is None

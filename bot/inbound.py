@@ -37,7 +37,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from bot.channels import channel_class
-from bot.channels.base import can_update
+from bot.channels.base import Receipt, can_update
 from bot.render import truncate_plain
 from chaser.errors import InvalidValue, NotAllowed
 from storage.dates import parse_when
@@ -327,3 +327,17 @@ def after_pool(name: str, workers: int = 4) -> Callable[[Callable[[], None]], No
         pool.submit(logged)
 
     return run
+
+
+def update_at_once(sessions: Any, channel: Any, message: Outbox, envelope: Any, now: Callable[[], dt.datetime]) -> None:
+    """Replace the answered chat ``message`` with ``envelope`` through its channel right away
+    (``channel.update``: its rendering, its limits); when that fails, queue the message's
+    in-place update for the dispatcher again, which retries it like any send."""
+    try:
+        channel.update(Receipt.from_json(message.receipt or {}), envelope)
+    except Exception as exc:  # noqa: BLE001 - whatever it was, the dispatcher tries again
+        log.warning("%s: updating message %d at once failed (%s): queued for the dispatcher", channel.kind,
+                    message.id, exc)
+        ids = [item["action_id"] for item in message.payload.get("items", ())]
+        with sessions.begin() as session:
+            queue_refreshes(session, ids, now(), (channel.kind,))

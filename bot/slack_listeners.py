@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from bot.channels.base import Envelope, Receipt
+from bot.channels.base import Envelope
 from bot.inbound import (
     MAX_DUE_CHARS,
     after_pool,
@@ -41,8 +41,8 @@ from bot.inbound import (
     ReplyResult,
     form_errors,
     handle_reply,
-    queue_refreshes,
     take_refresh,
+    update_at_once,
 )
 from bot.render import BLOCKS_MAX, mrkdwn_escape, truncate_mrkdwn, truncate_plain
 from storage.controls import snooze
@@ -167,13 +167,7 @@ class SlackAnswers:
     def update_message(self, message: Outbox, envelope: Envelope) -> None:
         """chat.update of the clicked message, through the Slack channel (its blocks, its limits);
         on failure the message's update goes back to the dispatcher, which retries it."""
-        try:
-            self.channel.update(Receipt.from_json(message.receipt or {}), envelope)
-        except Exception as exc:  # noqa: BLE001 - whatever it was, the dispatcher tries again
-            log.warning("slack: updating message %d at once failed (%s): queued for the dispatcher", message.id, exc)
-            ids = [item["action_id"] for item in message.payload.get("items", ())]
-            with self.sessions.begin() as session:
-                queue_refreshes(session, ids, self.clock(), ("slack",))
+        update_at_once(self.sessions, self.channel, message, envelope, self.clock)
 
     @staticmethod
     def refusal(result: ReplyResult) -> str:

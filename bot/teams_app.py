@@ -45,8 +45,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot.channels.base import Envelope, Receipt
-from bot.inbound import Policy, Reply, ReplyResult, form_errors, handle_reply, queue_refreshes, take_refresh
+from bot.channels.base import Envelope
+from bot.inbound import Policy, Reply, ReplyResult, form_errors, handle_reply, take_refresh, update_at_once
 from bot.teams_auth import Refused, TokenCheck
 from bot.teams_cards import (
     CARD_CONTENT_TYPE,
@@ -307,13 +307,7 @@ class TeamsAnswers:
 
     def update_message(self, message: Outbox, envelope: Envelope) -> None:
         """PUT the answered card (an Action.Submit's); on failure the dispatcher's queued update does it."""
-        try:
-            self.channel.update(Receipt.from_json(message.receipt or {}), envelope)
-        except Exception as exc:  # noqa: BLE001 - whatever it was, the dispatcher tries again
-            log.warning("teams: updating message %d at once failed (%s): queued for the dispatcher", message.id, exc)
-            ids = [item["action_id"] for item in message.payload.get("items", ())]
-            with self.sessions.begin() as session:
-                queue_refreshes(session, ids, self.clock(), ("teams",))
+        update_at_once(self.sessions, self.channel, message, envelope, self.clock)
 
     @staticmethod
     def _person(session: Session, activity: Mapping[str, Any]) -> Person | None:

@@ -53,11 +53,11 @@ from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
 from tests.bot.graph_server import Request
+from tests.bot.entra import grant, openid_configuration
 from tests.bot.loopback import serving
 
 SCOPE = "https://api.botframework.com/.default"
 ISSUER = "https://api.botframework.com"
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ADAPTIVE = "application/vnd.microsoft.card.adaptive"
 CARD_VERSION_MAX = (1, 5)  # what Teams renders; a newer card shows as "unsupported"
 MAX_MESSAGE_BYTES = 28 * 1024  # Teams' limit on a bot's message, the whole JSON body
@@ -287,45 +287,17 @@ class TeamsFake:
 
     # -- Entra -------------------------------------------------------------------------------
     def _openid_configuration(self) -> dict[str, Any]:
-        base = f"{self.url}/{self.tenant}"
-        return {"token_endpoint": f"{base}/oauth2/v2.0/token", "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                "issuer": f"{base}/v2.0", "token_endpoint_auth_methods_supported":
-                ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"]}
+        return openid_configuration(f"{self.url}/{self.tenant}")
 
     def _token(self, request: Request) -> tuple[int, dict[str, str], bytes]:
-        form = {key: values[0] for key, values in parse_qs(request.body.decode("utf-8")).items()}
-        if form.get("grant_type") != "client_credentials":
-            return _json(400, {"error": "unsupported_grant_type", "error_description": "AADSTS70003"})
-        if form.get("client_id") != self.app_id:
-            return _json(400, {"error": "unauthorized_client", "error_description":
-                               f"AADSTS700016: Application with identifier '{form.get('client_id')}' was not found "
-                               f"in the directory '{self.tenant}'."})
-        if form.get("scope") != SCOPE:
-            return _json(400, {"error": "invalid_scope", "error_description":
-                               f"AADSTS1002012: The provided value for scope {form.get('scope')} is not valid. "
-                               "Client credential flows must have a scope value with /.default suffixed."})
-        if not self._authenticated(form):
-            return _json(401, {"error": "invalid_client", "error_description":
-                               "AADSTS7000215: Invalid client secret provided."})
-        token = f"eyJ0.teams.{uuid.uuid4().hex}"
-        with self._lock:
-            self.tokens.add(token)
-        return _json(200, {"token_type": "Bearer", "expires_in": self.expires_in, "ext_expires_in": self.expires_in,
-                           "access_token": token})
-
-    def _authenticated(self, form: dict[str, str]) -> bool:
-        if "client_secret" in form:
-            return self.client_secret is not None and form["client_secret"] == self.client_secret
-        if form.get("client_assertion_type") != JWT_BEARER or self.certificate_pem is None:
-            return False
-        certificate = x509.load_pem_x509_certificate(self.certificate_pem)
-        try:
-            claims = jwt.decode(form.get("client_assertion", ""), certificate.public_key(),  # type: ignore[arg-type]
-                                algorithms=["PS256", "RS256"], audience=self.token_url)
-        except jwt.PyJWTError:
-            return False
-        return bool(claims.get("iss") == claims.get("sub") == self.app_id)
+        status, body = grant(request.body, tenant=self.tenant, client_id=self.app_id, scope=SCOPE,
+                             client_secret=self.client_secret, certificate_pem=self.certificate_pem,
+                             token_url=f"{self.url}/{self.tenant}/oauth2/v2.0/token", expires_in=self.expires_in,
+                             prefix="eyJ0.teams.")
+        if status == 200:
+            with self._lock:
+                self.tokens.add(body["access_token"])
+        return _json(status, body)
 
     # -- the Bot Connector ---------------------------------------------------------------------
     def _connector(self, request: Request) -> tuple[int, dict[str, str], bytes]:

@@ -29,6 +29,7 @@ from storage.importers.load import import_plan_file
 from storage.models import Action, Outbox, Person, Reply, StatusUpdate
 from storage.people import import_directory
 from storage.updates import current_state
+from tests.bot.cards import button, datas_of, nodes
 from tests.bot.teams_server import TeamsFake, activity, teams_server
 from tests.importers.makers import write_csv
 
@@ -113,20 +114,7 @@ def send_card(bot: Bot) -> tuple[dict[str, Any], int]:
 
 
 def data_of(card: dict[str, Any], action_id: int, title: str) -> dict[str, Any]:
-    found = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("title") == title and isinstance(node.get("data"), dict) and node["data"].get("a") == action_id:
-                found.append(node["data"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card)
-    return found[0]
+    return button(card, action_id, title)["data"]
 
 
 def invoke(bot: Bot, data: dict[str, Any], *, aad: str = PRIYA_AAD, **extra: Any) -> dict[str, Any]:
@@ -179,25 +167,8 @@ def test_an_action_submit_from_an_older_client_is_recorded_and_the_card_updated(
         assert current_state(session, session.get(Action, p1)).status == "amber"
     [put] = bot.fake.calls("PUT", r"/activities/")
     [shown] = bot.fake.cards("a:priya")
-    assert "Answered" in json.dumps(shown) and not [d for d in _datas(shown) if d.get("a") == p1]
+    assert "Answered" in json.dumps(shown) and not [d for d in datas_of(shown) if d.get("a") == p1]
     assert put.path.endswith(bot.fake.activities("a:priya")[0]["id"])
-
-
-def _datas(card: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("data"), dict):
-                found.append(node["data"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card)
-    return found
 
 
 def test_a_chat_message_stores_the_chat_and_is_answered(bot: Bot) -> None:
@@ -245,19 +216,7 @@ def test_every_user_string_in_a_card_is_a_text_run() -> None:
     item = Item(ref="P1", title=HOSTILE, plan=HOSTILE, rule="due", why="It is due today.", due=dt.date(2026, 3, 6),
                 due_text=HOSTILE, status="amber", owner=HOSTILE, action_id=1)
     card = nudge_card(Envelope(7, "nudge", Recipient(HOSTILE, {}), (item,), NOW))
-    blocks: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") in ("TextBlock", "TextRun"):
-                blocks.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card)
+    blocks = nodes(card, lambda n: n.get("type") in ("TextBlock", "TextRun"))
     assert any(HOSTILE in b["text"] for b in blocks)
     assert all(b["type"] == "TextRun" for b in blocks if "evil.example" in b["text"] or "<at>" in b["text"])
     assert "msteams" not in json.dumps(card).replace('"msteams": {"width": "Full"}', "")  # no mention entities

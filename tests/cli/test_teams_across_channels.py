@@ -15,16 +15,8 @@ from storage.db import session_factory
 from storage.models import Action, Outbox, Person
 from tests.bot.slack_server import BOT_TOKEN, SlackFake, slack_server
 from tests.bot.teams_server import TeamsFake, teams_server
-from tests.cli.test_teams_loop import (
-    PRIYA_AAD,
-    PRIYA_CHAT,
-    button,
-    execute,
-    install,
-    post,
-    runtime,
-    texts,
-)
+from tests.bot.cards import button, texts
+from tests.cli.test_teams_loop import PRIYA_AAD, PRIYA_CHAT, execute, install, post, runtime
 from tests.conftest import LAMBETH, Chaser
 from tests.importers.makers import write_csv
 

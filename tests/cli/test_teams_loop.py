@@ -22,6 +22,7 @@ from chaser.runtime import Runtime, build_runtime
 from storage.db import make_engine, session_factory
 from storage.models import Action, Outbox, Person, StatusUpdate
 from storage.updates import current_state
+from tests.bot.cards import actions_of, button, inputs_of, texts
 from tests.bot.teams_server import TeamsFake, activity, teams_server
 from tests.conftest import LAMBETH, Chaser
 from tests.importers.makers import write_csv
@@ -84,46 +85,6 @@ def execute(fake: TeamsFake, data: dict[str, Any], *, aad: str = PRIYA_AAD, chat
     return activity(fake, type="invoke", name="adaptiveCard/action", from_id=f"29:{aad[:8]}", aad_object_id=aad,
                     conversation=chat, value={"action": {"type": "Action.Execute", "verb": data["chaser"],
                                                          "data": data}, "trigger": "manual"})
-
-
-def actions_of(card: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every action in a card, ShowCard forms included, depth first."""
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if str(node.get("type", "")).startswith("Action."):
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card.get("body"))
-    walk(card.get("actions"))
-    return found
-
-
-def button(card: dict[str, Any], action_id: int, title: str) -> dict[str, Any]:
-    return next(a for a in actions_of(card) if a.get("title") == title and a.get("data", {}).get("a") == action_id)
-
-
-def texts(card: dict[str, Any]) -> str:
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") in ("TextRun", "TextBlock"):
-                found.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card)
-    return "\n".join(found)
 
 
 def reach(chaser: Chaser) -> dict[str, bool]:
@@ -201,7 +162,7 @@ def test_the_update_form_records_a_note_and_a_date_and_an_unreadable_date_is_sai
     assert wrong["statusCode"] == 200
     shown = texts(wrong["value"])
     assert "could not read this date" in shown
-    form = {i["id"]: i.get("value") for i in _inputs(wrong["value"])}
+    form = {i["id"]: i.get("value") for i in inputs_of(wrong["value"])}
     assert form[f"note-{a}"] == "Panel booked" and form[f"due-{a}"] == "the twelfth of never"  # nothing typed is lost
     with session_factory(run.engine)() as session:
         assert not session.scalars(select(StatusUpdate).where(StatusUpdate.channel == "teams")).all()
@@ -214,23 +175,6 @@ def test_the_update_form_records_a_note_and_a_date_and_an_unreadable_date_is_sai
         assert state.status == "green" and state.note == "Panel booked"
         assert state.due == dt.date(2023, 9, 30)
     run.close()
-
-
-def _inputs(card: dict[str, Any]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if str(node.get("type", "")).startswith("Input."):
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card)
-    return found
 
 
 def test_tokens_that_do_not_verify_and_a_non_owner_change_nothing(

@@ -22,6 +22,7 @@ from bot.channels.memory import Memory
 from bot.channels.teams import Teams, TeamsLimits, teams_settings
 from storage.db import session_factory
 from storage.models import Outbox, Person
+from tests.bot.cards import datas_of
 from tests.bot.teams_server import TeamsFake, teams_server
 from tests.jobs.test_dispatch import outbox
 from tests.jobs.test_slack_dispatch import Clock, add_people, dispatcher, drain, queue
@@ -64,20 +65,7 @@ def people(fake: TeamsFake, count: int, **extra: Any) -> list[dict[str, Any]]:
 
 def outbox_of(card: dict[str, Any]) -> int:
     """The outbox id a card's buttons name (every button of a card names the same message)."""
-    found: set[int] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("data"), dict) and "o" in node["data"]:
-                found.add(node["data"]["o"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(card)
-    [outbox_id] = found
+    [outbox_id] = {data["o"] for data in datas_of(card) if "o" in data}
     return outbox_id
 
 

@@ -48,20 +48,18 @@ THROTTLED_SECONDS = 60.0  # a 429 without Retry-After
 SAID_MAX = 200  # how much of the flow's error message goes into the row's last_error
 
 
-class _HideSignatures(logging.Filter):
+class _HideWebhooks(logging.Filter):
     """urllib3 logs each request line at DEBUG (``"POST /workflows/…?…&sig=… HTTP/1.1" 202``):
-    the query carries the flow's signature, so it is replaced before any handler sees it."""
-
-    _QUERY = re.compile(r"\?[^\s\"']*")
+    a flow's path and signature are its URL, so they are replaced before any handler sees them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any("sig=" in str(arg) for arg in record.args):
-            record.args = tuple(self._QUERY.sub("?<hidden>", arg) if isinstance(arg, str) else arg
+        if isinstance(record.args, tuple) and any(isinstance(arg, str) and "sig=" in arg for arg in record.args):
+            record.args = tuple("<a webhook URL>" if isinstance(arg, str) and "sig=" in arg else arg
                                 for arg in record.args)
         return True
 
 
-logging.getLogger("urllib3.connectionpool").addFilter(_HideSignatures())
+logging.getLogger("urllib3.connectionpool").addFilter(_HideWebhooks())
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -152,12 +150,12 @@ class TeamsWorkflow:
                 if run:
                     ref["run"] = run[:200]
                 return Receipt(self.kind, ref)
-            raise self._error(response, where, name, url)
+            raise self._error(response, where, name, url, envelope.outbox_id)
         finally:
             response.close()
 
     @staticmethod
-    def _error(response: requests.Response, where: str, name: str, url: str) -> ChannelError:
+    def _error(response: requests.Response, where: str, name: str, url: str, outbox_id: int) -> ChannelError:
         status = response.status_code
         said = _said(response, url)
         retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -165,7 +163,7 @@ class TeamsWorkflow:
             return ChannelError(f"{where}: throttled (429{said})", throttled=True,
                                 retry_after=retry_after if retry_after is not None else THROTTLED_SECONDS)
         if status == 408 or status >= 500:
-            return ChannelError(f"{where}: {status}{said}", retry_after=retry_after)
+            return ChannelError(f"{where}: HTTP {status}{said}", retry_after=retry_after)
         if status in (401, 403):
             why = ("the flow refused the post: in its trigger, 'Who can trigger the flow' must be 'Anyone' "
                    "(Chaser posts without signing in)")
@@ -178,8 +176,10 @@ class TeamsWorkflow:
         elif 300 <= status < 400:
             why = f"the URL in {name} redirects elsewhere; put the flow trigger's own URL in {name}"
         else:
-            why = "the flow refused the card"
-        return ChannelError(f"{where}: {status}{said}: {why}", permanent=True)
+            why = ("the flow refused the card (a flow made from another template than 'Post to a channel when a "
+                   "webhook request is received' may expect another message)")
+        return ChannelError(f"{where}: HTTP {status}{said}. {why[0].upper()}{why[1:]}; then run "
+                            f"'chaser outbox retry {outbox_id}'", permanent=True)
 
     def close(self) -> None:
         """Close the pooled connections (at shutdown); a later send opens new ones."""
@@ -190,7 +190,7 @@ class TeamsWorkflow:
 
 
 def _said(response: requests.Response, url: str) -> str:
-    """`` ErrorCode: message`` from a Power Automate error body (cut, with the URL hidden), or ''."""
+    """``, ErrorCode: message`` from a Power Automate error body (cut, with the URL hidden), or ''."""
     try:
         data = response.json()
     except ValueError:
@@ -199,8 +199,8 @@ def _said(response: requests.Response, url: str) -> str:
     if not isinstance(error, dict):
         return ""
     code, text = str(error.get("code") or ""), " ".join(str(error.get("message") or "").split())
-    said = ": ".join(part for part in (code, text) if part)
-    for secret in {url, url.split("?", 1)[0]}:
+    said = ": ".join(part for part in (code, text.rstrip(".")) if part)
+    for secret in (url, url.split("?", 1)[0]):  # the whole URL first, then its path
         said = said.replace(secret, "<the webhook URL>")
     said = re.sub(r"sig=[^&\s\"']+", "sig=<hidden>", said)
-    return f" {said[:SAID_MAX]}" if said else ""
+    return f", {said[:SAID_MAX]}" if said else ""

@@ -40,7 +40,7 @@ def digest(ctx: Context, board_name: str, period: str | None, out: Path | None, 
     month = parse_period(period, timezone) if period else last_complete_month(ctx.now(at_text), timezone)
     if send and not has_destination(board):
         raise InvalidValue(f"--send: board {board.name!r} has no recipients; add recipients = [\"…\"] "
-                           "(or slack_channel = \"#…\") to its [[boards]] table in chaser.toml")
+                           "(or slack_channel = \"#…\", or teams_webhook_env = \"…\") to its [[boards]] table in chaser.toml")
     with ctx.session() as session:
         report = build_report(session, board, month, ctx.edi_leads)
     queued = None

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from bot.channels import CHANNELS, load_channel
+from bot.channels import CHANNELS, PRESET_ONLY, load_channel
 from chaser.errors import ConfigError
 from jobs.calendar import Schedule, WorkCalendar, parse_schedule
 from jobs.planner import Cadence
@@ -492,6 +492,10 @@ def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
             raise ConfigError(f"{path}: {named} {kind!r} is not one of {', '.join(sorted(CHANNELS))}")
     if len(set(order)) != len(order):
         raise ConfigError(f"{path}: {named} names a channel twice")
+    for kind in order:
+        if kind in PRESET_ONLY:
+            raise ConfigError(f"{path}: {named} {kind!r} is not a channel messages are routed to: it posts "
+                              "board digests to the webhook a [[boards]] teams_webhook_env names")
 
     def enabled(kind: str) -> bool:
         value = tables.get(kind, {}).get("enabled", kind in NO_ACCOUNT_CHANNELS)
@@ -504,7 +508,7 @@ def _channels(table: dict[str, Any], path: str) -> ChannelsConfig:
     chosen = tuple(kind for kind in order if enabled(kind)) or (FALLBACK_CHANNEL,)
     # Each channel checks its own table now (no secrets read: commands that send nothing must
     # not need them), so a bad value stops Chaser at start with the key's name.
-    for kind in dict.fromkeys((*chosen, *(k for k in tables if k in NO_ACCOUNT_CHANNELS))):
+    for kind in dict.fromkeys((*chosen, *(k for k in tables if k in NO_ACCOUNT_CHANNELS or k in PRESET_ONLY))):
         try:
             load_channel(kind, tables.get(kind, {}), None)
         except ConfigError as exc:

@@ -12,6 +12,11 @@ whose channel preferences apply (the board secretary's list, a shared mailbox).
 A board with ``slack_channel`` also gets one row for that channel: recipient the channel,
 channel preset to ``slack``, payload ``"to": "slack_channel"``; the Slack channel posts its
 summary there (:func:`bot.slack_blocks.digest_blocks`) and names the email for the full report.
+A board with ``teams_webhook_env`` gets one row for its Teams channel: recipient the NAME of the
+environment variable holding the Workflows webhook URL (the URL is a secret, read only when
+sending), channel preset to ``teams_workflow`` (never routed to: the row goes there or is
+parked), payload ``"to": "teams_webhook"``; that channel posts the card of
+:func:`bot.teams_digest.digest_card`. All of a board's rows for a month come from the one key.
 
 **Built when sent.** The payload holds only the board and the period (``{"board", "period",
 "items": []}``); the dispatcher builds the report with :func:`jobs.digest.build_report` at
@@ -55,6 +60,9 @@ KIND = "digest"
 CHART_ID = "chart.{period}@digest.chaser.invalid"  # the chart's Content-ID; unique within its message
 CHANGES_LISTED = 8  # status moves the email (and the Slack summary) lists; the PDF has them all
 SLACK_SUMMARY = "slack_channel"  # payload "to" of the row for the board's slack_channel (module docstring)
+TEAMS_SUMMARY = "teams_webhook"  # payload "to" of the row for the board's teams_webhook_env (module docstring)
+TEAMS_CHANNEL = "teams_workflow"  # bot.channels.teams_workflow: never routed to, only preset
+SUMMARIES = {SLACK_SUMMARY: "slack", TEAMS_SUMMARY: TEAMS_CHANNEL}  # payload "to" -> the channel it is for
 
 
 def digest_key(board: BoardConfig, period: Period) -> str:
@@ -94,10 +102,19 @@ def queue_digest(session: Session, board: BoardConfig, period: Period, now: dt.d
         rows.append(Outbox(kind=KIND, person_id=None, recipient=board.slack_channel, channel="slack",
                            payload={"board": board.name, "period": period.name, "items": [], "to": SLACK_SUMMARY},
                            state="queued", attempts=0, created_at=now, next_attempt_at=now))
+    if board.teams_webhook_env:  # the card for the board's Teams channel: the variable's NAME, never its URL
+        rows.append(Outbox(kind=KIND, person_id=None, recipient=board.teams_webhook_env, channel=TEAMS_CHANNEL,
+                           payload={"board": board.name, "period": period.name, "items": [], "to": TEAMS_SUMMARY},
+                           state="queued", attempts=0, created_at=now, next_attempt_at=now))
     session.add_all(rows)
     session.flush()
     session.execute(update(NudgeKey).where(NudgeKey.key == key).values(outbox_id=rows[0].id))
     return Queued(key, tuple(r.id for r in rows))
+
+
+def has_destination(board: BoardConfig) -> bool:
+    """Whether the board's digest goes anywhere: recipients, a Slack channel or a Teams webhook."""
+    return bool(board.recipients or board.slack_channel or board.teams_webhook_env)
 
 
 def digest_date(board: BoardConfig, calendar: WorkCalendar, year: int, month: int) -> dt.date:
@@ -116,7 +133,7 @@ def queue_due_digests(session: Session, config: Config, now: dt.datetime) -> lis
     today = calendar.today(now)
     queued: list[int] = []
     for board in config.boards:
-        if not (board.recipients or board.slack_channel) or today < digest_date(board, calendar, today.year, today.month):
+        if not has_destination(board) or today < digest_date(board, calendar, today.year, today.month):
             continue
         done = queue_digest(session, board, last_complete_month(now, config.timezone), now)
         if not done.already:
@@ -178,7 +195,7 @@ class DigestBuilder:
         self._lock = threading.Lock()
 
     def summary(self, session: Session, payload: dict[str, Any]) -> dict[str, Any]:
-        """The headlines for the board's Slack channel: the email's view, without building the
+        """The headlines for the board's Slack or Teams channel: the email's view, without building the
         chart and the PDF when the email has not been built (same errors as :meth:`mail`)."""
         board = find_board(self.config.boards, str(payload.get("board", "")))
         period = parse_period(str(payload.get("period", "")), self.config.timezone)

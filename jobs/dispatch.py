@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine, bindparam, case, func, select, text, update
 from sqlalchemy.orm import Session
 
-from bot.channels import load_channel
+from bot.channels import PRESET_ONLY, load_channel
 from bot.channels.base import (
     Channel, ChannelError, Envelope, Item, Receipt, Recipient, Recorded, Secrets, can_update,
 )
@@ -39,7 +39,7 @@ from bot.links import answer_links, mine_link, preferences_url
 from bot.routing import Route, address_on, choose, recipient_of, why_unreachable
 from chaser.errors import ChaserError
 from jobs.digest_send import KIND as DIGEST
-from jobs.digest_send import SLACK_SUMMARY, DigestBuilder
+from jobs.digest_send import SUMMARIES, DigestBuilder
 from storage.db import receipts_engine, session_factory
 from storage.models import Clock, Outbox, Person, StatusUpdate
 from storage.reasons import why_of
@@ -175,10 +175,16 @@ class Dispatcher:
 
     def route(self, prepared: Prepared, failed: set[str]) -> Route | None:
         """Where a message goes now: where it went last if that still works, else the first channel
-        (of the person's own, then ``[channels] order``) that reaches its recipient."""
+        (of the person's own, then ``[channels] order``) that reaches its recipient. A message
+        preset to a channel of ``PRESET_ONLY`` (not in the order) goes there, or nowhere."""
         order = self.config.channels.order
         recipient = prepared.envelope.recipient
         kind = prepared.envelope.kind
+        if prepared.channel in PRESET_ONLY:  # queued for it by name (a board's Teams webhook): there or nowhere
+            if prepared.channel in failed:
+                return None
+            address = self.channel(prepared.channel).address(recipient)
+            return Route(prepared.channel, address) if address else None
         if prepared.channel in order and prepared.channel not in failed:
             address = address_on(self.channel(prepared.channel), recipient, kind)
             if address:
@@ -322,11 +328,12 @@ class Dispatcher:
         """A board digest to one recipient address: its report built now, from the payload's
         board and period (jobs.digest_send); a board no longer configured cannot be sent. The
         address is named as the board ("EDI Board" <clerk@…>): it gets the mail as the board's.
-        The row for the board's ``slack_channel`` has the channel as its Slack address and only
-        the headlines: the PDF is the slow part, and the channel post attaches nothing."""
-        to_channel = row.payload.get("to") == SLACK_SUMMARY
-        recipient = Recipient(str(row.payload.get("board") or row.recipient),
-                              {"slack" if to_channel else "email": row.recipient})
+        The rows for the board's ``slack_channel`` and ``teams_webhook_env`` have the channel (the
+        Slack channel, the variable's name) as their address there and only the headlines: the
+        PDF is the slow part, and a channel post attaches nothing."""
+        summary_for = SUMMARIES.get(str(row.payload.get("to") or ""))
+        to_channel = summary_for is not None
+        recipient = Recipient(str(row.payload.get("board") or row.recipient), {summary_for or "email": row.recipient})
         try:
             if to_channel:
                 view, inline, attachments = self.digests.summary(session, row.payload), (), ()

@@ -3,6 +3,7 @@
 Add a channel by adding one line to :data:`CHANNELS`; nothing scans folders. A channel class
 implements :class:`bot.channels.base.Channel` and builds itself from its ``[channels.<kind>]``
 table with ``from_settings(table, secrets)``. Only the channels the config enables are imported.
+A channel in :data:`PRESET_ONLY` takes only the messages queued for it by name.
 """
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ CHANNELS: dict[str, str] = {
     "outbox_folder": "bot.channels.outbox_folder:OutboxFolder",
     "slack": "bot.channels.slack:Slack",
     "teams": "bot.channels.teams:Teams",
+    "teams_workflow": "bot.channels.teams_workflow:TeamsWorkflow",
 }
+# Channels a message is preset to and never routed to: they are not in ``[channels] order``,
+# and a message that fails there is parked, not moved on. A board's Teams digest goes to its
+# Workflows webhook (jobs.digest_send); nobody else has an address there.
+PRESET_ONLY: tuple[str, ...] = ("teams_workflow",)
 
 _classes: dict[str, type] = {}
 
@@ -59,6 +65,7 @@ def load_channel(kind: str, table: Mapping[str, Any], secrets: Secrets | None) -
 
 __all__ = [
     "CHANNELS",
+    "PRESET_ONLY",
     "Channel",
     "ChannelError",
     "Envelope",

@@ -9,7 +9,7 @@ from chaser.cli.common import AT, Context, console, emit_json, escape, handles_e
 from chaser.errors import InvalidValue
 from jobs.digest import COUNT_LABELS, COUNTED, build_report, find_board, last_complete_month, parse_period
 from jobs.digest_render import renderer_for, write
-from jobs.digest_send import queue_digest
+from jobs.digest_send import has_destination, queue_digest
 from storage.dates import format_month
 
 
@@ -30,16 +30,17 @@ def digest(ctx: Context, board_name: str, period: str | None, out: Path | None, 
     """A board's highlight report for one month: counts, what changed, overdue, who did not answer.
 
     Reads the tracker as it stood at the end of the month; changes nothing, unless --send
-    queues it for the board's recipients and slack_channel (the sweep does that itself on the board's digest_day).
+    queues it for the board's recipients, slack_channel and teams_webhook_env (the sweep does
+    that itself on the board's digest_day).
     """
     if out is not None:
         renderer_for(out)  # a format that cannot be written is refused before anything is read
     board = find_board(ctx.config.boards, board_name)
     timezone = ctx.config.timezone
     month = parse_period(period, timezone) if period else last_complete_month(ctx.now(at_text), timezone)
-    if send and not (board.recipients or board.slack_channel):
+    if send and not has_destination(board):
         raise InvalidValue(f"--send: board {board.name!r} has no recipients; add recipients = [\"…\"] "
-                           "(or slack_channel = \"#…\") to its [[boards]] table in chaser.toml")
+                           "(or slack_channel = \"#…\", or teams_webhook_env = \"…\") to its [[boards]] table in chaser.toml")
     with ctx.session() as session:
         report = build_report(session, board, month, ctx.edi_leads)
     queued = None
@@ -65,7 +66,8 @@ def digest(ctx: Context, board_name: str, period: str | None, out: Path | None, 
         text.print(f"The {format_month(month.start)} report was already queued for {escape(report.board)}; "
                    "nothing queued.")
     elif queued is not None:
-        to = [*board.recipients, *([f"Slack {board.slack_channel}"] if board.slack_channel else [])]
+        to = [*board.recipients, *([f"Slack {board.slack_channel}"] if board.slack_channel else []),
+              *([f"the Teams webhook in {board.teams_webhook_env}"] if board.teams_webhook_env else [])]
         text.print(f"Queued the {format_month(month.start)} report for {len(queued.outbox_ids)} recipient(s): "
                    f"{escape(', '.join(to))}.")
 

@@ -119,7 +119,7 @@ def test_digest_writes_html_csv_and_xlsx(run) -> None:  # type: ignore[no-untype
 def test_send_queues_last_months_report_once_and_a_second_send_queues_nothing(run) -> None:  # type: ignore[no-untyped-def]
     assert run("digest", "--board", BOARD, "--send", expect=2).stderr.strip() == (
         f"chaser: --send: board {BOARD!r} has no recipients; add recipients = [\"…\"] (or slack_channel = "
-        "\"#…\") to its [[boards]] table in chaser.toml")
+        "\"#…\", or teams_webhook_env = \"…\") to its [[boards]] table in chaser.toml")
     Path("chaser.toml").write_text(Path("chaser.toml").read_text() + 'recipients = ["clerk@lambeth.example"]\n')
     first = run("digest", "--board", BOARD, "--send", "--format", "json")
     assert len(json.loads(first.stdout)["queued"]) == 1
@@ -129,6 +129,14 @@ def test_send_queues_last_months_report_once_and_a_second_send_queues_nothing(ru
     assert "nothing queued" in run("digest", "--board", BOARD, "--period", "2022-11", "--send").stdout
     outbox = json.loads(run("outbox", "--format", "json").stdout)
     assert [(m["kind"], m["person"], m["state"]) for m in outbox] == [("digest", "clerk@lambeth.example", "queued")] * 2
+
+
+def test_send_to_a_board_with_only_a_teams_webhook_names_the_variable(run) -> None:  # type: ignore[no-untyped-def]
+    Path("chaser.toml").write_text(Path("chaser.toml").read_text() + 'teams_webhook_env = "TEAMS_EDI_BOARD_WEBHOOK"\n')
+    said = " ".join(run("digest", "--board", BOARD, "--period", "2022-11", "--send").stdout.split())
+    assert "Queued the November 2022 report for 1 recipient(s): the Teams webhook in TEAMS_EDI_BOARD_WEBHOOK." in said
+    outbox = json.loads(run("outbox", "--format", "json").stdout)
+    assert [(m["kind"], m["person"], m["state"]) for m in outbox] == [("digest", "TEAMS_EDI_BOARD_WEBHOOK", "queued")]
 
 
 def test_pdf_and_unknown_boards_are_clear_errors(run) -> None:  # type: ignore[no-untyped-def]

@@ -55,7 +55,8 @@ from sqlalchemy import Engine, update
 
 from bot.channels.base import ChannelError, Envelope, Receipt, Recipient, Secrets, check_keys
 from bot.channels.limits import RateLimits, seconds
-from bot.graph import client_credential, trusted_cas
+from bot.graph import HttpSession, client_credential, trusted_cas
+from bot.render import render
 from bot.teams_cards import attachment, nudge_card, summary
 from chaser.errors import ConfigError
 
@@ -184,7 +185,7 @@ class Teams:
         self._credential = credential
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
-        self.session = requests.Session()
+        self.session = HttpSession(settings.timeout)  # environment read once per host: see HttpSession
         self.session.verify = trusted_cas() if verify is None else verify
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32)
         self.session.mount("https://", adapter)
@@ -248,11 +249,11 @@ class Teams:
                    self._person(envelope), json=body)
         return Receipt(self.kind, dict(receipt.ref))
 
-    def card(self, envelope: Envelope) -> dict[str, Any]:
-        return nudge_card(envelope)
-
     def _activity(self, envelope: Envelope) -> dict[str, Any]:
-        return {"type": "message", "summary": summary(envelope), "attachments": [attachment(self.card(envelope))]}
+        """The message activity: the card, and the summary a notification shows, from one render."""
+        rendered = render(envelope, email=False, chat_template="teams.txt")
+        return {"type": "message", "summary": summary(envelope, rendered),
+                "attachments": [attachment(nudge_card(envelope, rendered))]}
 
     def _person(self, envelope: Envelope) -> Recipient | None:
         """Whose chat a message goes to (None: the EDI lead's list in ``digest_channel``, nobody's

@@ -221,3 +221,20 @@ def test_every_user_string_in_a_card_is_a_text_run() -> None:
     assert all(b["type"] == "TextRun" for b in blocks if "evil.example" in b["text"] or "<at>" in b["text"])
     assert "msteams" not in json.dumps(card).replace('"msteams": {"width": "Full"}', "")  # no mention entities
     assert read_answer({"chaser": "chaser_status", "o": 7, "a": True}) is None  # a bool is not an id
+
+
+def test_every_button_of_every_item_names_its_own_message_and_action() -> None:
+    """The buttons are copied from one built with marks for the ids (bot.teams_cards): each
+    item's must carry its own action id, and the form its own input ids, as if built afresh."""
+    items = tuple(Item(ref=f"P{a}", title=f"Action {a}", plan="Plan", rule="due", why="It is due today.",
+                       due=dt.date(2026, 3, 6), due_text="March 2026", status=None, action_id=a)
+                  for a in (3, 918273645, 12))
+    card = nudge_card(Envelope(546372819, "nudge", Recipient("Priya", {}), items, NOW))
+    for a in (3, 918273645, 12):
+        datas = [d for d in datas_of(card) if d.get("a") == a]
+        assert {d["chaser"] for d in datas} == {"chaser_status", "chaser_update", "chaser_snooze"}
+        assert {d["o"] for d in datas} == {546372819}
+        assert {d.get("s") for d in datas if d["chaser"] == "chaser_status"} == {"green", "amber", "red", "complete"}
+        assert {n["id"] for n in nodes(card, lambda n: str(n.get("id", "")).endswith(f"-{a}"))} == {
+            f"status-{a}", f"note-{a}", f"due-{a}"}
+    assert len(datas_of(card)) == 3 * 2 * 6  # six actions an item, each an Execute with a Submit fallback

@@ -263,13 +263,15 @@ class TeamsAnswers:
             result = handle_reply(session, reply, self.policy)
             if result.outcome == "duplicate" or result.applied:
                 shown = take_refresh(session, answer.outbox_id, "teams", self.refresh, now) if result.applied else None
-                if shown is not None:
-                    message, envelope = shown
-                    card = nudge_card(_original(envelope, message))
-                    session.expunge_all()
-                    return card, message, envelope
-                return self.card_of(session, answer), None, None
-            return self.card_of(session, answer, errors={a: refusal(result)}), None, None
+                if shown is None:
+                    return self.card_of(session, answer), None, None
+                message, envelope = shown
+                original = _original(envelope, message)
+                session.expunge_all()
+            else:
+                return self.card_of(session, answer, errors={a: refusal(result)}), None, None
+        # The card is built after the commit: on SQLite the write lock is not held while it is.
+        return nudge_card(original), message, envelope
 
     def card_of(self, session: Session, answer: Answer, *, errors: Mapping[int, str] | None = None,
                 told: Mapping[int, str] | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import ARRAY, Engine, Integer, any_, create_engine, event, literal
+from sqlalchemy import ARRAY, Engine, Integer, any_, bindparam, create_engine, event, literal
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -167,7 +167,9 @@ def id_in(session: Session, column: Any, ids: Sequence[int]) -> Any:
     """
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(literal(list(ids), ARRAY(Integer)))
-    return column.in_(ids)
+    # One expanding parameter: ``in_(ids)`` would coerce every id into an SQL element on each
+    # call (2 ms for the 500 actions a person may hold, on every click they make).
+    return column.in_(bindparam(None, list(ids), type_=Integer, expanding=True))
 
 
 def id_chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:

@@ -25,7 +25,7 @@ from storage.db import id_chunks, id_in
 from storage.importers.parse import ref_key
 from storage.models import Action, ActionOwner, Outbox, Person, PersonRole, Plan, Reply, StatusUpdate
 from storage.people import DirectoryResult, holders, import_directory, owners_of
-from storage.updates import CurrentState, current_states, fold_history
+from storage.updates import CurrentState, current_states, latest_statuses
 
 UNKNOWN = "unknown"  # the status filter for actions nobody has reported on yet
 RETRYABLE = ("parked", "failed")
@@ -272,8 +272,8 @@ def open_counts(session: Session, person_ids: Iterable[int]) -> dict[int, int]:
     """person id -> how many open (not complete) actions they answer for: the number a nudge's
     link to the page of all their actions shows. One fold of the history for everyone asked."""
     held = actions_held(session, person_ids)
-    history = fold_history(session, sorted({a for ids in held.values() for a in ids}))
-    return {pid: sum(1 for a in ids if history.get(a, {}).get("status") != "complete") for pid, ids in held.items()}
+    statuses = latest_statuses(session, sorted({a for ids in held.values() for a in ids}))
+    return {pid: sum(1 for a in ids if statuses.get(a) != "complete") for pid, ids in held.items()}
 
 
 def action_detail(session: Session, action: Action) -> ActionDetail:

@@ -167,3 +167,27 @@ def test_the_leads_list_goes_to_the_teams_channel_when_one_is_set(engine: Engine
     assert outbox(engine)[again].channel == "email"
     with session_factory(engine)() as session:
         assert session.get(Person, lead).teams_blocked_at is None
+
+
+def test_a_bot_connector_that_cannot_be_reached_is_retried_and_the_proxy_comes_from_the_environment(
+        engine: Engine, fake: TeamsFake, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    [priya] = add_people(engine, [{**people(fake, 1)[0], "teams_conversation": {
+        **chat(fake, 0), "service_url": f"https://127.0.0.1:{port}/teams/"}}])
+    [sent] = queue(engine, [priya], 1)
+    result = dispatcher(engine, clock, {"teams": teams(fake, clock)}, order=("teams",)).run_once()
+    assert result.sent == 0
+    row = outbox(engine)[sent]
+    assert row.state == "failed" and "could not reach Teams" in row.last_error  # to be retried, not parked
+    assert row.attempts == 1 and row.next_attempt_at is not None
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.council.example:8080")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    channel = teams(fake, clock)
+    proxied = channel.pools.for_url("https://smba.trafficmanager.net/teams/v3/conversations/a:1/activities")
+    assert proxied.proxy is not None and proxied.proxy.host == "proxy.council.example"
+    assert getattr(channel.pools.for_url(f"{fake.service_url}v3/conversations"), "proxy", None) is None

@@ -78,42 +78,46 @@ def stop_fake(server: subprocess.Popen[str]) -> int:
     return posted
 
 
-def queue(engine: Any, n: int, items: int) -> None:
+def run(engine: Any, channel: Any, n: int, items: int, workers: int) -> tuple[float, float]:
+    """Queue ``n`` nudges for ``channel`` (Slack's or Teams'), send them all with ``workers``
+    send threads; the wall time and this process's CPU time. Every row must end ``sent``."""
+    kind = channel.kind
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM outbox"))
-        conn.execute(insert(Outbox.__table__), outbox_rows(n, "slack", items))
-
-
-def run(engine: Any, channel: Slack, n: int, items: int, workers: int) -> float:
-    queue(engine, n, items)
+        conn.execute(insert(Outbox.__table__), outbox_rows(n, kind, items))
     config = parse_config({"scheduler": {"send_workers": workers}, "channels": {"default": "memory"}}, "bench")
-    config = replace(config, channels=ChannelsConfig(order=("slack",)))
-    dispatcher = Dispatcher(engine, config, clock=lambda: NOW, secret="x" * 32, channels={"slack": channel},
+    config = replace(config, channels=ChannelsConfig(order=(kind,)))
+    dispatcher = Dispatcher(engine, config, clock=lambda: NOW, secret="x" * 32, channels={kind: channel},
                             worker="bench:1")
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     sent = 0
     while True:
         result = dispatcher.run_once(batch=50)
         sent += result.sent
         if not (result.sent or result.failed):
             break
-    took = time.perf_counter() - started
+    took, cpu = time.perf_counter() - started, time.process_time() - cpu
     with engine.connect() as conn:
         done = conn.execute(select(func.count()).select_from(Outbox).where(Outbox.state == "sent")).scalar_one()
     if done != n or sent != n:
         raise SystemExit(f"{sent} sent by the dispatcher, {done} rows marked sent, {n} queued")
-    return took
+    return took, cpu
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def options(doc: str, postgres_url: str) -> argparse.Namespace:
+    """The command line the channel delivery benchmarks share."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--items", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--postgres-url", default=DEFAULT_PG_URL)
-    args = parser.parse_args()
+    parser.add_argument("--postgres-url", default=postgres_url)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = options(__doc__, DEFAULT_PG_URL)
     if args.database == "sqlite":
         folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"slack-bench-{os.getpid()}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -131,7 +135,7 @@ def main() -> None:
         run(engine, channel, PEOPLE, args.items, args.workers)  # warm-up: every DM channel opened once
         rates = []
         for number in range(args.runs):
-            took = run(engine, channel, args.messages, args.items, args.workers)
+            took, _ = run(engine, channel, args.messages, args.items, args.workers)
             rates.append(args.messages / took)
             print(f"run {number + 1}: {args.messages} messages in {took:.2f} s = {rates[-1]:.0f} messages/s")
     finally:

@@ -22,29 +22,25 @@ equal the messages queued: every one exactly once.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import func, insert, select, text  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 
-from bench.dispatch_bench import NOW, PEOPLE, outbox_rows, people_rows  # noqa: E402
+from bench.dispatch_bench import PEOPLE, people_rows  # noqa: E402
 from bench.pg import fresh_schema, pg_schema  # noqa: E402
+from bench.slack_bench import options, run  # noqa: E402
 from bot.channels.teams import Teams, teams_settings  # noqa: E402
-from chaser.config import ChannelsConfig, parse_config  # noqa: E402
-from jobs.dispatch import Dispatcher  # noqa: E402
 from storage.db import make_engine, upgrade  # noqa: E402
-from storage.models import Outbox, Person  # noqa: E402
+from storage.models import Person  # noqa: E402
 
 DEFAULT_PG_URL = "postgresql://127.0.0.1/test?options=-csearch_path%3Dbench_teams"
 SERVER = """
@@ -93,39 +89,8 @@ def teams_people(service_url: str, tenant: str) -> list[dict[str, Any]]:
             for row in people_rows()]
 
 
-def run(engine: Any, channel: Teams, n: int, items: int, workers: int) -> tuple[float, float]:
-    """The wall time and this process's CPU time to send ``n`` queued nudges."""
-    with engine.begin() as conn:
-        conn.execute(text("DELETE FROM outbox"))
-        conn.execute(insert(Outbox.__table__), outbox_rows(n, "teams", items))
-    config = parse_config({"scheduler": {"send_workers": workers}, "channels": {"default": "memory"}}, "bench")
-    config = replace(config, channels=ChannelsConfig(order=("teams",)))
-    dispatcher = Dispatcher(engine, config, clock=lambda: NOW, secret="x" * 32, channels={"teams": channel},
-                            worker="bench:1")
-    started, cpu = time.perf_counter(), time.process_time()
-    sent = 0
-    while True:
-        result = dispatcher.run_once(batch=50)
-        sent += result.sent
-        if not (result.sent or result.failed):
-            break
-    took, cpu = time.perf_counter() - started, time.process_time() - cpu
-    with engine.connect() as conn:
-        done = conn.execute(select(func.count()).select_from(Outbox).where(Outbox.state == "sent")).scalar_one()
-    if done != n or sent != n:
-        raise SystemExit(f"{sent} sent by the dispatcher, {done} rows marked sent, {n} queued")
-    return took, cpu
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=3000)
-    parser.add_argument("--items", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--postgres-url", default=DEFAULT_PG_URL)
-    args = parser.parse_args()
+    args = options(__doc__, DEFAULT_PG_URL)
     with tempfile.TemporaryDirectory(prefix="teams-bench-") as tmp:
         if args.database == "sqlite":
             url = f"sqlite:///{Path(tmp) / 'chaser.db'}"

@@ -281,7 +281,7 @@ class GraphClient:
 class HttpSession(requests.Session):
     """A session with a default timeout (msal, given our session, passes none of its own) that
     reads the environment's proxy and CA settings once per host. Plain requests walks the whole
-    of ``os.environ`` for them on every call: about 0.4 ms, a tenth of a Teams send. A change
+    of ``os.environ`` for them on every call (about 0.4 ms, bench/README.md). A change
     to ``HTTPS_PROXY``, ``NO_PROXY`` or ``REQUESTS_CA_BUNDLE`` is seen on restart."""
 
     def __init__(self, timeout: float) -> None:

@@ -1,14 +1,16 @@
 """Microsoft Teams: each nudge as an Adaptive Card in the owner's personal chat with the Chaser
 bot, answered in place (issue 14).
 
-**Protocol.** Chaser speaks the Bot Connector REST protocol itself with urllib3 (its
-connection pools; msal gets its token over ``requests``), not Microsoft's Teams SDK for Python (``microsoft-teams-apps``): that SDK is an asyncio
-application with its own web server and event loop, while Chaser is one sync model (the
-dispatcher's send threads, Starlette's thread pool for the web app); the two Bot Connector
-calls Chaser needs, ``POST /v3/conversations/{id}/activities`` and ``PUT …/activities/{id}``,
-are plain HTTPS. urllib3 rather than a ``requests`` session for them: requests' machinery
-around the same urllib3 call cost 0.3 ms of CPU a send, an eighth of it (bench/README.md,
-Teams delivery); proxies are still taken from ``HTTPS_PROXY``/``NO_PROXY``. Cards are built with ``microsoft-teams-cards`` (bot.teams_cards).
+**Protocol.** Chaser speaks the Bot Connector REST protocol itself with urllib3's connection
+pools (msal gets the bot's token over ``requests``), not Microsoft's Teams SDK for Python
+(``microsoft-teams-apps``): that SDK is an asyncio application with its own web server and
+event loop, while Chaser is one sync model (the dispatcher's send threads, Starlette's thread
+pool for the web app); the two Bot Connector calls Chaser needs, ``POST
+/v3/conversations/{id}/activities`` and ``PUT …/activities/{id}``, are plain HTTPS. urllib3
+rather than a ``requests`` session for them: requests' machinery around the same urllib3 call
+cost 0.3 ms of CPU a send, an eighth of it (bench/README.md, Teams delivery); proxies are still
+taken from ``HTTPS_PROXY``/``NO_PROXY`` (:class:`_Pools`). Cards are built with
+``microsoft-teams-cards`` (bot.teams_cards).
 
 ``[channels.teams]``: ``enabled``, ``app_id`` (the bot's Entra application id), ``tenant_id``,
 ``token_url`` (default ``https://login.microsoftonline.com/<tenant_id>/oauth2/v2.0/token``),

@@ -43,7 +43,8 @@ def plan(engine: Engine, session: Session, tmp_path: Path) -> Engine:
         ["P3", "Staff network listening", "Network Chair", "On-going", "Culture"],
         ["P4", "Menopause policy", "Policy Lead", "31/03/2027", "Culture"],
     ])
-    import_plan_file(engine, tmp_path / "plan.csv", plan_name="Plan")
+    # Imported as of a fixed moment: the stale rule counts silence from the action's creation.
+    import_plan_file(engine, tmp_path / "plan.csv", plan_name="Plan", now=at("2026-12-01 09:00"))
     write_csv(tmp_path / "people.csv", [
         ["name", "email", "roles", "manager"],
         ["Priya Shah", "priya@c.example", "HR Business Partner", "dana@c.example"],
